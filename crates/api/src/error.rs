@@ -1,0 +1,99 @@
+//! API errors: one mapping from domain errors to an HTTP status and a stable `code`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use zkcoproc_coordinator::CoordinatorError;
+use zkcoproc_store::StoreError;
+
+/// An error response: `{"error": {"code", "message"}}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+    logs: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            logs: None,
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = %self.code, message = %self.message, "request failed");
+        }
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(logs) = self.logs {
+            error["logs"] = logs;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(e: CoordinatorError) -> Self {
+        match e {
+            CoordinatorError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            CoordinatorError::Invalid { code, message } => ApiError::bad_request(code, message),
+            CoordinatorError::Controller { error, logs } => {
+                let mut err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    error.code(),
+                    error.to_string(),
+                );
+                err.logs = serde_json::to_value(logs).ok();
+                err
+            }
+            CoordinatorError::Store(StoreError::Conflict(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
+            CoordinatorError::Store(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                e.to_string(),
+            ),
+            CoordinatorError::Internal(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "bad_json",
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}

@@ -1,0 +1,100 @@
+//! JSON renderings of stored records.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use zkcoproc_coordinator::DryRun;
+use zkcoproc_store::{ProgramInfo, TaskRecord, TaskStatus};
+use zkcoproc_types::{journal, Witness};
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub(crate) fn program(p: &ProgramInfo) -> Value {
+    json!({
+        "program_id": p.id,
+        "image_id": p.image_id,
+        "controller_size": p.controller_size,
+        "circuit_size": p.circuit_size,
+        "created_at": rfc3339(p.created_at),
+    })
+}
+
+pub(crate) fn dry_run(d: &DryRun) -> Value {
+    let witnesses: Vec<Value> = d
+        .witnesses
+        .iter()
+        .map(|w| match w {
+            Witness::Data(bytes) => json!({"kind": "data", "data": hex::encode(bytes)}),
+        })
+        .collect();
+    json!({"witnesses": witnesses, "input_len": d.input_len, "logs": d.logs})
+}
+
+/// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, and on
+/// success the journal, output, receipt kind and the entrypoint's result.
+pub(crate) fn task(t: &TaskRecord) -> Value {
+    let mut timestamps = Map::new();
+    for e in &t.history {
+        timestamps
+            .entry(e.status.as_str())
+            .or_insert_with(|| json!(rfc3339(e.at)));
+    }
+    let at = |s: TaskStatus| t.history.iter().find(|e| e.status == s).map(|e| e.at);
+    let history: Vec<Value> = t
+        .history
+        .iter()
+        .map(|e| json!({"status": e.status.as_str(), "at": rfc3339(e.at)}))
+        .collect();
+    let mut durations = Map::new();
+    let stages = [
+        TaskStatus::Queued,
+        TaskStatus::Witnessing,
+        TaskStatus::Proving,
+        TaskStatus::Verifying,
+        TaskStatus::Delivering,
+    ];
+    for (i, stage) in stages.iter().enumerate() {
+        let end = stages[i + 1..]
+            .iter()
+            .chain([TaskStatus::Done, TaskStatus::Failed, TaskStatus::Cancelled].iter())
+            .find_map(|s| at(*s));
+        if let (Some(start), Some(end)) = (at(*stage), end) {
+            durations.insert(stage.as_str().to_owned(), json!(end - start));
+        }
+    }
+    let end = [TaskStatus::Done, TaskStatus::Failed, TaskStatus::Cancelled]
+        .iter()
+        .find_map(|s| at(*s));
+    if let Some(end) = end {
+        durations.insert("total".into(), json!(end - t.created_at));
+    }
+    let output = t
+        .journal
+        .as_deref()
+        .and_then(journal::split)
+        .map(|(_, o)| hex::encode(o));
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    json!({
+        "id": t.id,
+        "program_id": t.program_id,
+        "status": t.status.as_str(),
+        "attempts": t.attempts,
+        "args": parse(&t.args),
+        "root": hex::encode(t.root),
+        "receipt_kind": t.receipt_kind,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+        "timestamps": timestamps,
+        "durations_ms": durations,
+        "history": history,
+        "error": t.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        "journal": t.journal.as_ref().map(hex::encode),
+        "output": output,
+        "user_cycles": t.user_cycles,
+        "result": t.result.as_deref().map(parse),
+        "logs": parse(&t.logs),
+    })
+}

@@ -1,0 +1,290 @@
+//! Builds zkcoproc apps without rzup or docker.
+//!
+//! An app is a directory with two crates: `controller/` (→ a WebAssembly component, built for
+//! `wasm32-wasip2`) and `circuit/` (→ a RISC Zero program binary). [`build_app`] builds both and
+//! writes `controller.wasm` and `circuit.bin` to the output directory; `zkcoproc build`, the
+//! demo and the tests all go through it.
+//!
+//! Circuits are built the way `risc0-build` builds them with its own toolchain, but with the
+//! pinned Rust toolchain [`TOOLCHAIN`] (which ships the tier-3 target
+//! `riscv32im-risc0-zkvm-elf`): `-Zbuild-std` (enabled on stable with `RUSTC_BOOTSTRAP=1`),
+//! risc0's rustflags, then the user ELF is combined with the v1compat kernel into the program
+//! binary the prover loads. The image id depends on the compiler, so the toolchain is pinned,
+//! not taken from whatever `rustup default` says.
+//!
+//! Not for proving or deploying: this crate only produces artifacts.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The Rust toolchain controllers and circuits are built with (kept equal to
+/// `rust-toolchain.toml`): a circuit's image id depends on it.
+pub const TOOLCHAIN: &str = "1.95.0";
+/// The zkVM guest target.
+pub const GUEST_TARGET: &str = "riscv32im-risc0-zkvm-elf";
+/// The controller target.
+pub const CONTROLLER_TARGET: &str = "wasm32-wasip2";
+/// Where user programs are linked; must equal `risc0_zkvm_platform::memory::TEXT_START` of the
+/// pinned risc0 release (2.2.x platform for zkvm 3.0.x).
+const TEXT_START: u32 = 0x0020_0800;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The app directory is not laid out as expected.
+    #[error("{0}")]
+    Layout(String),
+    /// cargo could not be run.
+    #[error("cannot run cargo: {0}")]
+    Spawn(std::io::Error),
+    /// cargo failed; its diagnostics were printed to stderr.
+    #[error("building {what} failed (cargo exited with {status}); see the compiler output above")]
+    Cargo {
+        /// "controller" or "circuit"
+        what: &'static str,
+        /// cargo's exit status
+        status: std::process::ExitStatus,
+    },
+    /// cargo succeeded but produced no artifact of the expected kind.
+    #[error("building {0} produced no artifact")]
+    NoArtifact(&'static str),
+    /// The built ELF is not a loadable RISC Zero program.
+    #[error("circuit ELF does not load as a RISC Zero program: {0}")]
+    BadElf(String),
+    /// File I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// the file
+        path: PathBuf,
+        /// the error
+        source: std::io::Error,
+    },
+}
+
+/// What [`build_app`] wrote.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// the output directory
+    pub out_dir: PathBuf,
+    /// `out_dir/controller.wasm`
+    pub controller: PathBuf,
+    /// `out_dir/circuit.bin`
+    pub circuit: PathBuf,
+    /// the circuit's image id (hex)
+    pub image_id: String,
+}
+
+/// Build settings.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Output directory; default `APP_DIR/target/zkcoproc`.
+    pub out_dir: Option<PathBuf>,
+    /// cargo target directory for the app's crates; default `$CARGO_TARGET_DIR/zkcoproc-apps`
+    /// when that is set (so app builds share the host build's cache), else `APP_DIR/target`.
+    pub target_dir: Option<PathBuf>,
+}
+
+/// Builds `APP_DIR/controller` and `APP_DIR/circuit` and writes `controller.wasm` and
+/// `circuit.bin` to the output directory.
+pub fn build_app(app_dir: &Path, options: &Options) -> Result<Built, BuildError> {
+    let app_dir = &std::fs::canonicalize(app_dir)
+        .map_err(|e| BuildError::Layout(format!("app directory {}: {e}", app_dir.display())))?;
+    let controller_dir = app_dir.join("controller");
+    let circuit_dir = app_dir.join("circuit");
+    for (dir, what) in [(&controller_dir, "controller"), (&circuit_dir, "circuit")] {
+        if !dir.join("Cargo.toml").is_file() {
+            return Err(BuildError::Layout(format!(
+                "{} has no {what} crate: expected {}",
+                app_dir.display(),
+                dir.join("Cargo.toml").display()
+            )));
+        }
+    }
+    let target_dir =
+        options
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| match std::env::var_os("CARGO_TARGET_DIR") {
+                Some(t) => PathBuf::from(t).join("zkcoproc-apps"),
+                None => app_dir.join("target"),
+            });
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| app_dir.join("target").join("zkcoproc"));
+    std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io {
+        path: out_dir.clone(),
+        source,
+    })?;
+
+    let wasm = build_controller(&controller_dir, &target_dir)?;
+    let binary = build_circuit(&circuit_dir, &target_dir)?;
+    let image_id = hex_image_id(&binary)?;
+
+    let controller = out_dir.join("controller.wasm");
+    let circuit = out_dir.join("circuit.bin");
+    std::fs::copy(&wasm, &controller).map_err(|source| BuildError::Io {
+        path: controller.clone(),
+        source,
+    })?;
+    std::fs::write(&circuit, &binary).map_err(|source| BuildError::Io {
+        path: circuit.clone(),
+        source,
+    })?;
+    Ok(Built {
+        out_dir,
+        controller,
+        circuit,
+        image_id,
+    })
+}
+
+/// Builds a controller crate for `wasm32-wasip2` (release) and returns the component's path.
+pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
+    let mut cmd = cargo(crate_dir, target_dir, CONTROLLER_TARGET);
+    let artifacts = run(&mut cmd, "controller")?;
+    artifacts
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .ok_or(BuildError::NoArtifact("controller"))
+}
+
+/// Builds a circuit crate for the zkVM (release) and returns the program binary (user ELF +
+/// v1compat kernel).
+pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, BuildError> {
+    let mut cmd = cargo(crate_dir, target_dir, GUEST_TARGET);
+    let rustflags = [
+        "-C",
+        "passes=lower-atomic",
+        "-C",
+        &format!("link-arg=-Ttext={TEXT_START:#010x}"),
+        "-C",
+        "link-arg=--fatal-warnings",
+        "-C",
+        "panic=abort",
+        "--cfg",
+        "getrandom_backend=\"custom\"",
+    ]
+    .join("\x1f");
+    cmd.args([
+        "-Zbuild-std=alloc,core,proc_macro,panic_abort,std",
+        "-Zbuild-std-features=compiler-builtins-mem",
+    ])
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+    .env("CFLAGS_riscv32im_risc0_zkvm_elf", "-march=rv32im -nostdlib")
+    .env("RISC0_FEATURE_bigint2", "");
+    let artifacts = run(&mut cmd, "circuit")?;
+    let elf_path = artifacts
+        .into_iter()
+        .find(|p| p.extension().is_none())
+        .ok_or(BuildError::NoArtifact("circuit"))?;
+    let elf = std::fs::read(&elf_path).map_err(|source| BuildError::Io {
+        path: elf_path,
+        source,
+    })?;
+    let binary = risc0_binfmt::ProgramBinary::new(&elf, risc0_zkos_v1compat::V1COMPAT_ELF).encode();
+    hex_image_id(&binary)?;
+    Ok(binary)
+}
+
+fn hex_image_id(binary: &[u8]) -> Result<String, BuildError> {
+    let digest =
+        risc0_binfmt::compute_image_id(binary).map_err(|e| BuildError::BadElf(format!("{e:#}")))?;
+    Ok(digest
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A `cargo build --release` for `target`, in an environment cleaned of the calling cargo's
+/// settings (as risc0-build does) and pinned to [`TOOLCHAIN`].
+fn cargo(crate_dir: &Path, target_dir: &Path, target: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if (key.starts_with("CARGO") && key != "CARGO_HOME")
+            || matches!(
+                key,
+                "RUSTFLAGS"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "DOCS_RS"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(crate_dir)
+        .args(["build", "--release", "--target", target])
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--message-format=json-render-diagnostics");
+    // A committed Cargo.lock is part of what fixes the image id: never let cargo move it.
+    if crate_dir.join("Cargo.lock").is_file() {
+        cmd.arg("--locked");
+    }
+    cmd
+}
+
+/// Runs cargo, passing its diagnostics through to stderr, and returns the files of the
+/// artifacts of the crate being built.
+fn run(cmd: &mut Command, what: &'static str) -> Result<Vec<PathBuf>, BuildError> {
+    tracing::info!(?cmd, "building {what}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(BuildError::Spawn)?;
+    let mut files = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                eprintln!("{line}");
+                continue;
+            };
+            if msg["reason"] != "compiler-artifact" {
+                continue;
+            }
+            let kinds = msg["target"]["kind"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !kinds.iter().any(|k| k == "cdylib" || k == "bin") {
+                continue;
+            }
+            let names = msg["filenames"].as_array().cloned().unwrap_or_default();
+            files.extend(names.iter().filter_map(|f| f.as_str()).map(PathBuf::from));
+            if let Some(exe) = msg["executable"].as_str() {
+                files.push(PathBuf::from(exe));
+            }
+        }
+    }
+    let status = child.wait().map_err(BuildError::Spawn)?;
+    if !status.success() {
+        return Err(BuildError::Cargo { what, status });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_crates_are_a_layout_error() {
+        let dir = std::env::temp_dir().join(format!("zkcoproc-build-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let err = build_app(&dir, &Options::default()).expect_err("empty dir built");
+        assert!(matches!(err, BuildError::Layout(_)), "{err}");
+        assert!(err.to_string().contains("controller"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

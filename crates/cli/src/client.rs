@@ -1,0 +1,233 @@
+//! HTTP client commands of the CLI.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use zkcoproc_types::journal;
+use zkcoproc_zkvm::{ImageId, ReceiptKind, Verifier, VerifyError};
+
+pub(crate) enum ReceiptSource {
+    Task(String),
+    File { file: PathBuf, image_id: String },
+}
+
+pub(crate) struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            anyhow::bail!("--server / ZKCOPROC_SERVER must be an http(s) URL, got `{base}`");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600))
+            .build()?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the service at {}", self.base))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        match (&body["error"]["code"], &body["error"]["message"]) {
+            (Value::String(code), Value::String(message)) => {
+                let mut msg = format!("{message} ({code}, HTTP {status})");
+                if let Some(logs) = body["error"]["logs"].as_array().filter(|l| !l.is_empty()) {
+                    msg.push_str(&format!(
+                        "\ncontroller logs: {}",
+                        Value::Array(logs.clone())
+                    ));
+                }
+                Err(anyhow!(msg))
+            }
+            _ => Err(anyhow!("service answered HTTP {status}")),
+        }
+    }
+
+    pub(crate) async fn deploy(&self, controller: &Path, circuit: &Path) -> anyhow::Result<()> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = json!({
+            "controller": b64.encode(read(controller)?),
+            "circuit": b64.encode(read(circuit)?),
+        });
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/programs", self.base))
+                    .json(&body),
+            )
+            .await?;
+        let id = resp["program_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no program_id in {resp}"))?;
+        eprintln!(
+            "{} program {id} (image id {})",
+            if resp["created"] == true {
+                "deployed"
+            } else {
+                "already deployed:"
+            },
+            resp["image_id"].as_str().unwrap_or("?")
+        );
+        println!("{id}");
+        Ok(())
+    }
+
+    pub(crate) async fn prove(
+        &self,
+        program: &str,
+        args: &str,
+        kind: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let args: Value = serde_json::from_str(args).context("--args is not valid JSON")?;
+        let mut body = json!({ "args": args });
+        if let Some(kind) = kind {
+            body["receipt_kind"] = json!(kind);
+        }
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/programs/{program}/proofs", self.base))
+                    .json(&body),
+            )
+            .await?;
+        resp["task_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no task_id in {resp}"))
+    }
+
+    pub(crate) async fn task(&self, id: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base)))
+            .await
+    }
+
+    /// Follows a task to a terminal status, printing a line per stage to stderr.
+    pub(crate) async fn follow(&self, id: &str) -> anyhow::Result<Value> {
+        let start = Instant::now();
+        let mut last = String::new();
+        let mut interval = Duration::from_millis(100);
+        loop {
+            let task = self.task(id).await?;
+            let status = task["status"].as_str().unwrap_or("unknown").to_owned();
+            if status != last {
+                eprintln!("[{:>7.1}s] {status}", start.elapsed().as_secs_f64());
+                last = status.clone();
+            }
+            if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+                if let Some(err) = task["error"].as_object() {
+                    eprintln!(
+                        "error: {} ({})",
+                        err.get("message").and_then(Value::as_str).unwrap_or(""),
+                        err.get("code").and_then(Value::as_str).unwrap_or("")
+                    );
+                }
+                return Ok(task);
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    async fn fetch_proof(&self, id: &str) -> anyhow::Result<(Vec<u8>, ImageId, Value)> {
+        let proof = self
+            .send(self.http.get(format!("{}/v1/tasks/{id}/proof", self.base)))
+            .await?;
+        let receipt = base64::engine::general_purpose::STANDARD
+            .decode(proof["receipt"].as_str().unwrap_or_default())
+            .context("receipt is not base64")?;
+        let image_id = proof["image_id"]
+            .as_str()
+            .and_then(ImageId::from_hex)
+            .ok_or_else(|| anyhow!("proof has no valid image_id"))?;
+        Ok((receipt, image_id, proof))
+    }
+
+    pub(crate) async fn proof(&self, id: &str, out: Option<&Path>) -> anyhow::Result<()> {
+        let (receipt, image_id, mut proof) = self.fetch_proof(id).await?;
+        match out {
+            Some(path) => {
+                std::fs::write(path, &receipt)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "wrote {} bytes of receipt to {}",
+                    receipt.len(),
+                    path.display()
+                );
+                println!("{image_id}");
+            }
+            None => {
+                proof["receipt"] =
+                    json!(format!("<{} bytes, base64; use --out FILE>", receipt.len()));
+                println!("{}", serde_json::to_string_pretty(&proof)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies locally: the service only supplies the bytes, never the verdict.
+    pub(crate) async fn verify(
+        &self,
+        source: ReceiptSource,
+        allow_fake: bool,
+    ) -> anyhow::Result<bool> {
+        let (receipt, image_id) = match source {
+            ReceiptSource::Task(id) => {
+                let (receipt, image_id, _) = self.fetch_proof(&id).await?;
+                (receipt, image_id)
+            }
+            ReceiptSource::File { file, image_id } => {
+                let receipt =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let image_id = ImageId::from_hex(&image_id)
+                    .ok_or_else(|| anyhow!("--image-id must be 32 bytes of hex"))?;
+                (receipt, image_id)
+            }
+        };
+        let verdict = tokio::task::spawn_blocking(move || {
+            Verifier::new(allow_fake).verify(&receipt, image_id)
+        })
+        .await?;
+        match verdict {
+            Ok(v) => {
+                let (root, output) = journal::split(&v.journal)
+                    .ok_or_else(|| anyhow!("journal shorter than a root"))?;
+                if v.kind == ReceiptKind::Fake {
+                    println!("FAKE receipt (dev mode) accepted because of --allow-fake: it proves nothing");
+                } else {
+                    println!(
+                        "verified: {} receipt for image id {image_id}",
+                        v.kind.as_str()
+                    );
+                }
+                println!("root:   {}", hex::encode(root));
+                println!("output: {}", hex::encode(output));
+                Ok(true)
+            }
+            Err(VerifyError::FakeRejected) => {
+                println!("NOT VERIFIED: the receipt is fake (made by a dev-mode service); pass --allow-fake to inspect it anyway");
+                Ok(false)
+            }
+            Err(e) => {
+                println!("NOT VERIFIED: {e}");
+                Ok(false)
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The `zkcoproc` command line: `serve` runs the service; `build`, `deploy`, `prove`, `task`,
+//! `proof` and `verify` are what app developers and scripts use.
+//!
+//! Output contract for scripts: `build` prints the output directory, `deploy` the program id and
+//! `prove` the task id as the last line of stdout; `prove --wait` and `task` print task JSON.
+//! Progress and explanations go to stderr.
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Default address of the service.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:37281";
+const DEFAULT_SERVER: &str = "http://127.0.0.1:37281";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zkcoproc",
+    version,
+    about = "zkcoproc: a ZK coprocessor service and its client"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which prover the service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProverChoice {
+    /// Real RISC Zero CPU proving (composite receipts).
+    Cpu,
+    /// Execute only; receipts are marked fake and only a dev service accepts them.
+    Dev,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service.
+    Serve(serve::ServeArgs),
+    /// Build an app (APP_DIR/controller and APP_DIR/circuit) into controller.wasm and circuit.bin.
+    Build {
+        /// The app directory.
+        app_dir: PathBuf,
+        /// Output directory (default APP_DIR/target/zkcoproc).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Deploy a built app; prints the program id as the last line.
+    Deploy {
+        /// A directory holding controller.wasm and circuit.bin (what `build` writes).
+        app_out_dir: Option<PathBuf>,
+        /// The controller component (instead of APP_OUT_DIR).
+        #[arg(long, requires = "circuit", conflicts_with = "app_out_dir")]
+        controller: Option<PathBuf>,
+        /// The circuit program binary or guest ELF (instead of APP_OUT_DIR).
+        #[arg(long, requires = "controller", conflicts_with = "app_out_dir")]
+        circuit: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Request a proof; prints the task id (with --wait, follows it and prints the task JSON).
+    Prove {
+        /// The program id.
+        program_id: String,
+        /// The controller's arguments (JSON).
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Follow the task to its end, showing each stage, and print the final task JSON.
+        #[arg(long)]
+        wait: bool,
+        /// Receipt kind to ask for (default: what the service's prover makes).
+        #[arg(long)]
+        receipt_kind: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Print a task's JSON.
+    Task {
+        /// The task id.
+        task_id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Fetch a task's proof; with --out, write the raw receipt to a file (for `verify --receipt`).
+    Proof {
+        /// The task id.
+        task_id: String,
+        /// Write the receipt bytes here instead of printing the proof JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Verify a proof locally (the service is only asked for the receipt), and say so.
+    Verify {
+        /// Verify this task's receipt against its program's image id.
+        #[arg(long, conflicts_with_all = ["receipt", "image_id"])]
+        task: Option<String>,
+        /// A receipt file (what `proof --out` writes).
+        #[arg(long, requires = "image_id")]
+        receipt: Option<PathBuf>,
+        /// The image id to verify the receipt file against (hex).
+        #[arg(long, requires = "receipt")]
+        image_id: Option<String>,
+        /// Accept fake (dev-mode) receipts. They prove nothing; use for development only.
+        #[arg(long)]
+        allow_fake: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ServerArg {
+    /// The service's URL.
+    #[arg(long = "server", env = "ZKCOPROC_SERVER", default_value = DEFAULT_SERVER)]
+    url: String,
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKCOPROC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Build { app_dir, out } => {
+            let built = tokio::task::spawn_blocking(move || {
+                zkcoproc_build::build_app(
+                    &app_dir,
+                    &zkcoproc_build::Options {
+                        out_dir: out,
+                        target_dir: None,
+                    },
+                )
+            })
+            .await??;
+            eprintln!("controller: {}", built.controller.display());
+            eprintln!(
+                "circuit:    {} (image id {})",
+                built.circuit.display(),
+                built.image_id
+            );
+            println!("{}", built.out_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy {
+            app_out_dir,
+            controller,
+            circuit,
+            server,
+        } => {
+            let (controller, circuit) = match (app_out_dir, controller, circuit) {
+                (Some(dir), None, None) => (dir.join("controller.wasm"), dir.join("circuit.bin")),
+                (None, Some(c), Some(k)) => (c, k),
+                _ => anyhow::bail!("give APP_OUT_DIR, or both --controller and --circuit"),
+            };
+            client::Client::new(&server.url)?
+                .deploy(&controller, &circuit)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prove {
+            program_id,
+            args,
+            wait,
+            receipt_kind,
+            server,
+        } => {
+            let c = client::Client::new(&server.url)?;
+            let task_id = c.prove(&program_id, &args, receipt_kind.as_deref()).await?;
+            if !wait {
+                println!("{task_id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("task {task_id}");
+            let task = c.follow(&task_id).await?;
+            println!("{}", serde_json::to_string_pretty(&task)?);
+            Ok(if task["status"] == "done" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Task { task_id, server } => {
+            let task = client::Client::new(&server.url)?.task(&task_id).await?;
+            println!("{}", serde_json::to_string_pretty(&task)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proof {
+            task_id,
+            out,
+            server,
+        } => {
+            client::Client::new(&server.url)?
+                .proof(&task_id, out.as_deref())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            task,
+            receipt,
+            image_id,
+            allow_fake,
+            server,
+        } => {
+            let source = match (task, receipt, image_id) {
+                (Some(task), None, None) => client::ReceiptSource::Task(task),
+                (None, Some(file), Some(image_id)) => {
+                    client::ReceiptSource::File { file, image_id }
+                }
+                _ => anyhow::bail!("give --task TASK_ID, or --receipt FILE with --image-id HEX"),
+            };
+            let ok = client::Client::new(&server.url)?
+                .verify(source, allow_fake)
+                .await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

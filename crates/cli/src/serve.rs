@@ -1,0 +1,122 @@
+//! `zkcoproc serve`: builds the components and runs the service until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use zkcoproc_coordinator::{Config, Coordinator};
+use zkcoproc_runtime::{Limits, Runtime};
+use zkcoproc_store::SqliteStore;
+use zkcoproc_zkvm::{CpuProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
+
+use crate::{ProverChoice, DEFAULT_LISTEN};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Data directory (SQLite database and lock).
+    #[arg(long, default_value = "./.zkcoproc")]
+    data: PathBuf,
+    /// Prover backend. `dev` executes only and marks receipts fake; this service then accepts
+    /// fake receipts, and no other does.
+    #[arg(long, value_enum, default_value = "cpu")]
+    prover: ProverChoice,
+    /// In-process prover runners (default: 1 for cpu, which uses every core; 2 for dev).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Cap on a circuit's user cycles.
+    #[arg(long, default_value_t = DEFAULT_MAX_CYCLES)]
+    max_cycles: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    max_body_bytes: usize,
+    /// Dev prover only: add this many milliseconds to every proof (models proving cost).
+    #[arg(long, default_value_t = 0)]
+    dev_delay_ms: u64,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&args.data)
+        .with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let runtime = Arc::new(Runtime::new(Limits::default())?);
+    let (prover, verifier, default_workers): (Arc<dyn Prover>, Verifier, usize) = match args.prover
+    {
+        ProverChoice::Cpu => (
+            Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?),
+            Verifier::new(false),
+            1,
+        ),
+        ProverChoice::Dev => {
+            tracing::warn!("dev prover: receipts are FAKE and prove nothing");
+            (
+                Arc::new(DevProver::new(
+                    args.max_cycles,
+                    Duration::from_millis(args.dev_delay_ms),
+                )),
+                Verifier::new(true),
+                2,
+            )
+        }
+    };
+    let config = Config {
+        runners: args.workers.unwrap_or(default_workers),
+        ..Config::default()
+    };
+    let coordinator = Arc::new(Coordinator::new(
+        Arc::new(store),
+        runtime,
+        prover,
+        verifier,
+        config,
+    ));
+    let runners = coordinator.spawn_runners().await?;
+
+    let app = zkcoproc_api::router(
+        coordinator.clone(),
+        &zkcoproc_api::ApiConfig {
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data = %args.data.display(), prover = ?args.prover, "zkcoproc serving");
+    // Scripts and tests read this line to learn the address (useful with port 0).
+    println!("zkcoproc listening on http://{addr}");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    for r in runners {
+        r.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

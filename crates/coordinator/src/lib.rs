@@ -1,0 +1,466 @@
+//! The zkcoproc coordinator: deploys programs and drives tasks through their stages.
+//!
+//! A task moves `queued → witnessing → proving → verifying → delivering → done` (or `failed`),
+//! and every move is one committed store transition, so the service can be killed at any
+//! point and resumes each task from its last committed stage. Runners claim tasks with a lease
+//! (renewed while proving); a task claimed more than [`Config::max_attempts`] times without
+//! finishing (say, a circuit that crashes the process every time) fails instead of looping.
+//! Every receipt is verified against the circuit's image id, and its journal must start with
+//! the root the task was pinned to, before a task can be delivered.
+//!
+//! Not for HTTP (see `zkcoproc-api`) nor for running wasm or proving (see `zkcoproc-runtime` and
+//! `zkcoproc-zkvm`): this crate wires them together through their traits.
+//!
+//! Start from [`Coordinator::new`], [`Coordinator::deploy`], [`Coordinator::submit`] and
+//! [`Coordinator::spawn_runners`].
+
+mod runner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use zkcoproc_runtime::{CallContext, LogLine, Runtime, RuntimeError};
+use zkcoproc_store::{NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord};
+use zkcoproc_types::{Root, Witness, EMPTY_ROOT};
+use zkcoproc_zkvm::{CircuitImage, ImageId, Prover, ReceiptKind, Verifier, ZkvmError};
+
+/// Domain separator of program ids (versioned: a new layout gets a new tag).
+const PROGRAM_ID_DOMAIN: &[u8] = b"zkcoproc/program-id/v1";
+
+/// Coordinator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// In-process runners (tasks processed concurrently).
+    pub runners: usize,
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+    /// Claims of one task before it fails with `too_many_attempts`.
+    pub max_attempts: u32,
+    /// How often idle runners look for expired leases even when not notified.
+    pub poll_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            runners: 1,
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a coordinator operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// A program or task does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// "program" or "task"
+        what: &'static str,
+        /// the id asked for
+        id: String,
+    },
+    /// The request is invalid; `code` says how.
+    #[error("{message}")]
+    Invalid {
+        /// stable machine-readable code
+        code: &'static str,
+        /// explanation
+        message: String,
+    },
+    /// A controller call of a dry run failed.
+    #[error("{error}")]
+    Controller {
+        /// the sandbox's error
+        error: RuntimeError,
+        /// the controller's logs up to the failure
+        logs: Vec<LogLine>,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug or host resource failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoordinatorError {
+    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        CoordinatorError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of a deploy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deployed {
+    /// content-addressed program id (hex)
+    pub program_id: String,
+    /// the circuit's image id (hex)
+    pub image_id: String,
+    /// false when the same program was deployed before
+    pub created: bool,
+}
+
+/// Result of a dry run of `get-witnesses`.
+#[derive(Clone, Debug)]
+pub struct DryRun {
+    /// the witnesses, in order
+    pub witnesses: Vec<Witness>,
+    /// the circuit input they make, encoded
+    pub input_len: usize,
+    /// the controller's logs
+    pub logs: Vec<LogLine>,
+}
+
+/// Program id: SHA-256 over a domain tag, the controller's length and bytes, and the image id.
+pub fn program_id(controller: &[u8], image_id: &ImageId) -> String {
+    let mut h = Sha256::new();
+    h.update(PROGRAM_ID_DOMAIN);
+    h.update((controller.len() as u64).to_le_bytes());
+    h.update(controller);
+    h.update(image_id.0);
+    hex::encode(h.finalize())
+}
+
+/// Drives deploys and tasks. Share it behind an `Arc`.
+pub struct Coordinator {
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+    prover: Arc<dyn Prover>,
+    verifier: Verifier,
+    config: Config,
+    circuits: Mutex<HashMap<String, CircuitImage>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("prover", &self.prover.name())
+            .field("dev_mode", &self.verifier.dev_mode())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator over `store`, running controllers in `runtime`, proving with `prover` and
+    /// verifying with `verifier`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        prover: Arc<dyn Prover>,
+        verifier: Verifier,
+        config: Config,
+    ) -> Self {
+        Coordinator {
+            store,
+            runtime,
+            prover,
+            verifier,
+            config,
+            circuits: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The verifier (dev mode or not).
+    pub fn verifier(&self) -> Verifier {
+        self.verifier
+    }
+
+    /// The prover's name (`cpu` or `dev`).
+    pub fn prover_name(&self) -> &'static str {
+        self.prover.name()
+    }
+
+    /// The coprocessor root new tasks are pinned to. All-zero until the service follows an
+    /// external chain (the SMT of chain blocks arrives with the domains).
+    pub fn current_root(&self) -> Root {
+        EMPTY_ROOT
+    }
+
+    /// Whether `root` is a root the service has had.
+    pub fn is_known_root(&self, root: &Root) -> bool {
+        *root == self.current_root()
+    }
+
+    /// Validates and stores a program. Idempotent: the same pair gives the same id.
+    pub async fn deploy(
+        &self,
+        controller: Vec<u8>,
+        circuit: Vec<u8>,
+    ) -> Result<Deployed, CoordinatorError> {
+        let runtime = self.runtime.clone();
+        let (id, controller, image) = blocking(move || {
+            let image = CircuitImage::load(&circuit)
+                .map_err(|e| CoordinatorError::invalid("invalid_circuit", e.to_string()))?;
+            let id = program_id(&controller, &image.image_id());
+            // Validates (compiles, type-checks the world) and warms the cache for the first task.
+            runtime
+                .prepare(&id, &controller)
+                .map_err(|e| CoordinatorError::invalid("invalid_controller", e.to_string()))?;
+            Ok((id, controller, image))
+        })
+        .await?;
+        let image_id = image.image_id();
+        let created = self
+            .store
+            .put_program(NewProgram {
+                id: id.clone(),
+                image_id: image_id.to_string(),
+                controller,
+                // Stored as the program binary the prover loads (a bare ELF was wrapped).
+                circuit: image.binary().to_vec(),
+            })
+            .await?;
+        if let Ok(mut circuits) = self.circuits.lock() {
+            circuits.insert(id.clone(), image);
+        }
+        tracing::info!(program = %id, image_id = %image_id, created, "program deployed");
+        Ok(Deployed {
+            program_id: id,
+            image_id: image_id.to_string(),
+            created,
+        })
+    }
+
+    /// A program's metadata.
+    pub async fn program(&self, id: &str) -> Result<ProgramInfo, CoordinatorError> {
+        self.store
+            .program(id)
+            .await?
+            .ok_or_else(|| CoordinatorError::NotFound {
+                what: "program",
+                id: id.to_owned(),
+            })
+    }
+
+    /// Runs the controller's `get-witnesses` without proving.
+    pub async fn dry_run(&self, program_id: &str, args: &str) -> Result<DryRun, CoordinatorError> {
+        check_args_json(args)?;
+        let ctx = CallContext {
+            program_id: program_id.to_owned(),
+            root: self.current_root(),
+            task_id: None,
+        };
+        let controller = self.controller(program_id).await?;
+        let runtime = self.runtime.clone();
+        let args = args.to_owned();
+        let root = ctx.root;
+        let out = blocking(move || {
+            runtime.get_witnesses(&controller, ctx, &args).map_err(|e| {
+                CoordinatorError::Controller {
+                    error: e.error,
+                    logs: e.logs,
+                }
+            })
+        })
+        .await?;
+        let input_len = zkcoproc_types::CircuitInput {
+            root,
+            witnesses: out.value.clone(),
+        }
+        .encode()
+        .len();
+        Ok(DryRun {
+            witnesses: out.value,
+            input_len,
+            logs: out.logs,
+        })
+    }
+
+    /// Enqueues a proof of `program_id` for `args`, pinned to `root` (default: the current
+    /// root). The task is durable when this returns.
+    pub async fn submit(
+        &self,
+        program_id: &str,
+        args: &str,
+        root: Option<Root>,
+        receipt_kind: Option<&str>,
+    ) -> Result<TaskRecord, CoordinatorError> {
+        check_args_json(args)?;
+        if args.len() > self.runtime.limits().max_args_bytes {
+            return Err(CoordinatorError::invalid(
+                "args_too_large",
+                format!(
+                    "arguments of {} bytes exceed the limit of {} bytes",
+                    args.len(),
+                    self.runtime.limits().max_args_bytes
+                ),
+            ));
+        }
+        let root = root.unwrap_or_else(|| self.current_root());
+        if !self.is_known_root(&root) {
+            return Err(CoordinatorError::invalid(
+                "unknown_root",
+                format!(
+                    "root {} is not a root this service has had",
+                    hex::encode(root)
+                ),
+            ));
+        }
+        let kind = self.resolve_receipt_kind(receipt_kind)?;
+        self.program(program_id).await?;
+        let task = self
+            .store
+            .insert_task(NewTask {
+                id: uuid::Uuid::now_v7().to_string(),
+                program_id: program_id.to_owned(),
+                args: args.to_owned(),
+                root,
+                receipt_kind: kind.as_str().to_owned(),
+            })
+            .await?;
+        tracing::info!(task = %task.id, program = %program_id, "task queued");
+        self.wake.notify_one();
+        Ok(task)
+    }
+
+    /// A task by id.
+    pub async fn task(&self, id: &str) -> Result<TaskRecord, CoordinatorError> {
+        self.store
+            .task(id)
+            .await?
+            .ok_or_else(|| CoordinatorError::NotFound {
+                what: "task",
+                id: id.to_owned(),
+            })
+    }
+
+    /// The image id of a program.
+    pub async fn image_id(&self, program_id: &str) -> Result<ImageId, CoordinatorError> {
+        let info = self.program(program_id).await?;
+        ImageId::from_hex(&info.image_id).ok_or_else(|| {
+            CoordinatorError::Store(StoreError::Corrupt(format!(
+                "program {program_id} has a malformed image id"
+            )))
+        })
+    }
+
+    fn resolve_receipt_kind(&self, asked: Option<&str>) -> Result<ReceiptKind, CoordinatorError> {
+        let produced = self.prover.receipt_kind();
+        let Some(asked) = asked else {
+            return Ok(produced);
+        };
+        let kind = ReceiptKind::parse(asked).ok_or_else(|| {
+            CoordinatorError::invalid(
+                "bad_receipt_kind",
+                format!("unknown receipt kind `{asked}` (fake, composite, succinct or groth16)"),
+            )
+        })?;
+        if kind == produced || (produced == ReceiptKind::Fake) {
+            // A dev-mode service answers every request with a fake receipt.
+            return Ok(produced);
+        }
+        Err(CoordinatorError::invalid(
+            "unsupported_receipt_kind",
+            ZkvmError::UnsupportedReceiptKind(format!(
+                "receipt kind `{asked}` is not available from this service's `{}` prover, which \
+                 makes `{}` receipts (succinct and groth16 need RISC Zero's recursion programs, \
+                 which this build does not have)",
+                self.prover.name(),
+                produced.as_str()
+            ))
+            .to_string(),
+        ))
+    }
+
+    async fn controller(
+        &self,
+        program_id: &str,
+    ) -> Result<zkcoproc_runtime::LoadedController, CoordinatorError> {
+        if let Some(c) = self.runtime.cached(program_id) {
+            return Ok(c);
+        }
+        let (wasm, _) = self.artifacts(program_id).await?;
+        let runtime = self.runtime.clone();
+        let id = program_id.to_owned();
+        blocking(move || {
+            runtime
+                .prepare(&id, &wasm)
+                .map_err(|e| CoordinatorError::Internal(format!("stored controller: {e}")))
+        })
+        .await
+    }
+
+    async fn circuit(&self, program_id: &str) -> Result<CircuitImage, CoordinatorError> {
+        if let Some(c) = self
+            .circuits
+            .lock()
+            .ok()
+            .and_then(|m| m.get(program_id).cloned())
+        {
+            return Ok(c);
+        }
+        let (_, circuit) = self.artifacts(program_id).await?;
+        let image = blocking(move || {
+            CircuitImage::load(&circuit)
+                .map_err(|e| CoordinatorError::Internal(format!("stored circuit: {e}")))
+        })
+        .await?;
+        if let Ok(mut circuits) = self.circuits.lock() {
+            circuits.insert(program_id.to_owned(), image.clone());
+        }
+        Ok(image)
+    }
+
+    async fn artifacts(&self, program_id: &str) -> Result<(Vec<u8>, Vec<u8>), CoordinatorError> {
+        self.store
+            .program_artifacts(program_id)
+            .await?
+            .ok_or_else(|| CoordinatorError::NotFound {
+                what: "program",
+                id: program_id.to_owned(),
+            })
+    }
+}
+
+fn check_args_json(args: &str) -> Result<(), CoordinatorError> {
+    serde_json::from_str::<serde::de::IgnoredAny>(args)
+        .map(|_| ())
+        .map_err(|e| CoordinatorError::invalid("bad_args", format!("args are not valid JSON: {e}")))
+}
+
+/// Runs CPU-bound or blocking work off the async executor.
+async fn blocking<T, F>(f: F) -> Result<T, CoordinatorError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoordinatorError::Internal(format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_ids_are_domain_separated_and_content_addressed() {
+        let a = program_id(b"wasm", &ImageId([1; 32]));
+        assert_eq!(a, program_id(b"wasm", &ImageId([1; 32])));
+        assert_ne!(a, program_id(b"wasm", &ImageId([2; 32])));
+        assert_ne!(a, program_id(b"wasn", &ImageId([1; 32])));
+        // Moving bytes between the controller and the image id changes the id (length prefix).
+        let mut shifted = [1u8; 32];
+        shifted[0] = b'm';
+        assert_ne!(program_id(b"was", &ImageId(shifted)), a);
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,370 @@
+//! In-process runners: claim a task, drive it stage by stage to a terminal status.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use zkcoproc_runtime::{CallContext, LogLine};
+use zkcoproc_store::{StageUpdate, TaskError, TaskRecord, TaskStatus};
+use zkcoproc_types::{journal, CircuitInput};
+
+use crate::{blocking, Coordinator, CoordinatorError};
+
+/// What one stage decided.
+enum Step {
+    /// Move to the next status with these fields.
+    Advance(TaskStatus, StageUpdate),
+    /// Fail the task.
+    Fail {
+        code: String,
+        message: String,
+        logs: Option<String>,
+    },
+}
+
+impl Step {
+    fn fail(code: &str, message: impl Into<String>) -> Self {
+        Step::Fail {
+            code: code.to_owned(),
+            message: message.into(),
+            logs: None,
+        }
+    }
+}
+
+impl Coordinator {
+    /// Releases leases a previous process left (this process owns the store exclusively) and
+    /// starts [`Config::runners`](crate::Config::runners) runner loops.
+    pub async fn spawn_runners(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, CoordinatorError> {
+        let released = self.store.release_all_leases().await?;
+        if released > 0 {
+            tracing::info!(tasks = released, "resuming tasks that were in flight");
+        }
+        let instance = uuid::Uuid::now_v7().simple().to_string();
+        Ok((0..self.config.runners)
+            .map(|i| {
+                let this = self.clone();
+                let owner = format!("local-{}-{i}", &instance[..12]);
+                tokio::spawn(async move { this.run_loop(owner).await })
+            })
+            .collect())
+    }
+
+    async fn run_loop(self: Arc<Self>, owner: String) {
+        loop {
+            match self.store.claim_next(&owner, self.config.lease).await {
+                Ok(Some(task)) => self.process(&owner, task).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim a task");
+                    tokio::time::sleep(self.config.poll_interval).await;
+                }
+            }
+        }
+    }
+
+    /// Drives one claimed task until it is terminal or the lease is lost.
+    async fn process(self: &Arc<Self>, owner: &str, task: TaskRecord) {
+        let heartbeat = self.heartbeat(task.id.clone(), owner.to_owned());
+        let mut task = task;
+        if task.attempts > self.config.max_attempts {
+            let message = format!(
+                "task was claimed {} times without finishing (limit {}); it last stopped in `{}`",
+                task.attempts, self.config.max_attempts, task.status
+            );
+            self.finish(owner, &task, Step::fail("too_many_attempts", message))
+                .await;
+            heartbeat.abort();
+            return;
+        }
+        while !task.status.is_terminal() {
+            let span = tracing::info_span!("stage", task = %task.id, status = %task.status);
+            let step = match task.status {
+                TaskStatus::Queued => Step::Advance(TaskStatus::Witnessing, StageUpdate::default()),
+                TaskStatus::Witnessing => self.witness(&task).await,
+                TaskStatus::Proving => self.prove(&task).await,
+                TaskStatus::Verifying => self.verify(&task).await,
+                TaskStatus::Delivering => self.deliver(&task).await,
+                TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled => break,
+            };
+            let _enter = span.enter();
+            if !self.finish(owner, &task, step).await {
+                break;
+            }
+            drop(_enter);
+            task = match self.store.task(&task.id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reload task; its lease will expire");
+                    break;
+                }
+            };
+        }
+        heartbeat.abort();
+    }
+
+    /// Commits a step. Returns whether the task moved (and processing may go on).
+    async fn finish(&self, owner: &str, task: &TaskRecord, step: Step) -> bool {
+        let (to, update) = match step {
+            Step::Advance(to, mut update) => {
+                update.release_lease = to.is_terminal();
+                (to, update)
+            }
+            Step::Fail {
+                code,
+                message,
+                logs,
+            } => {
+                tracing::warn!(task = %task.id, %code, %message, "task failed");
+                let update = StageUpdate {
+                    error: Some(TaskError { code, message }),
+                    logs,
+                    release_lease: true,
+                    ..Default::default()
+                };
+                (TaskStatus::Failed, update)
+            }
+        };
+        match self
+            .store
+            .transition(&task.id, owner, task.status, to, update)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(task = %task.id, "task moved by someone else; lease lost");
+                false
+            }
+            Err(e) => {
+                tracing::error!(task = %task.id, error = %e, "cannot commit stage; will retry");
+                false
+            }
+        }
+    }
+
+    fn heartbeat(&self, id: String, owner: String) -> JoinHandle<()> {
+        let store = self.store.clone();
+        let lease = self.config.lease;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.extend_lease(&id, &owner, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => tracing::warn!(task = %id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    fn call_context(task: &TaskRecord) -> CallContext {
+        CallContext {
+            program_id: task.program_id.clone(),
+            root: task.root,
+            task_id: Some(task.id.clone()),
+        }
+    }
+
+    async fn witness(&self, task: &TaskRecord) -> Step {
+        let controller = match self.controller(&task.program_id).await {
+            Ok(c) => c,
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
+        let runtime = self.runtime.clone();
+        let (ctx, args, root) = (Self::call_context(task), task.args.clone(), task.root);
+        let out = blocking(move || Ok(runtime.get_witnesses(&controller, ctx, &args))).await;
+        match out {
+            Ok(Ok(out)) => {
+                let input = CircuitInput {
+                    root,
+                    witnesses: out.value,
+                }
+                .encode();
+                let logs = append_logs(&task.logs, "witnessing", &out.logs);
+                Step::Advance(
+                    TaskStatus::Proving,
+                    StageUpdate {
+                        input: Some(input),
+                        logs: Some(logs),
+                        ..Default::default()
+                    },
+                )
+            }
+            Ok(Err(e)) => Step::Fail {
+                code: e.error.code().to_owned(),
+                message: e.error.to_string(),
+                logs: Some(append_logs(&task.logs, "witnessing", &e.logs)),
+            },
+            Err(e) => Step::fail("internal", e.to_string()),
+        }
+    }
+
+    async fn prove(&self, task: &TaskRecord) -> Step {
+        let Some(input) = task.input.clone() else {
+            return Step::fail("internal", "task reached proving without a circuit input");
+        };
+        let image = match self.circuit(&task.program_id).await {
+            Ok(i) => i,
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
+        let prover = self.prover.clone();
+        let proved = blocking(move || Ok(prover.prove(&image, &input))).await;
+        match proved {
+            Ok(Ok(p)) => {
+                tracing::info!(
+                    task = %task.id,
+                    cycles = p.user_cycles,
+                    segments = p.segments,
+                    ms = p.elapsed.as_millis() as u64,
+                    kind = p.receipt.kind.as_str(),
+                    "proved"
+                );
+                Step::Advance(
+                    TaskStatus::Verifying,
+                    StageUpdate {
+                        receipt: Some(p.receipt.bytes),
+                        user_cycles: Some(p.user_cycles),
+                        ..Default::default()
+                    },
+                )
+            }
+            Ok(Err(e)) => Step::fail(e.code(), e.to_string()),
+            Err(e) => Step::fail("internal", e.to_string()),
+        }
+    }
+
+    async fn verify(&self, task: &TaskRecord) -> Step {
+        let Some(receipt) = task.receipt.clone() else {
+            return Step::fail("internal", "task reached verifying without a receipt");
+        };
+        let image_id = match self.image_id(&task.program_id).await {
+            Ok(i) => i,
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
+        let verifier = self.verifier;
+        let verified = blocking(move || Ok(verifier.verify(&receipt, image_id))).await;
+        let v = match verified {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Step::fail("verification_failed", e.to_string()),
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
+        if v.kind.as_str() != task.receipt_kind {
+            return Step::fail(
+                "verification_failed",
+                format!(
+                    "receipt is {} but the task asked for {}",
+                    v.kind.as_str(),
+                    task.receipt_kind
+                ),
+            );
+        }
+        match journal::split(&v.journal) {
+            Some((root, _)) if root == task.root => Step::Advance(
+                TaskStatus::Delivering,
+                StageUpdate {
+                    journal: Some(v.journal),
+                    ..Default::default()
+                },
+            ),
+            Some((root, _)) => Step::fail(
+                "root_mismatch",
+                format!(
+                    "journal is bound to root {} but the task was pinned to {}",
+                    hex::encode(root),
+                    hex::encode(task.root)
+                ),
+            ),
+            None => Step::fail("root_mismatch", "journal is shorter than a root"),
+        }
+    }
+
+    async fn deliver(&self, task: &TaskRecord) -> Step {
+        let (Some(receipt), Some(journal_bytes)) = (&task.receipt, &task.journal) else {
+            return Step::fail(
+                "internal",
+                "task reached delivering without a verified receipt",
+            );
+        };
+        let controller = match self.controller(&task.program_id).await {
+            Ok(c) => c,
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
+        let output = journal::split(journal_bytes)
+            .map(|(_, o)| o)
+            .unwrap_or_default();
+        let event = json!({
+            "task_id": task.id,
+            "program_id": task.program_id,
+            "status": "done",
+            "args": serde_json::from_str::<Value>(&task.args).unwrap_or(Value::Null),
+            "root": hex::encode(task.root),
+            "journal": hex::encode(journal_bytes),
+            "output": hex::encode(output),
+            "receipt_kind": task.receipt_kind,
+            "receipt": base64::engine::general_purpose::STANDARD.encode(receipt),
+            "logs": serde_json::from_str::<Value>(&task.logs).unwrap_or(Value::Null),
+        })
+        .to_string();
+        let runtime = self.runtime.clone();
+        let ctx = Self::call_context(task);
+        let out = blocking(move || Ok(runtime.entrypoint(&controller, ctx, &event))).await;
+        match out {
+            Ok(Ok(out)) => Step::Advance(
+                TaskStatus::Done,
+                StageUpdate {
+                    result: Some(out.value),
+                    logs: Some(append_logs(&task.logs, "delivering", &out.logs)),
+                    ..Default::default()
+                },
+            ),
+            Ok(Err(e)) => Step::Fail {
+                code: e.error.code().to_owned(),
+                message: format!("delivery failed: {}", e.error),
+                logs: Some(append_logs(&task.logs, "delivering", &e.logs)),
+            },
+            Err(e) => Step::fail("internal", e.to_string()),
+        }
+    }
+}
+
+/// Appends `lines` (tagged with `stage`) to a stored JSON array of log lines.
+fn append_logs(existing: &str, stage: &str, lines: &[LogLine]) -> String {
+    let mut all: Vec<Value> = serde_json::from_str(existing).unwrap_or_default();
+    all.extend(
+        lines
+            .iter()
+            .map(|l| json!({"stage": stage, "level": l.level, "message": l.message})),
+    );
+    Value::Array(all).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_append_with_stage_tags() {
+        let line = LogLine {
+            level: "info".into(),
+            message: "hi".into(),
+        };
+        let once = append_logs("[]", "witnessing", std::slice::from_ref(&line));
+        let twice = append_logs(&once, "delivering", &[line]);
+        let v: Vec<Value> = serde_json::from_str(&twice).expect("json");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["stage"], "witnessing");
+        assert_eq!(v[1]["stage"], "delivering");
+    }
+}

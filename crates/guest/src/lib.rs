@@ -1,0 +1,74 @@
+//! Circuit SDK for zkcoproc: the code every zkcoproc RISC Zero guest runs around the app.
+//!
+//! A circuit is a `#![no_main]` RISC Zero guest whose only job is the application function;
+//! [`entry!`] wires it up. The SDK reads the [`CircuitInput`] the service wrote to stdin
+//! (panicking, and so making no proof, on a malformed one), commits the input's root as the
+//! journal's first 32 bytes *before* the application runs, then commits the application's output.
+//! The journal is therefore always `root ‖ output`, whatever the application does.
+//!
+//! Not for host code: this crate is `no_std` and only meaningful on `riscv32im-risc0-zkvm-elf`.
+//!
+//! ```ignore
+//! #![no_main]
+//! fn app(input: &zkcoproc_guest::CircuitInput) -> Vec<u8> { /* check, compute */ vec![] }
+//! zkcoproc_guest::entry!(app);
+//! ```
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+pub use zkcoproc_types::{journal, CircuitInput, Root, Witness};
+
+/// The pinned RISC Zero guest crate (use it for `env`, accelerated `sha`, ...), so an app never
+/// pins a second, possibly disagreeing, risc0 version.
+pub use risc0_zkvm;
+
+/// Largest input the SDK accepts (the service bounds what it writes well below this).
+pub const MAX_INPUT_LEN: usize = 64 << 20;
+
+/// Reads and decodes the circuit input from the host. Panics on a malformed or oversized input,
+/// which aborts the guest so that no proof exists.
+pub fn read_input() -> CircuitInput {
+    use risc0_zkvm::guest::env;
+    let mut len: u32 = 0;
+    env::read_slice(core::slice::from_mut(&mut len));
+    let len = len as usize;
+    assert!(
+        len <= MAX_INPUT_LEN,
+        "circuit input of {len} bytes exceeds {MAX_INPUT_LEN}"
+    );
+    let mut bytes = alloc::vec![0u8; len];
+    env::read_slice(&mut bytes);
+    match CircuitInput::decode(&bytes) {
+        Ok(input) => input,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Runs `app` as a zkcoproc circuit: reads the input, commits its root, runs the app and
+/// commits its output. Use [`entry!`] rather than calling this directly.
+pub fn run<F>(app: F)
+where
+    F: FnOnce(&CircuitInput) -> Vec<u8>,
+{
+    use risc0_zkvm::guest::env;
+    let input = read_input();
+    // The root goes first and before the app runs: the journal layout cannot be broken.
+    env::commit_slice(&input.root);
+    let output = app(&input);
+    env::commit_slice(&output);
+}
+
+/// Declares `app: fn(&CircuitInput) -> Vec<u8>` as the circuit's application function.
+#[macro_export]
+macro_rules! entry {
+    ($app:path) => {
+        fn __zkcoproc_guest_main() {
+            $crate::run($app)
+        }
+        $crate::risc0_zkvm::guest::entry!(__zkcoproc_guest_main);
+    };
+}

@@ -1,0 +1,388 @@
+//! The controller sandbox: runs zkcoproc controllers (WebAssembly components) with wasmtime.
+//!
+//! A controller is untrusted code. Every call gets a fresh instance in a fresh store, bounded by
+//! fuel (CPU), an epoch deadline (wall clock), a memory cap and a wasm stack cap; its arguments,
+//! logs and outputs are size-capped. WASI is linked deny-all: no preopened directory, no
+//! environment, no arguments, no sockets, stdio discarded. Compiled components are cached per
+//! program, so a program is compiled once.
+//!
+//! Not for scheduling or persistence: the coordinator decides when to call a controller and
+//! stores what it returns.
+//!
+//! Start from [`Runtime`]: [`Runtime::validate`] at deploy, [`Runtime::prepare`] once per
+//! program, then [`Runtime::get_witnesses`] and [`Runtime::entrypoint`].
+
+mod host;
+mod limits;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+use zkcoproc_types::{Root, Witness};
+
+pub use host::LogLine;
+use host::{ControllerPre, HostState};
+pub use limits::Limits;
+
+/// How often the epoch ticker advances; the wall-clock deadline has this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a controller call or a controller artifact failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bytes are not a WebAssembly component wasmtime can compile.
+    #[error("controller is not a valid WebAssembly component: {0}")]
+    InvalidComponent(String),
+    /// The component compiles but does not fit the controller world (missing exports, or imports
+    /// the sandbox does not provide).
+    #[error("controller does not implement the zkcoproc controller world: {0}")]
+    WrongWorld(String),
+    /// The controller trapped (panic, unreachable, stack overflow, ...).
+    #[error("controller trapped: {0}")]
+    Trap(String),
+    /// The call ran out of fuel or past its wall-clock deadline.
+    #[error("controller exceeded its {0} limit")]
+    Timeout(&'static str),
+    /// The controller tried to grow its memory past the cap.
+    #[error("controller exceeded its memory limit of {0} bytes")]
+    OutOfMemory(usize),
+    /// The controller's arguments exceed the cap.
+    #[error("arguments of {size} bytes exceed the limit of {limit} bytes")]
+    ArgsTooLarge {
+        /// size of the arguments
+        size: usize,
+        /// the cap
+        limit: usize,
+    },
+    /// The controller returned more than the cap allows.
+    #[error("controller output of {size} bytes exceeds the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// size of the output
+        size: usize,
+        /// the cap
+        limit: usize,
+    },
+    /// The controller returned something malformed.
+    #[error("controller returned malformed output: {0}")]
+    BadOutput(String),
+    /// The controller returned an error of its own (`err(...)` from `get-witnesses` or
+    /// `entrypoint`).
+    #[error("controller returned an error: {0}")]
+    Controller(String),
+    /// The sandbox itself failed (a bug or resource problem on the host).
+    #[error("controller runtime failure: {0}")]
+    Internal(String),
+}
+
+impl RuntimeError {
+    /// Stable machine-readable code for API responses and task errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::InvalidComponent(_) | RuntimeError::WrongWorld(_) => "invalid_controller",
+            RuntimeError::Trap(_) => "controller_trap",
+            RuntimeError::Timeout(_) => "controller_timeout",
+            RuntimeError::OutOfMemory(_) => "controller_out_of_memory",
+            RuntimeError::ArgsTooLarge { .. } => "args_too_large",
+            RuntimeError::OutputTooLarge { .. } => "controller_output_too_large",
+            RuntimeError::BadOutput(_) => "controller_bad_output",
+            RuntimeError::Controller(_) => "controller_error",
+            RuntimeError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A failed call: the error and the logs the controller wrote before it failed.
+#[derive(Debug)]
+pub struct CallError {
+    /// what went wrong
+    pub error: RuntimeError,
+    /// the controller's log lines up to the failure
+    pub logs: Vec<LogLine>,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl From<RuntimeError> for CallError {
+    fn from(error: RuntimeError) -> Self {
+        CallError {
+            error,
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// A successful call: the value and the logs the controller wrote.
+#[derive(Debug)]
+pub struct CallOutput<T> {
+    /// what the controller returned
+    pub value: T,
+    /// the controller's log lines
+    pub logs: Vec<LogLine>,
+}
+
+/// What a call runs for; exposed to the controller through the `context` import.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// hex program id
+    pub program_id: String,
+    /// the root the task is pinned to
+    pub root: Root,
+    /// the task, or none for a dry run
+    pub task_id: Option<String>,
+}
+
+/// A compiled, type-checked controller, ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedController {
+    pre: ControllerPre<HostState>,
+}
+
+impl std::fmt::Debug for LoadedController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedController").finish_non_exhaustive()
+    }
+}
+
+/// The controller sandbox. Cheap to share behind an `Arc`; calls block, so run them on a
+/// blocking thread pool.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    cache: Mutex<HashMap<String, LoadedController>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(limits: Limits) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.max_stack_bytes);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        host::Controller::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("zkcoproc-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            cache: Mutex::new(HashMap::new()),
+            ticker_stop,
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles `wasm` and checks that it is a controller component: the expected exports with
+    /// the expected types, and no import the sandbox does not provide.
+    pub fn validate(&self, wasm: &[u8]) -> Result<LoadedController, RuntimeError> {
+        if wasm.len() > self.limits.max_component_bytes {
+            return Err(RuntimeError::InvalidComponent(format!(
+                "{} bytes exceed the limit of {} bytes",
+                wasm.len(),
+                self.limits.max_component_bytes
+            )));
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            ControllerPre::new(pre).map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        Ok(LoadedController { pre })
+    }
+
+    /// The cached controller of `program_id`, if it was prepared before.
+    pub fn cached(&self, program_id: &str) -> Option<LoadedController> {
+        self.cache.lock().ok()?.get(program_id).cloned()
+    }
+
+    /// Compiles and caches the controller of `program_id` (a no-op when cached).
+    pub fn prepare(&self, program_id: &str, wasm: &[u8]) -> Result<LoadedController, RuntimeError> {
+        if let Some(c) = self.cached(program_id) {
+            return Ok(c);
+        }
+        let loaded = self.validate(wasm)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(program_id.to_owned(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Calls `get-witnesses(args)`.
+    pub fn get_witnesses(
+        &self,
+        controller: &LoadedController,
+        ctx: CallContext,
+        args: &str,
+    ) -> Result<CallOutput<Vec<Witness>>, CallError> {
+        self.check_args(args)?;
+        let limit = self.limits.max_witness_bytes;
+        self.call(controller, ctx, |bindings, store| {
+            let out = bindings.call_get_witnesses(&mut *store, args)?;
+            Ok(out.map(|ws| ws.into_iter().map(host::to_witness).collect::<Vec<_>>()))
+        })
+        .and_then(|out| {
+            let size: usize = out.value.iter().map(Witness::encoded_len).sum();
+            if size > limit {
+                return Err(CallError {
+                    error: RuntimeError::OutputTooLarge { size, limit },
+                    logs: out.logs,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Calls `entrypoint(event)`; the result must be JSON.
+    pub fn entrypoint(
+        &self,
+        controller: &LoadedController,
+        ctx: CallContext,
+        event: &str,
+    ) -> Result<CallOutput<String>, CallError> {
+        let limit = self.limits.max_result_bytes;
+        self.call(controller, ctx, |bindings, store| {
+            bindings.call_entrypoint(&mut *store, event)
+        })
+        .and_then(|out| {
+            if out.value.len() > limit {
+                return Err(CallError {
+                    error: RuntimeError::OutputTooLarge {
+                        size: out.value.len(),
+                        limit,
+                    },
+                    logs: out.logs,
+                });
+            }
+            if let Err(e) = serde_json_check(&out.value) {
+                return Err(CallError {
+                    error: RuntimeError::BadOutput(format!("entrypoint result is not JSON: {e}")),
+                    logs: out.logs,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn check_args(&self, args: &str) -> Result<(), CallError> {
+        if args.len() > self.limits.max_args_bytes {
+            return Err(RuntimeError::ArgsTooLarge {
+                size: args.len(),
+                limit: self.limits.max_args_bytes,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn call<T>(
+        &self,
+        controller: &LoadedController,
+        ctx: CallContext,
+        f: impl FnOnce(&host::Controller, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<CallOutput<T>, CallError> {
+        let state = HostState::new(ctx, &self.limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let internal = |e: wasmtime::Error| RuntimeError::Internal(format!("{e:#}"));
+        store.set_fuel(self.limits.fuel).map_err(internal)?;
+        let ticks = self
+            .limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        let result = controller
+            .pre
+            .instantiate(&mut store)
+            .and_then(|bindings| f(&bindings, &mut store));
+        let state = store.into_data();
+        let memory_hit = state.limiter.hit();
+        let logs = state.logs;
+        match result {
+            Ok(Ok(value)) => Ok(CallOutput { value, logs }),
+            Ok(Err(message)) => {
+                let message = host::truncate(message, self.limits.max_result_bytes);
+                Err(CallError {
+                    error: RuntimeError::Controller(message),
+                    logs,
+                })
+            }
+            Err(e) => {
+                let error = classify(&e, memory_hit);
+                Err(CallError { error, logs })
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn classify(e: &wasmtime::Error, memory_hit: Option<usize>) -> RuntimeError {
+    if let Some(limit) = memory_hit {
+        return RuntimeError::OutOfMemory(limit);
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => RuntimeError::Timeout("fuel"),
+        Some(wasmtime::Trap::Interrupt) => RuntimeError::Timeout("wall-clock"),
+        _ => RuntimeError::Trap(format!("{e:#}")),
+    }
+}
+
+fn serde_json_check(s: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<serde::de::IgnoredAny>(s).map(|_| ())
+}

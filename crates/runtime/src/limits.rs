@@ -1,0 +1,46 @@
+//! Per-call limits of the controller sandbox.
+
+use std::time::Duration;
+
+/// Limits every controller call runs under. The defaults suit the examples with a wide margin
+/// and keep one hostile controller from holding a core, memory or disk for long.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// wasmtime fuel per call (≈ one unit per wasm instruction).
+    pub fuel: u64,
+    /// Wall-clock deadline per call (also covers time spent in host calls).
+    pub timeout: Duration,
+    /// Linear memory cap per instance, in bytes.
+    pub max_memory_bytes: usize,
+    /// Wasm stack cap, in bytes (deep recursion traps instead of exhausting the host stack).
+    pub max_stack_bytes: usize,
+    /// Cap on the JSON arguments passed to `get-witnesses`.
+    pub max_args_bytes: usize,
+    /// Cap on the encoded size of all witnesses one call returns.
+    pub max_witness_bytes: usize,
+    /// Cap on the entrypoint's result and error strings.
+    pub max_result_bytes: usize,
+    /// Cap on any single host-call payload (one log line, ...).
+    pub max_host_payload_bytes: usize,
+    /// Cap on the total bytes of log lines kept per call; later lines are counted, not kept.
+    pub max_log_bytes: usize,
+    /// Cap on a controller component's size.
+    pub max_component_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000_000,
+            timeout: Duration::from_secs(30),
+            max_memory_bytes: 256 << 20,
+            max_stack_bytes: 1 << 20,
+            max_args_bytes: 1 << 20,
+            max_witness_bytes: 16 << 20,
+            max_result_bytes: 1 << 20,
+            max_host_payload_bytes: 64 << 10,
+            max_log_bytes: 256 << 10,
+            max_component_bytes: 32 << 20,
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Durable storage for zkcoproc: programs, tasks and task events, behind one [`Store`] trait.
+//!
+//! [`SqliteStore`] is the embedded default (one file in the data directory, WAL, `synchronous =
+//! FULL`, so a task acknowledged to a client survives a crash or power loss). Every stage change
+//! of a task is one conditional row update plus one event row in the same transaction: a
+//! transition happens at most once, and a crash resumes from the last committed stage.
+//!
+//! Not for business rules: which transition is legal when is the coordinator's concern; the
+//! store only guarantees that a transition from an expected status is atomic.
+//!
+//! Start from [`Store`], [`SqliteStore::open`] and [`TaskRecord`].
+
+mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// Another process holds the data directory.
+    #[error("{0}")]
+    Locked(String),
+    /// A row holds data this build cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// An insert clashed with an existing row that differs.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Filesystem error opening the store.
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Accepted and durable, waiting for a runner.
+    Queued,
+    /// The controller's `get-witnesses` is running.
+    Witnessing,
+    /// A prover is proving the circuit.
+    Proving,
+    /// The service is verifying the receipt.
+    Verifying,
+    /// The controller's `entrypoint` is receiving the proof.
+    Delivering,
+    /// Finished with a verified proof.
+    Done,
+    /// Finished without a proof; see the error.
+    Failed,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// All statuses, in pipeline order.
+    pub const ALL: [TaskStatus; 8] = [
+        TaskStatus::Queued,
+        TaskStatus::Witnessing,
+        TaskStatus::Proving,
+        TaskStatus::Verifying,
+        TaskStatus::Delivering,
+        TaskStatus::Done,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    /// Lower-case name, as stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Witnessing => "witnessing",
+            TaskStatus::Proving => "proving",
+            TaskStatus::Verifying => "verifying",
+            TaskStatus::Delivering => "delivering",
+            TaskStatus::Done => "done",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Done, failed or cancelled.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A program to store: content-addressed id and both artifacts.
+#[derive(Clone, Debug)]
+pub struct NewProgram {
+    /// hex program id
+    pub id: String,
+    /// hex image id of the circuit
+    pub image_id: String,
+    /// the controller component
+    pub controller: Vec<u8>,
+    /// the circuit program binary
+    pub circuit: Vec<u8>,
+}
+
+/// A stored program, without its artifacts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgramInfo {
+    /// hex program id
+    pub id: String,
+    /// hex image id of the circuit
+    pub image_id: String,
+    /// controller size in bytes
+    pub controller_size: u64,
+    /// circuit size in bytes
+    pub circuit_size: u64,
+    /// unix milliseconds
+    pub created_at: i64,
+}
+
+/// A task to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    /// task id
+    pub id: String,
+    /// program it runs
+    pub program_id: String,
+    /// the request's JSON arguments
+    pub args: String,
+    /// the coprocessor root the task is pinned to
+    pub root: [u8; 32],
+    /// the receipt kind asked for
+    pub receipt_kind: String,
+}
+
+/// An error recorded on a failed task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskError {
+    /// stable machine-readable code
+    pub code: String,
+    /// human-readable explanation
+    pub message: String,
+}
+
+/// A stored task: status, timestamps and everything its stages produced so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// task id
+    pub id: String,
+    /// program id
+    pub program_id: String,
+    /// JSON arguments
+    pub args: String,
+    /// pinned root
+    pub root: [u8; 32],
+    /// receipt kind asked for
+    pub receipt_kind: String,
+    /// current status
+    pub status: TaskStatus,
+    /// times a runner claimed the task (a crash mid-task shows as a second attempt)
+    pub attempts: u32,
+    /// error, when failed
+    pub error: Option<TaskError>,
+    /// unix ms the task was created
+    pub created_at: i64,
+    /// unix ms of the last update
+    pub updated_at: i64,
+    /// every status change, oldest first (the first is `queued`)
+    pub history: Vec<TaskEvent>,
+    /// encoded circuit input, after witnessing
+    pub input: Option<Vec<u8>>,
+    /// receipt bytes, after proving
+    pub receipt: Option<Vec<u8>>,
+    /// verified journal, after verifying
+    pub journal: Option<Vec<u8>>,
+    /// the controller's logs (JSON array), appended by each controller call
+    pub logs: String,
+    /// the entrypoint's JSON result, after delivering
+    pub result: Option<String>,
+    /// user cycles of the proven run
+    pub user_cycles: Option<u64>,
+    /// lease holder, while a runner works on the task
+    pub lease_owner: Option<String>,
+}
+
+/// Fields a stage transition sets, besides the status.
+#[derive(Clone, Debug, Default)]
+pub struct StageUpdate {
+    /// set the circuit input
+    pub input: Option<Vec<u8>>,
+    /// set the receipt
+    pub receipt: Option<Vec<u8>>,
+    /// set the journal
+    pub journal: Option<Vec<u8>>,
+    /// set the entrypoint result
+    pub result: Option<String>,
+    /// set user cycles
+    pub user_cycles: Option<u64>,
+    /// replace the logs (JSON array)
+    pub logs: Option<String>,
+    /// set the error (for failed)
+    pub error: Option<TaskError>,
+    /// drop the lease (terminal states)
+    pub release_lease: bool,
+}
+
+/// One status change of a task, in order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// store-wide sequence number
+    pub seq: i64,
+    /// the status entered
+    pub status: TaskStatus,
+    /// unix ms
+    pub at: i64,
+}
+
+/// Counts of tasks by status.
+pub type StatusCounts = Vec<(TaskStatus, u64)>;
+
+/// Persistence for zkcoproc. Every method is atomic.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Stores a program. Returns `false` when the same id existed already (idempotent deploy).
+    async fn put_program(&self, program: NewProgram) -> Result<bool>;
+    /// A program's metadata.
+    async fn program(&self, id: &str) -> Result<Option<ProgramInfo>>;
+    /// A program's controller and circuit bytes.
+    async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+
+    /// Enqueues a task (status queued), durably.
+    async fn insert_task(&self, task: NewTask) -> Result<TaskRecord>;
+    /// A task by id.
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
+    /// A task's status changes, oldest first.
+    async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>>;
+    /// Claims the oldest unfinished task whose lease is free or expired, for `owner`, until
+    /// `now + lease`, and counts an attempt. Returns it with the lease set.
+    async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>>;
+    /// Extends `owner`'s lease on a task. `false` when the owner no longer holds it.
+    async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool>;
+    /// Drops every lease (used at start-up by the only process that owns the store).
+    async fn release_all_leases(&self) -> Result<u64>;
+    /// Moves a task from `from` to `to` and applies `update`, if it is still in `from` and
+    /// still leased by `owner`. `false` when it was not (someone else moved it).
+    async fn transition(
+        &self,
+        id: &str,
+        owner: &str,
+        from: TaskStatus,
+        to: TaskStatus,
+        update: StageUpdate,
+    ) -> Result<bool>;
+    /// Number of tasks in each status.
+    async fn status_counts(&self) -> Result<StatusCounts>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

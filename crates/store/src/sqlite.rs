@@ -1,0 +1,653 @@
+//! The embedded SQLite store.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::{
+    now_ms, NewProgram, NewTask, ProgramInfo, Result, StageUpdate, StatusCounts, Store, StoreError,
+    TaskError, TaskEvent, TaskRecord, TaskStatus,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE programs (
+    id          TEXT PRIMARY KEY,
+    image_id    TEXT NOT NULL,
+    controller  BLOB NOT NULL,
+    circuit     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE tasks (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    program_id       TEXT NOT NULL REFERENCES programs(id),
+    args             TEXT NOT NULL,
+    root             BLOB NOT NULL,
+    receipt_kind     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    error_code       TEXT,
+    error_message    TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    input            BLOB,
+    receipt          BLOB,
+    journal          BLOB,
+    logs             TEXT NOT NULL DEFAULT '[]',
+    result           TEXT,
+    user_cycles      INTEGER,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER
+);
+CREATE INDEX tasks_unfinished ON tasks(seq) WHERE status NOT IN ('done', 'failed', 'cancelled');
+CREATE TABLE task_events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id  TEXT NOT NULL REFERENCES tasks(id),
+    status   TEXT NOT NULL,
+    at       INTEGER NOT NULL
+);
+CREATE INDEX task_events_by_task ON task_events(task_id, seq);
+"#];
+
+const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
+    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
+    user_cycles, lease_owner";
+
+/// SQLite store in one file (WAL mode). One process owns a data directory at a time: opening
+/// takes an exclusive lock on `zkcoproc.lock` beside the database.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/zkcoproc.db`, locks the directory and migrates.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("zkcoproc.lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(format!(
+                "data directory {} is in use by another zkcoproc process",
+                dir.display()
+            )));
+        }
+        let conn = Connection::open(dir.join("zkcoproc.db"))?;
+        let mut store = Self::from_connection(conn)?;
+        store._lock = Some(lock);
+        Ok(store)
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory() -> Result<Self> {
+        Self::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk before it returns, so an acknowledged task survives power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            _lock: None,
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Database("connection mutex poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store worker failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this build ({known})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn read_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    let Some(mut task) = conn
+        .query_row(&sql, [id], task_from_row)
+        .optional()?
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    task.history = read_events(conn, id)?;
+    Ok(Some(task))
+}
+
+fn read_events(conn: &Connection, id: &str) -> Result<Vec<TaskEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, status, at FROM task_events WHERE task_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, status, at) = row?;
+        let status = TaskStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?;
+        out.push(TaskEvent { seq, status, at });
+    }
+    Ok(out)
+}
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
+    let status: String = r.get(5)?;
+    let root: Vec<u8> = r.get(3)?;
+    let error_code: Option<String> = r.get(7)?;
+    let error_message: Option<String> = r.get(8)?;
+    let user_cycles: Option<i64> = r.get(16)?;
+    let attempts: i64 = r.get(6)?;
+    let Some(status) = TaskStatus::parse(&status) else {
+        return Ok(Err(StoreError::Corrupt(format!("unknown status {status}"))));
+    };
+    let Ok(root) = <[u8; 32]>::try_from(root.as_slice()) else {
+        return Ok(Err(StoreError::Corrupt("root is not 32 bytes".into())));
+    };
+    Ok(Ok(TaskRecord {
+        id: r.get(0)?,
+        program_id: r.get(1)?,
+        args: r.get(2)?,
+        root,
+        receipt_kind: r.get(4)?,
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        error: error_code.map(|code| TaskError {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        history: Vec::new(),
+        input: r.get(11)?,
+        receipt: r.get(12)?,
+        journal: r.get(13)?,
+        logs: r.get(14)?,
+        result: r.get(15)?,
+        user_cycles: user_cycles.map(|c| c as u64),
+        lease_owner: r.get(17)?,
+    }))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn put_program(&self, p: NewProgram) -> Result<bool> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT image_id FROM programs WHERE id = ?1",
+                    [&p.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(image_id) = existing {
+                if image_id != p.image_id {
+                    return Err(StoreError::Conflict(format!(
+                        "program {} exists with another image id",
+                        p.id
+                    )));
+                }
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO programs (id, image_id, controller, circuit, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![p.id, p.image_id, p.controller, p.circuit, now_ms()],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn program(&self, id: &str) -> Result<Option<ProgramInfo>> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, image_id, length(controller), length(circuit), created_at \
+                     FROM programs WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(ProgramInfo {
+                            id: r.get(0)?,
+                            image_id: r.get(1)?,
+                            controller_size: r.get::<_, i64>(2)? as u64,
+                            circuit_size: r.get::<_, i64>(3)? as u64,
+                            created_at: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT controller, circuit FROM programs WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_task(&self, t: NewTask) -> Result<TaskRecord> {
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
+                params![
+                    t.id,
+                    t.program_id,
+                    t.args,
+                    t.root.to_vec(),
+                    t.receipt_kind,
+                    now
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'queued', ?2)",
+                params![t.id, now],
+            )?;
+            let task = read_task(&tx, &t.id)?
+                .ok_or_else(|| StoreError::Database("inserted task vanished".into()))?;
+            tx.commit()?;
+            Ok(task)
+        })
+        .await
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let id = id.to_owned();
+        self.with(move |conn| read_task(conn, &id)).await
+    }
+
+    async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>> {
+        let id = id.to_owned();
+        self.with(move |conn| read_events(conn, &id)).await
+    }
+
+    async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>> {
+        let owner = owner.to_owned();
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id: Option<String> = tx
+                .query_row(
+                    "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1 \
+                     WHERE seq = (SELECT seq FROM tasks \
+                         WHERE status NOT IN ('done', 'failed', 'cancelled') \
+                           AND (lease_owner IS NULL OR lease_expires_at < ?3) \
+                         ORDER BY seq LIMIT 1) \
+                     RETURNING id",
+                    params![owner, now.saturating_add(lease_ms(lease)), now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let task = match id {
+                Some(id) => read_task(&tx, &id)?,
+                None => None,
+            };
+            tx.commit()?;
+            Ok(task)
+        })
+        .await
+    }
+
+    async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            let n = conn.execute(
+                "UPDATE tasks SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3 \
+                 AND status NOT IN ('done', 'failed', 'cancelled')",
+                params![now_ms().saturating_add(lease_ms(lease)), id, owner],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn release_all_leases(&self) -> Result<u64> {
+        self.with(|conn| {
+            let n = conn.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE lease_owner IS NOT NULL",
+                [],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        owner: &str,
+        from: TaskStatus,
+        to: TaskStatus,
+        u: StageUpdate,
+    ) -> Result<bool> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (error_code, error_message) = match u.error {
+                Some(TaskError { code, message }) => (Some(code), Some(message)),
+                None => (None, None),
+            };
+            let n = tx.execute(
+                "UPDATE tasks SET status = ?1, updated_at = ?2, \
+                    input = COALESCE(?3, input), receipt = COALESCE(?4, receipt), \
+                    journal = COALESCE(?5, journal), result = COALESCE(?6, result), \
+                    user_cycles = COALESCE(?7, user_cycles), logs = COALESCE(?8, logs), \
+                    error_code = COALESCE(?9, error_code), \
+                    error_message = COALESCE(?10, error_message), \
+                    lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
+                    lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END \
+                 WHERE id = ?12 AND status = ?13 AND lease_owner = ?14",
+                params![
+                    to.as_str(),
+                    now,
+                    u.input,
+                    u.receipt,
+                    u.journal,
+                    u.result,
+                    u.user_cycles.map(|c| c as i64),
+                    u.logs,
+                    error_code,
+                    error_message,
+                    u.release_lease,
+                    id,
+                    from.as_str(),
+                    owner,
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO task_events (task_id, status, at) VALUES (?1, ?2, ?3)",
+                params![id, to.as_str(), now],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn status_counts(&self) -> Result<StatusCounts> {
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (status, n) = row?;
+                let status = TaskStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?;
+                out.push((status, n as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(id: &str) -> NewProgram {
+        NewProgram {
+            id: id.into(),
+            image_id: "ab".repeat(32),
+            controller: vec![1, 2, 3],
+            circuit: vec![4, 5],
+        }
+    }
+
+    fn task(id: &str) -> NewTask {
+        NewTask {
+            id: id.into(),
+            program_id: "p".into(),
+            args: "{}".into(),
+            root: [0; 32],
+            receipt_kind: "composite".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deploy_is_idempotent_and_artifacts_round_trip() {
+        let s = SqliteStore::in_memory().expect("open");
+        assert!(s.put_program(program("p")).await.expect("put"));
+        assert!(!s.put_program(program("p")).await.expect("put again"));
+        let mut other = program("p");
+        other.image_id = "cd".repeat(32);
+        assert!(matches!(
+            s.put_program(other).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let info = s.program("p").await.expect("get").expect("exists");
+        assert_eq!((info.controller_size, info.circuit_size), (3, 2));
+        let (c, k) = s
+            .program_artifacts("p")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!((c, k), (vec![1, 2, 3], vec![4, 5]));
+        assert!(s.program("q").await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn tasks_need_an_existing_program() {
+        let s = SqliteStore::in_memory().expect("open");
+        assert!(s.insert_task(task("t")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn claims_are_exclusive_fifo_and_expire() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        s.insert_task(task("t1")).await.expect("insert");
+        s.insert_task(task("t2")).await.expect("insert");
+        let a = s
+            .claim_next("a", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("t1");
+        let b = s
+            .claim_next("b", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("t2");
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
+        assert_eq!((a.attempts, b.attempts), (1, 1));
+        assert!(s
+            .claim_next("c", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .is_none());
+        // An expired lease is claimable again.
+        assert!(s
+            .extend_lease("t1", "a", Duration::ZERO)
+            .await
+            .expect("extend"));
+        std::thread::sleep(Duration::from_millis(5));
+        let c = s
+            .claim_next("c", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("t1");
+        assert_eq!((c.id.as_str(), c.attempts), ("t1", 2));
+        assert!(!s
+            .extend_lease("t1", "a", Duration::from_secs(1))
+            .await
+            .expect("extend"));
+    }
+
+    #[tokio::test]
+    async fn transitions_are_conditional_and_recorded() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        s.insert_task(task("t")).await.expect("insert");
+        s.claim_next("a", Duration::from_secs(60))
+            .await
+            .expect("claim");
+        let w = |input: Vec<u8>| StageUpdate {
+            input: Some(input),
+            ..Default::default()
+        };
+        // Wrong owner or wrong source status: nothing happens.
+        assert!(!s
+            .transition(
+                "t",
+                "b",
+                TaskStatus::Queued,
+                TaskStatus::Witnessing,
+                w(vec![1])
+            )
+            .await
+            .expect("tx"));
+        assert!(!s
+            .transition(
+                "t",
+                "a",
+                TaskStatus::Proving,
+                TaskStatus::Verifying,
+                w(vec![1])
+            )
+            .await
+            .expect("tx"));
+        assert!(s
+            .transition(
+                "t",
+                "a",
+                TaskStatus::Queued,
+                TaskStatus::Witnessing,
+                w(vec![9])
+            )
+            .await
+            .expect("tx"));
+        // The same transition cannot happen twice.
+        assert!(!s
+            .transition(
+                "t",
+                "a",
+                TaskStatus::Queued,
+                TaskStatus::Witnessing,
+                w(vec![8])
+            )
+            .await
+            .expect("tx"));
+        let fail = StageUpdate {
+            error: Some(TaskError {
+                code: "x".into(),
+                message: "boom".into(),
+            }),
+            release_lease: true,
+            ..Default::default()
+        };
+        assert!(s
+            .transition("t", "a", TaskStatus::Witnessing, TaskStatus::Failed, fail)
+            .await
+            .expect("tx"));
+        let t = s.task("t").await.expect("get").expect("exists");
+        assert_eq!(t.status, TaskStatus::Failed);
+        assert_eq!(t.input, Some(vec![9]));
+        assert_eq!(t.error.as_ref().map(|e| e.code.as_str()), Some("x"));
+        assert_eq!(t.lease_owner, None);
+        let statuses: Vec<_> = t.history.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            vec![
+                TaskStatus::Queued,
+                TaskStatus::Witnessing,
+                TaskStatus::Failed
+            ]
+        );
+        let events = s.task_events("t").await.expect("events");
+        assert_eq!(events.len(), 3);
+        assert!(s
+            .claim_next("a", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn data_dir_is_exclusive_and_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(dir.path()).expect("open");
+        assert!(matches!(
+            SqliteStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        s.put_program(program("p")).await.expect("put");
+        s.insert_task(task("t")).await.expect("insert");
+        drop(s);
+        let s = SqliteStore::open(dir.path()).expect("reopen");
+        let t = s.task("t").await.expect("get").expect("survived");
+        assert_eq!(t.status, TaskStatus::Queued);
+        let counts = s.status_counts().await.expect("counts");
+        assert_eq!(counts, vec![(TaskStatus::Queued, 1)]);
+    }
+}

@@ -1,0 +1,239 @@
+//! The circuit input: what the service writes to a circuit's stdin.
+//!
+//! Wire format v1 (all integers little-endian):
+//!
+//! ```text
+//! magic "ZKCI" | version u16 = 1 | root [u8; 32] | count u32 | count × witness
+//! witness = tag u8 | len u32 | len bytes          (tag 0 = data)
+//! ```
+//!
+//! Decoding is strict: unknown versions or tags, truncated or trailing bytes are errors, so a
+//! circuit never runs on an input it does not fully understand.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::Root;
+
+const MAGIC: &[u8; 4] = b"ZKCI";
+const VERSION: u16 = 1;
+const TAG_DATA: u8 = 0;
+
+/// Upper bound on the number of witnesses in one input.
+pub const MAX_WITNESSES: usize = 4096;
+
+/// One item of a circuit's input, produced by the controller's `get-witnesses`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Witness {
+    /// Opaque bytes that the circuit interprets.
+    Data(Vec<u8>),
+}
+
+impl Witness {
+    /// The witness's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Witness::Data(b) => b,
+        }
+    }
+
+    /// Encoded size of this witness in the v1 wire format.
+    pub fn encoded_len(&self) -> usize {
+        1 + 4 + self.bytes().len()
+    }
+}
+
+/// Everything a circuit receives: the coprocessor root the task is pinned to and the
+/// controller's witnesses, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitInput {
+    /// Root the proof is bound to; the guest SDK commits it as the journal's first 32 bytes.
+    pub root: Root,
+    /// The controller's witnesses, in the order it returned them.
+    pub witnesses: Vec<Witness>,
+}
+
+/// Why bytes are not a valid [`CircuitInput`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The input does not start with the `ZKCI` magic.
+    BadMagic,
+    /// The input has a version this build does not know.
+    UnsupportedVersion(u16),
+    /// The input ended early.
+    Truncated,
+    /// A witness has an unknown tag.
+    UnknownTag(u8),
+    /// More witnesses than [`MAX_WITNESSES`].
+    TooManyWitnesses(u32),
+    /// Bytes left after the last witness.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::BadMagic => f.write_str("circuit input: bad magic"),
+            DecodeError::UnsupportedVersion(v) => {
+                write!(f, "circuit input: unsupported version {v}")
+            }
+            DecodeError::Truncated => f.write_str("circuit input: truncated"),
+            DecodeError::UnknownTag(t) => write!(f, "circuit input: unknown witness tag {t}"),
+            DecodeError::TooManyWitnesses(n) => {
+                write!(
+                    f,
+                    "circuit input: {n} witnesses exceed the limit of {MAX_WITNESSES}"
+                )
+            }
+            DecodeError::TrailingBytes(n) => write!(f, "circuit input: {n} trailing bytes"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+impl std::error::Error for DecodeError {}
+
+impl CircuitInput {
+    /// Encodes the input in the v1 wire format.
+    pub fn encode(&self) -> Vec<u8> {
+        let body: usize = self.witnesses.iter().map(Witness::encoded_len).sum();
+        let mut out = Vec::with_capacity(4 + 2 + 32 + 4 + body);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.root);
+        out.extend_from_slice(&(self.witnesses.len() as u32).to_le_bytes());
+        for w in &self.witnesses {
+            match w {
+                Witness::Data(bytes) => {
+                    out.push(TAG_DATA);
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes an input in the v1 wire format, rejecting anything else.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { rest: bytes };
+        if r.take(4)? != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let version = u16::from_le_bytes(r.array()?);
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let root: Root = r.array()?;
+        let count = u32::from_le_bytes(r.array()?);
+        if count as usize > MAX_WITNESSES {
+            return Err(DecodeError::TooManyWitnesses(count));
+        }
+        let mut witnesses = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let [tag] = r.array()?;
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            let data = r.take(len)?;
+            match tag {
+                TAG_DATA => witnesses.push(Witness::Data(data.to_vec())),
+                other => return Err(DecodeError::UnknownTag(other)),
+            }
+        }
+        if !r.rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(r.rest.len()));
+        }
+        Ok(CircuitInput { root, witnesses })
+    }
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn sample() -> CircuitInput {
+        CircuitInput {
+            root: [7u8; 32],
+            witnesses: vec![Witness::Data(vec![1, 2, 3]), Witness::Data(vec![])],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let input = sample();
+        assert_eq!(CircuitInput::decode(&input.encode()), Ok(input));
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(
+                CircuitInput::decode(&bytes[..n]).is_err(),
+                "prefix of {n} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_bad_magic_version_and_tag_are_rejected() {
+        let mut bytes = sample().encode();
+        bytes.push(0);
+        assert_eq!(
+            CircuitInput::decode(&bytes),
+            Err(DecodeError::TrailingBytes(1))
+        );
+
+        let mut bytes = sample().encode();
+        bytes[0] = b'X';
+        assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::BadMagic));
+
+        let mut bytes = sample().encode();
+        bytes[4] = 9;
+        assert_eq!(
+            CircuitInput::decode(&bytes),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+
+        let mut bytes = sample().encode();
+        bytes[4 + 2 + 32 + 4] = 5;
+        assert_eq!(
+            CircuitInput::decode(&bytes),
+            Err(DecodeError::UnknownTag(5))
+        );
+    }
+
+    #[test]
+    fn witness_count_is_bounded_before_allocating() {
+        let mut bytes = sample().encode();
+        bytes[38..42].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            CircuitInput::decode(&bytes),
+            Err(DecodeError::TooManyWitnesses(u32::MAX))
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! zkVM backends for zkcoproc: a [`Prover`] turns a circuit and its input into a receipt, the
+//! [`Verifier`] checks a receipt against a circuit's image id.
+//!
+//! Two backends, both RISC Zero 3.0 (see the pins in the workspace manifest):
+//! - [`CpuProver`]: the real local CPU prover; composite receipts.
+//! - [`DevProver`]: executes the guest and returns a receipt marked fake. A [`Verifier`] accepts
+//!   fake receipts only when built with `dev_mode = true`; this switch is explicit and never read
+//!   from `RISC0_DEV_MODE`, so a dev receipt can't pass a production service by accident.
+//!
+//! Receipts cross processes as bincode-encoded `risc0_zkvm::Receipt` bytes ([`Receipt::bytes`]),
+//! the encoding RISC Zero's own tooling uses; decoding is size-bounded and strict.
+//!
+//! Start from [`CircuitImage::load`], [`Prover::prove`] and [`Verifier::verify`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bincode::Options;
+use risc0_binfmt::ProgramBinary;
+use risc0_zkvm::{
+    get_prover_server, ExecutorEnv, ExecutorImpl, ExitCode, FakeReceipt, InnerReceipt,
+    NullSegmentRef, ProverOpts, VerifierContext,
+};
+use serde::{Deserialize, Serialize};
+
+/// Largest receipt [`Verifier::verify`] decodes.
+pub const MAX_RECEIPT_BYTES: u64 = 128 << 20;
+
+/// Default cap on a guest's user cycles (both backends): a runaway circuit stops here.
+pub const DEFAULT_MAX_CYCLES: u64 = 1 << 26;
+
+/// Why proving or verifying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ZkvmError {
+    /// The circuit artifact is not a RISC Zero program.
+    #[error("circuit is not a RISC Zero program: {0}")]
+    InvalidCircuit(String),
+    /// The guest panicked, exited with an error, or hit the cycle limit.
+    #[error("circuit execution failed: {0}")]
+    GuestFailed(String),
+    /// The prover failed for a reason other than the guest.
+    #[error("prover failed: {0}")]
+    ProverFailed(String),
+    /// The requested receipt kind cannot be produced by this build.
+    #[error("{0}")]
+    UnsupportedReceiptKind(String),
+}
+
+impl ZkvmError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ZkvmError::InvalidCircuit(_) => "invalid_circuit",
+            ZkvmError::GuestFailed(_) => "circuit_failed",
+            ZkvmError::ProverFailed(_) => "prover_failed",
+            ZkvmError::UnsupportedReceiptKind(_) => "unsupported_receipt_kind",
+        }
+    }
+}
+
+/// Why a receipt does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The bytes are not a receipt.
+    #[error("receipt cannot be decoded: {0}")]
+    Malformed(String),
+    /// A fake (dev-mode) receipt given to a verifier that is not in dev mode.
+    #[error("receipt is fake (dev mode) and this verifier does not accept fake receipts")]
+    FakeRejected,
+    /// The receipt does not prove the claimed image id and journal.
+    #[error("receipt does not verify against image id {image_id}: {reason}")]
+    Invalid {
+        /// the image id checked against
+        image_id: String,
+        /// what the verifier said
+        reason: String,
+    },
+}
+
+/// A RISC Zero image id: the digest of the circuit's initial memory image.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageId(pub [u8; 32]);
+
+impl ImageId {
+    /// Parses 64 hex digits (an optional `0x` prefix is accepted).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let s = s.strip_prefix("0x").unwrap_or(s);
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ImageId(out))
+    }
+
+    fn digest(&self) -> risc0_zkvm::Digest {
+        risc0_zkvm::Digest::from_bytes(self.0)
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ImageId({self})")
+    }
+}
+
+/// What kind of receipt a prover made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptKind {
+    /// Dev mode: no proof at all, only the claim.
+    Fake,
+    /// One STARK per segment (what the CPU prover makes here).
+    Composite,
+    /// One recursion STARK (needs the recursion programs).
+    Succinct,
+    /// A Groth16 SNARK (needs the recursion programs and the Groth16 prover).
+    Groth16,
+}
+
+impl ReceiptKind {
+    /// Lower-case name, as in the task JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReceiptKind::Fake => "fake",
+            ReceiptKind::Composite => "composite",
+            ReceiptKind::Succinct => "succinct",
+            ReceiptKind::Groth16 => "groth16",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "fake" => ReceiptKind::Fake,
+            "composite" => ReceiptKind::Composite,
+            "succinct" => ReceiptKind::Succinct,
+            "groth16" => ReceiptKind::Groth16,
+            _ => return None,
+        })
+    }
+
+    fn of(inner: &InnerReceipt) -> Option<Self> {
+        Some(match inner {
+            InnerReceipt::Fake(_) => ReceiptKind::Fake,
+            InnerReceipt::Composite(_) => ReceiptKind::Composite,
+            InnerReceipt::Succinct(_) => ReceiptKind::Succinct,
+            InnerReceipt::Groth16(_) => ReceiptKind::Groth16,
+            _ => return None,
+        })
+    }
+}
+
+/// A loaded circuit: the RISC Zero program binary (user ELF + v1compat kernel) and its image id.
+#[derive(Clone)]
+pub struct CircuitImage {
+    image_id: ImageId,
+    binary: Arc<Vec<u8>>,
+}
+
+impl fmt::Debug for CircuitImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitImage")
+            .field("image_id", &self.image_id)
+            .field("len", &self.binary.len())
+            .finish()
+    }
+}
+
+impl CircuitImage {
+    /// Loads a circuit artifact: a RISC Zero program binary (what `zkcoproc build` writes), or a
+    /// bare guest ELF, which is combined with the v1compat kernel here. Rejects anything that
+    /// does not load as a RISC Zero program.
+    pub fn load(bytes: &[u8]) -> Result<Self, ZkvmError> {
+        let binary = if bytes.starts_with(b"\x7fELF") {
+            ProgramBinary::new(bytes, risc0_zkos_v1compat::V1COMPAT_ELF).encode()
+        } else {
+            bytes.to_vec()
+        };
+        // The ELF parser sees untrusted bytes: a panic in it must reject the artifact, not take
+        // down the caller.
+        let computed = std::panic::catch_unwind(|| {
+            ProgramBinary::decode(&binary).and_then(|program| program.compute_image_id())
+        })
+        .map_err(|_| ZkvmError::InvalidCircuit("the program loader panicked".into()))?;
+        let digest = computed.map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
+        let mut id = [0u8; 32];
+        id.copy_from_slice(digest.as_bytes());
+        Ok(CircuitImage {
+            image_id: ImageId(id),
+            binary: Arc::new(binary),
+        })
+    }
+
+    /// The circuit's image id.
+    pub fn image_id(&self) -> ImageId {
+        self.image_id
+    }
+
+    /// The program binary the prover loads.
+    pub fn binary(&self) -> &[u8] {
+        &self.binary
+    }
+}
+
+/// A bincode-encoded `risc0_zkvm::Receipt` and its kind.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    /// fake, composite, ...
+    pub kind: ReceiptKind,
+    /// bincode of `risc0_zkvm::Receipt`
+    pub bytes: Vec<u8>,
+    /// the journal the receipt commits to
+    pub journal: Vec<u8>,
+}
+
+/// What proving produced, with figures.
+#[derive(Clone, Debug)]
+pub struct Proved {
+    /// the receipt
+    pub receipt: Receipt,
+    /// user cycles the guest ran
+    pub user_cycles: u64,
+    /// number of segments
+    pub segments: usize,
+    /// wall-clock time spent
+    pub elapsed: Duration,
+}
+
+/// Turns a circuit and its input into a receipt. Calls block for as long as proving takes; run
+/// them on a blocking thread.
+pub trait Prover: Send + Sync + fmt::Debug {
+    /// `cpu` or `dev`.
+    fn name(&self) -> &'static str;
+    /// The kind of receipt this prover makes.
+    fn receipt_kind(&self) -> ReceiptKind;
+    /// Runs the circuit on `input` (a [`zkcoproc_types::CircuitInput`] encoding) and proves it.
+    fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError>;
+}
+
+fn executor_env(input: &[u8], max_cycles: u64) -> Result<ExecutorEnv<'static>, ZkvmError> {
+    let len = u32::try_from(input.len())
+        .map_err(|_| ZkvmError::GuestFailed("circuit input larger than 4 GiB".into()))?;
+    ExecutorEnv::builder()
+        .write_slice(&[len])
+        .write_slice(input)
+        .session_limit(Some(max_cycles))
+        .stdout(std::io::sink())
+        .stderr(std::io::sink())
+        .build()
+        .map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))
+}
+
+fn guest_error(e: &anyhow::Error) -> ZkvmError {
+    ZkvmError::GuestFailed(format!("{e:#}"))
+}
+
+/// The real RISC Zero CPU prover; makes composite receipts.
+#[derive(Debug, Clone)]
+pub struct CpuProver {
+    max_cycles: u64,
+}
+
+impl CpuProver {
+    /// A CPU prover making receipts of `kind`. Only composite receipts are available in this
+    /// build: succinct and Groth16 need RISC Zero's recursion programs, which the build cannot
+    /// download here (see `.cargo/config.toml`).
+    pub fn new(kind: ReceiptKind, max_cycles: u64) -> Result<Self, ZkvmError> {
+        match kind {
+            ReceiptKind::Composite => Ok(CpuProver { max_cycles }),
+            other => Err(ZkvmError::UnsupportedReceiptKind(format!(
+                "receipt kind `{}` is not available: this build has no RISC Zero recursion \
+                 programs (succinct and groth16 need them); use `composite`",
+                other.as_str()
+            ))),
+        }
+    }
+}
+
+impl Prover for CpuProver {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn receipt_kind(&self) -> ReceiptKind {
+        ReceiptKind::Composite
+    }
+
+    fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError> {
+        let start = Instant::now();
+        let env = executor_env(input, self.max_cycles)?;
+        // Explicitly not dev mode, whatever RISC0_DEV_MODE says.
+        let opts = ProverOpts::composite().with_dev_mode(false);
+        let server =
+            get_prover_server(&opts).map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
+        let info = server
+            .prove(env, image.binary())
+            .map_err(|e| guest_error(&e))?;
+        let bytes = encode_receipt(&info.receipt)?;
+        Ok(Proved {
+            receipt: Receipt {
+                kind: ReceiptKind::Composite,
+                bytes,
+                journal: info.receipt.journal.bytes.clone(),
+            },
+            user_cycles: info.stats.user_cycles,
+            segments: info.stats.segments,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+/// Dev backend: executes the guest for real and returns a receipt marked fake.
+#[derive(Debug, Clone)]
+pub struct DevProver {
+    max_cycles: u64,
+    delay: Duration,
+}
+
+impl DevProver {
+    /// A dev prover; `delay` is added to every proof to model a fixed proving cost (benchmarks).
+    pub fn new(max_cycles: u64, delay: Duration) -> Self {
+        DevProver { max_cycles, delay }
+    }
+}
+
+impl Prover for DevProver {
+    fn name(&self) -> &'static str {
+        "dev"
+    }
+
+    fn receipt_kind(&self) -> ReceiptKind {
+        ReceiptKind::Fake
+    }
+
+    fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError> {
+        let start = Instant::now();
+        let env = executor_env(input, self.max_cycles)?;
+        let mut exec = ExecutorImpl::from_elf(env, image.binary())
+            .map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
+        let mut segments = 0usize;
+        let session = exec
+            .run_with_callback(|_segment| {
+                segments += 1;
+                Ok(Box::new(NullSegmentRef))
+            })
+            .map_err(|e| guest_error(&e))?;
+        if session.exit_code != ExitCode::Halted(0) {
+            return Err(ZkvmError::GuestFailed(format!(
+                "guest exited with {:?}",
+                session.exit_code
+            )));
+        }
+        let claim = session
+            .claim()
+            .map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
+        let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
+        let receipt =
+            risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
+        let bytes = encode_receipt(&receipt)?;
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        Ok(Proved {
+            receipt: Receipt {
+                kind: ReceiptKind::Fake,
+                bytes,
+                journal,
+            },
+            user_cycles: session.user_cycles,
+            segments,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+fn bincode_options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(MAX_RECEIPT_BYTES)
+}
+
+fn encode_receipt(receipt: &risc0_zkvm::Receipt) -> Result<Vec<u8>, ZkvmError> {
+    bincode_options()
+        .serialize(receipt)
+        .map_err(|e| ZkvmError::ProverFailed(format!("cannot encode receipt: {e}")))
+}
+
+/// What a successful verification establishes.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// the receipt's kind
+    pub kind: ReceiptKind,
+    /// the verified journal (`root ‖ output` for zkcoproc circuits)
+    pub journal: Vec<u8>,
+}
+
+/// Verifies receipts. Accepts fake receipts only when `dev_mode` is set.
+#[derive(Clone, Copy, Debug)]
+pub struct Verifier {
+    dev_mode: bool,
+}
+
+impl Verifier {
+    /// A verifier; `dev_mode = true` also accepts fake receipts (for `--prover dev` services).
+    pub fn new(dev_mode: bool) -> Self {
+        Verifier { dev_mode }
+    }
+
+    /// Whether fake receipts are accepted.
+    pub fn dev_mode(&self) -> bool {
+        self.dev_mode
+    }
+
+    /// Decodes `bytes` as a receipt and verifies it proves a run of `image_id`. Returns the
+    /// verified journal.
+    pub fn verify(&self, bytes: &[u8], image_id: ImageId) -> Result<Verified, VerifyError> {
+        let receipt: risc0_zkvm::Receipt = bincode_options()
+            .deserialize(bytes)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let kind = ReceiptKind::of(&receipt.inner)
+            .ok_or_else(|| VerifyError::Malformed("unknown receipt kind".into()))?;
+        if kind == ReceiptKind::Fake && !self.dev_mode {
+            return Err(VerifyError::FakeRejected);
+        }
+        let ctx = VerifierContext::default().with_dev_mode(self.dev_mode);
+        receipt
+            .verify_with_context(&ctx, image_id.digest())
+            .map_err(|e| VerifyError::Invalid {
+                image_id: image_id.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Verified {
+            kind,
+            journal: receipt.journal.bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_programs_are_rejected() {
+        for bytes in [
+            &b""[..],
+            b"not an elf",
+            b"\x7fELF\x01\x01\x01",
+            &[0u8; 4096],
+        ] {
+            let err = CircuitImage::load(bytes).expect_err("garbage loaded as a circuit");
+            assert_eq!(err.code(), "invalid_circuit", "{err}");
+        }
+    }
+
+    #[test]
+    fn image_id_hex_round_trip() {
+        let id = ImageId([0xab; 32]);
+        assert_eq!(ImageId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(ImageId::from_hex(&format!("0x{id}")), Some(id));
+        assert_eq!(ImageId::from_hex("abcd"), None);
+    }
+
+    #[test]
+    fn garbage_receipts_are_malformed() {
+        let v = Verifier::new(true);
+        for bytes in [&b""[..], b"\x00\x01\x02", &[0xffu8; 64]] {
+            assert!(matches!(
+                v.verify(bytes, ImageId([0; 32])),
+                Err(VerifyError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn only_composite_is_offered_by_the_cpu_prover() {
+        assert!(CpuProver::new(ReceiptKind::Composite, 1 << 20).is_ok());
+        for kind in [
+            ReceiptKind::Succinct,
+            ReceiptKind::Groth16,
+            ReceiptKind::Fake,
+        ] {
+            let err = CpuProver::new(kind, 1 << 20).expect_err("unsupported kind accepted");
+            assert_eq!(err.code(), "unsupported_receipt_kind");
+        }
+    }
+}
