@@ -143,6 +143,10 @@ pub fn build_app(app_dir: &Path, options: &Options) -> Result<Built, BuildError>
 /// Builds a controller crate for `wasm32-wasip2` (release) and returns the component's path.
 pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
     let mut cmd = cargo(crate_dir, target_dir, CONTROLLER_TARGET);
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        remap_flags(crate_dir, target_dir)?.join("\x1f"),
+    );
     let artifacts = run(&mut cmd, "controller")?;
     artifacts
         .into_iter()
@@ -154,7 +158,7 @@ pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, 
 /// v1compat kernel).
 pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, BuildError> {
     let mut cmd = cargo(crate_dir, target_dir, GUEST_TARGET);
-    let rustflags = [
+    let mut rustflags: Vec<String> = [
         "-C",
         "passes=lower-atomic",
         "-C",
@@ -166,7 +170,10 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
         "--cfg",
         "getrandom_backend=\"custom\"",
     ]
-    .join("\x1f");
+    .map(str::to_owned)
+    .to_vec();
+    rustflags.extend(remap_flags(crate_dir, target_dir)?);
+    let rustflags = rustflags.join("\x1f");
     cmd.args([
         "-Zbuild-std=alloc,core,proc_macro,panic_abort,std",
         "-Zbuild-std-features=compiler-builtins-mem",
@@ -187,6 +194,91 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
     let binary = risc0_binfmt::ProgramBinary::new(&elf, risc0_zkos_v1compat::V1COMPAT_ELF).encode();
     hex_image_id(&binary)?;
     Ok(binary)
+}
+
+/// `--remap-path-prefix` flags that make a build independent of where things sit on disk.
+///
+/// Panic locations embed source paths in the binary, so without these the image id of a circuit
+/// (and the bytes of a controller) would depend on the checkout path, `CARGO_HOME` and the rustup
+/// home. Every path package (the app's crates and the SDK crates they use) maps to
+/// `/src/<name>`, the registry to `/cargo`, the toolchain's rust-src to `/rust` and the target
+/// directory to `/target`.
+fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mut remaps: Vec<(PathBuf, String)> = Vec::new();
+    let sysroot = tool_output(
+        Command::new("rustc")
+            .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
+            .args(["--print", "sysroot"]),
+    )?;
+    remaps.push((
+        PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust"),
+        "/rust".into(),
+    ));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        remaps.push((home, "/cargo".into()));
+    }
+    remaps.push((target_dir.to_path_buf(), "/target".into()));
+
+    let mut metadata = Command::new("cargo");
+    metadata
+        .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"));
+    if crate_dir.join("Cargo.lock").is_file() {
+        metadata.arg("--locked");
+    }
+    let metadata: serde_json::Value = serde_json::from_str(&tool_output(&mut metadata)?)
+        .map_err(|e| BuildError::Layout(format!("cargo metadata printed no JSON: {e}")))?;
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        // Path packages have no source; registry packages are covered by CARGO_HOME.
+        if !package["source"].is_null() {
+            continue;
+        }
+        let (Some(name), Some(manifest)) =
+            (package["name"].as_str(), package["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        if let Some(dir) = Path::new(manifest).parent() {
+            remaps.push((dir.to_path_buf(), format!("/src/{name}")));
+        }
+    }
+    Ok(remaps
+        .into_iter()
+        .flat_map(|(from, to)| {
+            [
+                "--remap-path-prefix".to_owned(),
+                format!("{}={to}", from.display()),
+            ]
+        })
+        .collect())
+}
+
+/// Runs a tool in the sanitized environment and returns its stdout.
+fn tool_output(cmd: &mut Command) -> Result<String, BuildError> {
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key
+            .to_str()
+            .filter(|k| k.starts_with("CARGO") && *k != "CARGO_HOME")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(BuildError::Spawn)?;
+    if !out.status.success() {
+        return Err(BuildError::Layout(format!(
+            "{cmd:?} failed with {}",
+            out.status
+        )));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|e| BuildError::Layout(format!("{cmd:?} printed non-UTF-8: {e}")))
 }
 
 fn hex_image_id(binary: &[u8]) -> Result<String, BuildError> {
