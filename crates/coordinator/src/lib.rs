@@ -16,7 +16,7 @@
 
 mod runner;
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// How often idle runners look for expired leases even when not notified.
     pub poll_interval: Duration,
+    /// Loaded circuit images kept in memory (least recently used are dropped and reloaded from
+    /// the store when needed).
+    pub cached_circuits: usize,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             lease: Duration::from_secs(60),
             max_attempts: 3,
             poll_interval: Duration::from_millis(500),
+            cached_circuits: 64,
         }
     }
 }
@@ -138,7 +142,7 @@ pub struct Coordinator {
     prover: Arc<dyn Prover>,
     verifier: Verifier,
     config: Config,
-    circuits: Mutex<HashMap<String, CircuitImage>>,
+    circuits: Mutex<lru::LruCache<String, CircuitImage>>,
     wake: Notify,
 }
 
@@ -162,13 +166,14 @@ impl Coordinator {
         verifier: Verifier,
         config: Config,
     ) -> Self {
+        let circuits = NonZeroUsize::new(config.cached_circuits).unwrap_or(NonZeroUsize::MIN);
         Coordinator {
             store,
             runtime,
             prover,
             verifier,
             config,
-            circuits: Mutex::new(HashMap::new()),
+            circuits: Mutex::new(lru::LruCache::new(circuits)),
             wake: Notify::new(),
         }
     }
@@ -229,7 +234,7 @@ impl Coordinator {
             })
             .await?;
         if let Ok(mut circuits) = self.circuits.lock() {
-            circuits.insert(id.clone(), image);
+            circuits.put(id.clone(), image);
         }
         tracing::info!(program = %id, image_id = %image_id, created, "program deployed");
         Ok(Deployed {
@@ -403,7 +408,7 @@ impl Coordinator {
             .circuits
             .lock()
             .ok()
-            .and_then(|m| m.get(program_id).cloned())
+            .and_then(|mut m| m.get(program_id).cloned())
         {
             return Ok(c);
         }
@@ -414,7 +419,7 @@ impl Coordinator {
         })
         .await?;
         if let Ok(mut circuits) = self.circuits.lock() {
-            circuits.insert(program_id.to_owned(), image.clone());
+            circuits.put(program_id.to_owned(), image.clone());
         }
         Ok(image)
     }

@@ -15,7 +15,7 @@
 mod host;
 mod limits;
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -159,7 +159,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
-    cache: Mutex<HashMap<String, LoadedController>>,
+    cache: Mutex<lru::LruCache<String, LoadedController>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -203,11 +203,13 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
 
+        let capacity = NonZeroUsize::new(limits.cached_controllers).unwrap_or(NonZeroUsize::MIN);
+        let cache = Mutex::new(lru::LruCache::new(capacity));
         Ok(Runtime {
             engine,
             linker,
             limits,
-            cache: Mutex::new(HashMap::new()),
+            cache,
             ticker_stop,
         })
     }
@@ -250,7 +252,7 @@ impl Runtime {
         }
         let loaded = self.validate(wasm)?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(program_id.to_owned(), loaded.clone());
+            cache.put(program_id.to_owned(), loaded.clone());
         }
         Ok(loaded)
     }

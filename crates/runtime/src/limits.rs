@@ -26,6 +26,9 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Cap on a controller component's size.
     pub max_component_bytes: usize,
+    /// Compiled controllers kept in memory (least recently used are dropped and recompiled on
+    /// their next call).
+    pub cached_controllers: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_host_payload_bytes: 64 << 10,
             max_log_bytes: 256 << 10,
             max_component_bytes: 32 << 20,
+            cached_controllers: 64,
         }
     }
 }
