@@ -4,6 +4,14 @@
 source "$(dirname "$0")/env.sh"
 cd "$REPO"
 
+# Independent FAT readers the VFS tests check images with (dosfstools: fsck.fat, mtools: mtype).
+if ! command -v fsck.fat >/dev/null || ! command -v mtype >/dev/null; then
+    echo "== installing dosfstools and mtools" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dosfstools mtools >&2
+fi
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 for app in examples/*/; do
