@@ -14,10 +14,9 @@ fi
 
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
-for app in examples/*/; do
-    for crate in controller circuit; do
-        cargo fmt --manifest-path "$app$crate/Cargo.toml" -- --check
-    done
+# The example and test apps are workspaces of their own.
+for manifest in examples/*/*/Cargo.toml testing/apps/*/*/Cargo.toml; do
+    cargo fmt --manifest-path "$manifest" -- --check
 done
 
 echo "== cargo clippy" >&2

@@ -51,10 +51,7 @@ fn main() -> anyhow::Result<()> {
             .context("cannot locate the zkcoproc binary; pass --bin")?,
     };
     if !bin.is_file() {
-        bail!(
-            "{} does not exist: build it first (cargo build -p zkcoproc-cli)",
-            bin.display()
-        );
+        bail!("{} does not exist: build it first (cargo build -p zkcoproc-cli)", bin.display());
     }
     println!("machine: {} cores, {}", cores(), cpu_model());
     match args.bench {
@@ -82,22 +79,14 @@ fn prove(bin: &Path, n: u32) -> anyhow::Result<()> {
 
     // Bare risc0_zkvm: the same program binary and the same input bytes, same framing.
     let binary = std::fs::read(&app.circuit)?;
-    let input = CircuitInput {
-        root: EMPTY_ROOT,
-        witnesses: vec![Witness::Data(n.to_le_bytes().to_vec())],
-    }
-    .encode();
+    let input =
+        CircuitInput { root: EMPTY_ROOT, witnesses: vec![Witness::Data(n.to_le_bytes().to_vec())] }.encode();
     let start = Instant::now();
-    let env = ExecutorEnv::builder()
-        .write_slice(&[input.len() as u32])
-        .write_slice(&input)
-        .build()?;
-    let info =
-        get_prover_server(&ProverOpts::composite().with_dev_mode(false))?.prove(env, &binary)?;
+    let env = ExecutorEnv::builder().write_slice(&[input.len() as u32]).write_slice(&input).build()?;
+    let info = get_prover_server(&ProverOpts::composite().with_dev_mode(false))?.prove(env, &binary)?;
     let bare = start.elapsed();
     let image_id = risc0_zkvm::compute_image_id(&binary)?;
-    info.receipt
-        .verify_with_context(&VerifierContext::default().with_dev_mode(false), image_id)?;
+    info.receipt.verify_with_context(&VerifierContext::default().with_dev_mode(false), image_id)?;
     if info.receipt.journal.bytes != hex::decode(t["journal"].as_str().unwrap_or_default())? {
         bail!("bare proving produced another journal than the service");
     }
@@ -110,30 +99,15 @@ fn prove(bin: &Path, n: u32) -> anyhow::Result<()> {
     );
     println!("| measurement | seconds |");
     println!("|---|---|");
-    println!(
-        "| service: submit → done (server-side) | {:.2} |",
-        service_total.as_secs_f64()
-    );
-    println!(
-        "| service: submit → done (client, polling) | {:.2} |",
-        client_total.as_secs_f64()
-    );
-    println!(
-        "| service: proving stage | {:.2} |",
-        service_proving.as_secs_f64()
-    );
+    println!("| service: submit → done (server-side) | {:.2} |", service_total.as_secs_f64());
+    println!("| service: submit → done (client, polling) | {:.2} |", client_total.as_secs_f64());
+    println!("| service: proving stage | {:.2} |", service_proving.as_secs_f64());
     println!(
         "| service: witnessing + verifying + delivering | {:.3} |",
         (ms("witnessing") + ms("verifying") + ms("delivering")) as f64 / 1e3
     );
-    println!(
-        "| bare risc0_zkvm prove (same guest, same input) | {:.2} |",
-        bare.as_secs_f64()
-    );
-    println!(
-        "ratio service total / bare prove: {:.3}",
-        service_total.as_secs_f64() / bare.as_secs_f64()
-    );
+    println!("| bare risc0_zkvm prove (same guest, same input) | {:.2} |", bare.as_secs_f64());
+    println!("ratio service total / bare prove: {:.3}", service_total.as_secs_f64() / bare.as_secs_f64());
     Ok(())
 }
 
@@ -165,10 +139,9 @@ fn dev_latency(bin: &Path, tasks: usize) -> anyhow::Result<()> {
     println!("dev-mode tasks (examples/hello n=100), {tasks} sequential, SQLite synchronous=FULL:");
     println!("| latency (ms) | p50 | p90 | max |");
     println!("|---|---|---|---|");
-    for (name, v) in [
-        ("server-side submit → done", &mut server_side),
-        ("client-observed submit → done", &mut client_side),
-    ] {
+    for (name, v) in
+        [("server-side submit → done", &mut server_side), ("client-observed submit → done", &mut client_side)]
+    {
         v.sort_by(f64::total_cmp);
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} |",
@@ -188,9 +161,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn cpu_model() -> String {

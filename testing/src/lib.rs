@@ -14,27 +14,20 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Where test builds of example apps go: under the cargo target directory, so they are cached
 /// between runs like everything else.
 fn apps_out_dir(app: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     target.join("zkcoproc-test-apps").join(app)
 }
 
 /// Builds `examples/<app>` (once per process) and returns what was built.
 pub fn build_example(app: &str) -> anyhow::Result<zkcoproc_build::Built> {
-    let options = zkcoproc_build::Options {
-        out_dir: Some(apps_out_dir(app)),
-        target_dir: None,
-    };
+    let options = zkcoproc_build::Options { out_dir: Some(apps_out_dir(app)), target_dir: None };
     zkcoproc_build::build_app(&repo_root().join("examples").join(app), &options)
         .with_context(|| format!("building examples/{app}"))
 }
@@ -45,6 +38,20 @@ pub fn hello_app() -> &'static zkcoproc_build::Built {
     HELLO.get_or_init(|| match build_example("hello") {
         Ok(b) => b,
         Err(e) => panic!("{e:#}"),
+    })
+}
+
+/// The hostile test controller (`testing/apps/hostile/controller`), built once per process;
+/// returns the component's path. Deploy it with [`hello_app`]'s circuit.
+pub fn hostile_controller() -> &'static Path {
+    static HOSTILE: OnceLock<PathBuf> = OnceLock::new();
+    HOSTILE.get_or_init(|| {
+        let dir = repo_root().join("testing/apps/hostile/controller");
+        let target = apps_out_dir("hostile").join("cargo");
+        match zkcoproc_build::build_controller(&dir, &target) {
+            Ok(p) => p,
+            Err(e) => panic!("building the hostile controller: {e:#}"),
+        }
     })
 }
 
@@ -67,14 +74,7 @@ impl Server {
         let log = unique_log_path(data);
         let log_file = std::fs::File::create(&log)?;
         let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--prover",
-                prover,
-                "--data",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--prover", prover, "--data"])
             .arg(data)
             .args(extra)
             .env("ZKCOPROC_LOG", "info")
@@ -92,19 +92,11 @@ impl Server {
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => Ok(Server {
-                child,
-                url,
-                data: data.to_path_buf(),
-                log,
-            }),
+            Ok(url) => Ok(Server { child, url, data: data.to_path_buf(), log }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!(
-                    "server did not start; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
+                bail!("server did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
             }
         }
     }
@@ -159,10 +151,7 @@ impl Api {
             .timeout(Duration::from_secs(300))
             .build()
             .unwrap_or_else(|_| reqwest::blocking::Client::new());
-        Api {
-            url: url.to_owned(),
-            http,
-        }
+        Api { url: url.to_owned(), http }
     }
 
     /// GET `path`; returns the status and the JSON body (Null when not JSON).
@@ -173,21 +162,12 @@ impl Api {
 
     /// POST `body` as JSON to `path`.
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()?;
+        let resp = self.http.post(format!("{}{path}", self.url)).json(body).send()?;
         Ok((resp.status().as_u16(), resp.json().unwrap_or(Value::Null)))
     }
 
     /// POST raw bytes with a content type to `path`.
-    pub fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<(u16, Value)> {
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
         let resp = self
             .http
             .post(format!("{}{path}", self.url))
@@ -199,35 +179,32 @@ impl Api {
 
     /// Deploys a built app; returns the program id.
     pub fn deploy(&self, built: &zkcoproc_build::Built) -> anyhow::Result<String> {
+        self.deploy_files(&built.controller, &built.circuit)
+    }
+
+    /// Deploys a controller component and a circuit from files; returns the program id.
+    pub fn deploy_files(&self, controller: &Path, circuit: &Path) -> anyhow::Result<String> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         let body = serde_json::json!({
-            "controller": b64.encode(std::fs::read(&built.controller)?),
-            "circuit": b64.encode(std::fs::read(&built.circuit)?),
+            "controller": b64.encode(std::fs::read(controller)?),
+            "circuit": b64.encode(std::fs::read(circuit)?),
         });
         let (status, resp) = self.post("/v1/programs", &body)?;
         if status != 201 && status != 200 {
             bail!("deploy answered {status}: {resp}");
         }
-        resp["program_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no program_id: {resp}"))
+        resp["program_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no program_id: {resp}"))
     }
 
     /// Submits a proof request; returns the task id.
     pub fn prove(&self, program: &str, args: &Value) -> anyhow::Result<String> {
-        let (status, resp) = self.post(
-            &format!("/v1/programs/{program}/proofs"),
-            &serde_json::json!({ "args": args }),
-        )?;
+        let (status, resp) =
+            self.post(&format!("/v1/programs/{program}/proofs"), &serde_json::json!({ "args": args }))?;
         if status != 202 {
             bail!("prove answered {status}: {resp}");
         }
-        resp["task_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no task_id: {resp}"))
+        resp["task_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no task_id: {resp}"))
     }
 
     /// Polls a task until it is terminal or `timeout` passes.
@@ -245,10 +222,7 @@ impl Api {
 }
 
 /// Calls `f` until it returns `Some` or `timeout` passes, backing off from 20 ms to 500 ms.
-pub fn poll<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(20);
     loop {

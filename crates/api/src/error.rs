@@ -7,6 +7,7 @@ use axum::Json;
 use serde_json::json;
 use zkcoproc_coordinator::CoordinatorError;
 use zkcoproc_store::StoreError;
+use zkcoproc_vfs::VfsError;
 
 /// An error response: `{"error": {"code", "message"}}` with a status.
 #[derive(Debug)]
@@ -20,12 +21,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code: code.into(),
-            message: message.into(),
-            logs: None,
-        }
+        ApiError { status, code: code.into(), message: message.into(), logs: None }
     }
 
     /// 400 with `code`.
@@ -63,25 +59,27 @@ impl From<CoordinatorError> for ApiError {
             CoordinatorError::NotFound { .. } => ApiError::not_found(e.to_string()),
             CoordinatorError::Invalid { code, message } => ApiError::bad_request(code, message),
             CoordinatorError::Controller { error, logs } => {
-                let mut err = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    error.code(),
-                    error.to_string(),
-                );
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string());
                 err.logs = serde_json::to_value(logs).ok();
                 err
+            }
+            CoordinatorError::Vfs(e) => {
+                let status = match &e {
+                    VfsError::InvalidPath { .. } | VfsError::WrongKind(..) => StatusCode::BAD_REQUEST,
+                    VfsError::NotFound(_) => StatusCode::NOT_FOUND,
+                    VfsError::Full => StatusCode::INSUFFICIENT_STORAGE,
+                    VfsError::Corrupt(_) | VfsError::BadSize(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                ApiError::new(status, e.code(), e.to_string())
             }
             CoordinatorError::Store(StoreError::Conflict(m)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m)
             }
-            CoordinatorError::Store(e) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store_error",
-                e.to_string(),
-            ),
-            CoordinatorError::Internal(m) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            CoordinatorError::Store(e) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
             }
+            CoordinatorError::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }
     }
 }

@@ -14,7 +14,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -37,9 +37,7 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig {
-            max_body_bytes: 32 << 20,
-        }
+        ApiConfig { max_body_bytes: 32 << 20 }
     }
 }
 
@@ -53,17 +51,16 @@ pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
         .route("/v1/programs", post(deploy))
         .route("/v1/programs/{id}", get(program))
         .route("/v1/programs/{id}/witnesses", post(witnesses))
+        .route("/v1/programs/{id}/fs", get(fs_list))
+        .route("/v1/programs/{id}/fs/{*path}", get(fs_read))
+        .route("/v1/programs/{id}/volume", get(volume))
         .route("/v1/programs/{id}/proofs", post(submit))
         .route("/v1/tasks/{id}", get(task))
         .route("/v1/tasks/{id}/proof", get(proof))
         .route("/v1/verify", post(verify))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -71,17 +68,10 @@ pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
 }
 
 fn program_id(id: &str) -> ApiResult<&str> {
-    if id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         Ok(id)
     } else {
-        Err(ApiError::bad_request(
-            "bad_id",
-            format!("`{id}` is not a program id (64 lower-case hex digits)"),
-        ))
+        Err(ApiError::bad_request("bad_id", format!("`{id}` is not a program id (64 lower-case hex digits)")))
     }
 }
 
@@ -95,10 +85,7 @@ fn task_id(id: &str) -> ApiResult<&str> {
     if ok {
         Ok(id)
     } else {
-        Err(ApiError::bad_request(
-            "bad_id",
-            format!("`{id}` is not a task id"),
-        ))
+        Err(ApiError::bad_request("bad_id", format!("`{id}` is not a task id")))
     }
 }
 
@@ -113,15 +100,9 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 async fn health(State(c): State<AppState>) -> ApiResult<Json<Value>> {
-    let counts = c
-        .store()
-        .status_counts()
-        .await
-        .map_err(zkcoproc_coordinator::CoordinatorError::from)?;
-    let tasks: serde_json::Map<String, Value> = counts
-        .into_iter()
-        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
-        .collect();
+    let counts = c.store().status_counts().await.map_err(zkcoproc_coordinator::CoordinatorError::from)?;
+    let tasks: serde_json::Map<String, Value> =
+        counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect();
     Ok(Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -149,17 +130,47 @@ async fn deploy(
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
     let deployed = c.deploy(controller, circuit).await?;
-    let status = if deployed.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if deployed.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(deployed)))
 }
 
 async fn program(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let info = c.program(program_id(&id)?).await?;
     Ok(Json(views::program(&info)))
+}
+
+#[derive(Deserialize)]
+struct FsQuery {
+    /// directory to list; default `/`
+    path: Option<String>,
+}
+
+async fn fs_list(
+    State(c): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<FsQuery>,
+) -> ApiResult<Json<Value>> {
+    let path = q.path.unwrap_or_else(|| "/".to_owned());
+    let entries = c.list_dir(program_id(&id)?, &path).await?;
+    let entries: Vec<Value> =
+        entries.iter().map(|e| json!({"name": e.name, "is_dir": e.is_dir, "size": e.size})).collect();
+    Ok(Json(json!({"path": path, "entries": entries})))
+}
+
+const OCTET_STREAM: [(axum::http::HeaderName, &str); 1] =
+    [(axum::http::header::CONTENT_TYPE, "application/octet-stream")];
+
+async fn fs_read(
+    State(c): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let bytes = c.read_file(program_id(&id)?, &format!("/{path}")).await?;
+    Ok((OCTET_STREAM, bytes))
+}
+
+async fn volume(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let image = c.volume_image(program_id(&id)?).await?;
+    Ok((OCTET_STREAM, image))
 }
 
 #[derive(Deserialize)]
@@ -201,13 +212,8 @@ async fn submit(
         None => None,
         Some(r) => Some(parse_root(r)?),
     };
-    let task = c
-        .submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref())
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"task_id": task.id, "status": task.status.as_str()})),
-    ))
+    let task = c.submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": task.id, "status": task.status.as_str()}))))
 }
 
 fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
@@ -228,10 +234,7 @@ async fn proof(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<J
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "proof_not_ready",
-            format!(
-                "task {} has no verified proof (status {})",
-                task.id, task.status
-            ),
+            format!("task {} has no verified proof (status {})", task.id, task.status),
         ));
     };
     let image_id = c.image_id(&task.program_id).await?;
@@ -272,9 +275,8 @@ async fn verify(
             (receipt, c.image_id(&task.program_id).await?)
         }
         (None, Some(receipt), Some(image_id)) => {
-            let image_id = ImageId::from_hex(&image_id).ok_or_else(|| {
-                ApiError::bad_request("bad_image_id", "image_id must be 32 bytes of hex")
-            })?;
+            let image_id = ImageId::from_hex(&image_id)
+                .ok_or_else(|| ApiError::bad_request("bad_image_id", "image_id must be 32 bytes of hex"))?;
             (b64("receipt", &receipt)?, image_id)
         }
         _ => {

@@ -38,16 +38,11 @@ pub(crate) fn dry_run(d: &DryRun) -> Value {
 pub(crate) fn task(t: &TaskRecord) -> Value {
     let mut timestamps = Map::new();
     for e in &t.history {
-        timestamps
-            .entry(e.status.as_str())
-            .or_insert_with(|| json!(rfc3339(e.at)));
+        timestamps.entry(e.status.as_str()).or_insert_with(|| json!(rfc3339(e.at)));
     }
     let at = |s: TaskStatus| t.history.iter().find(|e| e.status == s).map(|e| e.at);
-    let history: Vec<Value> = t
-        .history
-        .iter()
-        .map(|e| json!({"status": e.status.as_str(), "at": rfc3339(e.at)}))
-        .collect();
+    let history: Vec<Value> =
+        t.history.iter().map(|e| json!({"status": e.status.as_str(), "at": rfc3339(e.at)})).collect();
     let mut durations = Map::new();
     let stages = [
         TaskStatus::Queued,
@@ -65,17 +60,11 @@ pub(crate) fn task(t: &TaskRecord) -> Value {
             durations.insert(stage.as_str().to_owned(), json!(end - start));
         }
     }
-    let end = [TaskStatus::Done, TaskStatus::Failed, TaskStatus::Cancelled]
-        .iter()
-        .find_map(|s| at(*s));
+    let end = [TaskStatus::Done, TaskStatus::Failed, TaskStatus::Cancelled].iter().find_map(|s| at(*s));
     if let Some(end) = end {
         durations.insert("total".into(), json!(end - t.created_at));
     }
-    let output = t
-        .journal
-        .as_deref()
-        .and_then(journal::split)
-        .map(|(_, o)| hex::encode(o));
+    let output = t.journal.as_deref().and_then(journal::split).map(|(_, o)| hex::encode(o));
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     json!({
         "id": t.id,

@@ -102,21 +102,12 @@ pub fn build_app(app_dir: &Path, options: &Options) -> Result<Built, BuildError>
         }
     }
     let target_dir =
-        options
-            .target_dir
-            .clone()
-            .unwrap_or_else(|| match std::env::var_os("CARGO_TARGET_DIR") {
-                Some(t) => PathBuf::from(t).join("zkcoproc-apps"),
-                None => app_dir.join("target"),
-            });
-    let out_dir = options
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| app_dir.join("target").join("zkcoproc"));
-    std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io {
-        path: out_dir.clone(),
-        source,
-    })?;
+        options.target_dir.clone().unwrap_or_else(|| match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(t) => PathBuf::from(t).join("zkcoproc-apps"),
+            None => app_dir.join("target"),
+        });
+    let out_dir = options.out_dir.clone().unwrap_or_else(|| app_dir.join("target").join("zkcoproc"));
+    std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io { path: out_dir.clone(), source })?;
 
     let wasm = build_controller(&controller_dir, &target_dir)?;
     let binary = build_circuit(&circuit_dir, &target_dir)?;
@@ -124,29 +115,16 @@ pub fn build_app(app_dir: &Path, options: &Options) -> Result<Built, BuildError>
 
     let controller = out_dir.join("controller.wasm");
     let circuit = out_dir.join("circuit.bin");
-    std::fs::copy(&wasm, &controller).map_err(|source| BuildError::Io {
-        path: controller.clone(),
-        source,
-    })?;
-    std::fs::write(&circuit, &binary).map_err(|source| BuildError::Io {
-        path: circuit.clone(),
-        source,
-    })?;
-    Ok(Built {
-        out_dir,
-        controller,
-        circuit,
-        image_id,
-    })
+    std::fs::copy(&wasm, &controller)
+        .map_err(|source| BuildError::Io { path: controller.clone(), source })?;
+    std::fs::write(&circuit, &binary).map_err(|source| BuildError::Io { path: circuit.clone(), source })?;
+    Ok(Built { out_dir, controller, circuit, image_id })
 }
 
 /// Builds a controller crate for `wasm32-wasip2` (release) and returns the component's path.
 pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
     let mut cmd = cargo(crate_dir, target_dir, CONTROLLER_TARGET);
-    cmd.env(
-        "CARGO_ENCODED_RUSTFLAGS",
-        remap_flags(crate_dir, target_dir)?.join("\x1f"),
-    );
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", remap_flags(crate_dir, target_dir)?.join("\x1f"));
     let artifacts = run(&mut cmd, "controller")?;
     artifacts
         .into_iter()
@@ -183,14 +161,9 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
     .env("CFLAGS_riscv32im_risc0_zkvm_elf", "-march=rv32im -nostdlib")
     .env("RISC0_FEATURE_bigint2", "");
     let artifacts = run(&mut cmd, "circuit")?;
-    let elf_path = artifacts
-        .into_iter()
-        .find(|p| p.extension().is_none())
-        .ok_or(BuildError::NoArtifact("circuit"))?;
-    let elf = std::fs::read(&elf_path).map_err(|source| BuildError::Io {
-        path: elf_path,
-        source,
-    })?;
+    let elf_path =
+        artifacts.into_iter().find(|p| p.extension().is_none()).ok_or(BuildError::NoArtifact("circuit"))?;
+    let elf = std::fs::read(&elf_path).map_err(|source| BuildError::Io { path: elf_path, source })?;
     let binary = risc0_binfmt::ProgramBinary::new(&elf, risc0_zkos_v1compat::V1COMPAT_ELF).encode();
     hex_image_id(&binary)?;
     Ok(binary)
@@ -205,15 +178,9 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
 /// directory to `/target`.
 fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, BuildError> {
     let mut remaps: Vec<(PathBuf, String)> = Vec::new();
-    let sysroot = tool_output(
-        Command::new("rustc")
-            .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
-            .args(["--print", "sysroot"]),
-    )?;
-    remaps.push((
-        PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust"),
-        "/rust".into(),
-    ));
+    let sysroot =
+        tool_output(Command::new("rustc").env("RUSTUP_TOOLCHAIN", TOOLCHAIN).args(["--print", "sysroot"]))?;
+    remaps.push((PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust"), "/rust".into()));
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
@@ -237,8 +204,7 @@ fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, Build
         if !package["source"].is_null() {
             continue;
         }
-        let (Some(name), Some(manifest)) =
-            (package["name"].as_str(), package["manifest_path"].as_str())
+        let (Some(name), Some(manifest)) = (package["name"].as_str(), package["manifest_path"].as_str())
         else {
             continue;
         };
@@ -248,47 +214,27 @@ fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, Build
     }
     Ok(remaps
         .into_iter()
-        .flat_map(|(from, to)| {
-            [
-                "--remap-path-prefix".to_owned(),
-                format!("{}={to}", from.display()),
-            ]
-        })
+        .flat_map(|(from, to)| ["--remap-path-prefix".to_owned(), format!("{}={to}", from.display())])
         .collect())
 }
 
 /// Runs a tool in the sanitized environment and returns its stdout.
 fn tool_output(cmd: &mut Command) -> Result<String, BuildError> {
     for (key, _) in std::env::vars_os() {
-        if let Some(key) = key
-            .to_str()
-            .filter(|k| k.starts_with("CARGO") && *k != "CARGO_HOME")
-        {
+        if let Some(key) = key.to_str().filter(|k| k.starts_with("CARGO") && *k != "CARGO_HOME") {
             cmd.env_remove(key);
         }
     }
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(BuildError::Spawn)?;
+    let out = cmd.stderr(Stdio::inherit()).output().map_err(BuildError::Spawn)?;
     if !out.status.success() {
-        return Err(BuildError::Layout(format!(
-            "{cmd:?} failed with {}",
-            out.status
-        )));
+        return Err(BuildError::Layout(format!("{cmd:?} failed with {}", out.status)));
     }
-    String::from_utf8(out.stdout)
-        .map_err(|e| BuildError::Layout(format!("{cmd:?} printed non-UTF-8: {e}")))
+    String::from_utf8(out.stdout).map_err(|e| BuildError::Layout(format!("{cmd:?} printed non-UTF-8: {e}")))
 }
 
 fn hex_image_id(binary: &[u8]) -> Result<String, BuildError> {
-    let digest =
-        risc0_binfmt::compute_image_id(binary).map_err(|e| BuildError::BadElf(format!("{e:#}")))?;
-    Ok(digest
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    let digest = risc0_binfmt::compute_image_id(binary).map_err(|e| BuildError::BadElf(format!("{e:#}")))?;
+    Ok(digest.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A `cargo build --release` for `target`, in an environment cleaned of the calling cargo's
@@ -300,12 +246,7 @@ fn cargo(crate_dir: &Path, target_dir: &Path, target: &str) -> Command {
         if (key.starts_with("CARGO") && key != "CARGO_HOME")
             || matches!(
                 key,
-                "RUSTFLAGS"
-                    | "RUSTC"
-                    | "RUSTDOC"
-                    | "RUSTC_WRAPPER"
-                    | "RUSTC_WORKSPACE_WRAPPER"
-                    | "DOCS_RS"
+                "RUSTFLAGS" | "RUSTC" | "RUSTDOC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "DOCS_RS"
             )
         {
             cmd.env_remove(key);
@@ -329,11 +270,7 @@ fn cargo(crate_dir: &Path, target_dir: &Path, target: &str) -> Command {
 /// artifacts of the crate being built.
 fn run(cmd: &mut Command, what: &'static str) -> Result<Vec<PathBuf>, BuildError> {
     tracing::info!(?cmd, "building {what}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(BuildError::Spawn)?;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().map_err(BuildError::Spawn)?;
     let mut files = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
@@ -345,10 +282,7 @@ fn run(cmd: &mut Command, what: &'static str) -> Result<Vec<PathBuf>, BuildError
             if msg["reason"] != "compiler-artifact" {
                 continue;
             }
-            let kinds = msg["target"]["kind"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let kinds = msg["target"]["kind"].as_array().cloned().unwrap_or_default();
             if !kinds.iter().any(|k| k == "cdylib" || k == "bin") {
                 continue;
             }

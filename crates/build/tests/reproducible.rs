@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// Copies `from` to `to`, skipping build output.
@@ -39,14 +36,7 @@ fn image_id_does_not_depend_on_the_checkout_path_or_target_dir() {
     // A fixed place (so its dependencies stay cached between runs), distinct from the checkout.
     let copy = base.join("elsewhere");
     let _ = std::fs::remove_dir_all(&copy);
-    for item in [
-        "crates",
-        "examples",
-        "Cargo.toml",
-        "Cargo.lock",
-        "rust-toolchain.toml",
-        ".cargo",
-    ] {
+    for item in ["crates", "examples", "Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo"] {
         let (src, dst) = (repo.join(item), copy.join(item));
         if src.is_dir() {
             copy_tree(&src, &dst).expect("copy dir");
@@ -56,22 +46,12 @@ fn image_id_does_not_depend_on_the_checkout_path_or_target_dir() {
         }
     }
 
-    let here =
-        zkcoproc_build::build_circuit(&repo.join("examples/hello/circuit"), &base.join("target-a"))
-            .expect("build in the checkout");
-    let there =
-        zkcoproc_build::build_circuit(&copy.join("examples/hello/circuit"), &base.join("target-b"))
-            .expect("build in the copy");
-    let id = |b: &[u8]| {
-        risc0_binfmt::compute_image_id(b)
-            .expect("image id")
-            .to_string()
-    };
+    let here = zkcoproc_build::build_circuit(&repo.join("examples/hello/circuit"), &base.join("target-a"))
+        .expect("build in the checkout");
+    let there = zkcoproc_build::build_circuit(&copy.join("examples/hello/circuit"), &base.join("target-b"))
+        .expect("build in the copy");
+    let id = |b: &[u8]| risc0_binfmt::compute_image_id(b).expect("image id").to_string();
     // The image id covers all loaded memory. (The files may still differ in the symbol table:
     // cargo's metadata hashes of path packages include their location.)
-    assert_eq!(
-        id(&here),
-        id(&there),
-        "image id depends on where the sources are"
-    );
+    assert_eq!(id(&here), id(&there), "image id depends on where the sources are");
 }

@@ -28,35 +28,60 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
             .build()?;
-        Ok(Client {
-            base: base.trim_end_matches('/').to_owned(),
-            http,
-        })
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), http })
+    }
+
+    async fn send_bytes(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Vec<u8>> {
+        let resp = req.send().await.with_context(|| format!("cannot reach the service at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.bytes().await?.to_vec());
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(error_message(status, &body))
+    }
+
+    pub(crate) async fn fs_ls(&self, program: &str, path: &str) -> anyhow::Result<()> {
+        let url = format!("{}/v1/programs/{program}/fs", self.base);
+        let listing = self.send(self.http.get(url).query(&[("path", path)])).await?;
+        for e in listing["entries"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().unwrap_or("?");
+            if e["is_dir"] == true {
+                println!("{:>10}  {name}/", "<dir>");
+            } else {
+                println!("{:>10}  {name}", e["size"].as_u64().unwrap_or(0));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn fs_cat(&self, program: &str, path: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let path = path.trim_start_matches('/');
+        let bytes =
+            self.send_bytes(self.http.get(format!("{}/v1/programs/{program}/fs/{path}", self.base))).await?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()?;
+        Ok(())
+    }
+
+    pub(crate) async fn fs_export(&self, program: &str, out: &Path) -> anyhow::Result<()> {
+        let image =
+            self.send_bytes(self.http.get(format!("{}/v1/programs/{program}/volume", self.base))).await?;
+        std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote the {} byte FAT-16 image to {}", image.len(), out.display());
+        Ok(())
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the service at {}", self.base))?;
+        let resp = req.send().await.with_context(|| format!("cannot reach the service at {}", self.base))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(body);
         }
-        match (&body["error"]["code"], &body["error"]["message"]) {
-            (Value::String(code), Value::String(message)) => {
-                let mut msg = format!("{message} ({code}, HTTP {status})");
-                if let Some(logs) = body["error"]["logs"].as_array().filter(|l| !l.is_empty()) {
-                    msg.push_str(&format!(
-                        "\ncontroller logs: {}",
-                        Value::Array(logs.clone())
-                    ));
-                }
-                Err(anyhow!(msg))
-            }
-            _ => Err(anyhow!("service answered HTTP {status}")),
-        }
+        Err(error_message(status, &body))
     }
 
     pub(crate) async fn deploy(&self, controller: &Path, circuit: &Path) -> anyhow::Result<()> {
@@ -66,23 +91,11 @@ impl Client {
             "controller": b64.encode(read(controller)?),
             "circuit": b64.encode(read(circuit)?),
         });
-        let resp = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/programs", self.base))
-                    .json(&body),
-            )
-            .await?;
-        let id = resp["program_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no program_id in {resp}"))?;
+        let resp = self.send(self.http.post(format!("{}/v1/programs", self.base)).json(&body)).await?;
+        let id = resp["program_id"].as_str().ok_or_else(|| anyhow!("no program_id in {resp}"))?;
         eprintln!(
             "{} program {id} (image id {})",
-            if resp["created"] == true {
-                "deployed"
-            } else {
-                "already deployed:"
-            },
+            if resp["created"] == true { "deployed" } else { "already deployed:" },
             resp["image_id"].as_str().unwrap_or("?")
         );
         println!("{id}");
@@ -101,21 +114,13 @@ impl Client {
             body["receipt_kind"] = json!(kind);
         }
         let resp = self
-            .send(
-                self.http
-                    .post(format!("{}/v1/programs/{program}/proofs", self.base))
-                    .json(&body),
-            )
+            .send(self.http.post(format!("{}/v1/programs/{program}/proofs", self.base)).json(&body))
             .await?;
-        resp["task_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no task_id in {resp}"))
+        resp["task_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no task_id in {resp}"))
     }
 
     pub(crate) async fn task(&self, id: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base)))
-            .await
+        self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base))).await
     }
 
     /// Follows a task to a terminal status, printing a line per stage to stderr.
@@ -146,9 +151,7 @@ impl Client {
     }
 
     async fn fetch_proof(&self, id: &str) -> anyhow::Result<(Vec<u8>, ImageId, Value)> {
-        let proof = self
-            .send(self.http.get(format!("{}/v1/tasks/{id}/proof", self.base)))
-            .await?;
+        let proof = self.send(self.http.get(format!("{}/v1/tasks/{id}/proof", self.base))).await?;
         let receipt = base64::engine::general_purpose::STANDARD
             .decode(proof["receipt"].as_str().unwrap_or_default())
             .context("receipt is not base64")?;
@@ -163,18 +166,12 @@ impl Client {
         let (receipt, image_id, mut proof) = self.fetch_proof(id).await?;
         match out {
             Some(path) => {
-                std::fs::write(path, &receipt)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!(
-                    "wrote {} bytes of receipt to {}",
-                    receipt.len(),
-                    path.display()
-                );
+                std::fs::write(path, &receipt).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wrote {} bytes of receipt to {}", receipt.len(), path.display());
                 println!("{image_id}");
             }
             None => {
-                proof["receipt"] =
-                    json!(format!("<{} bytes, base64; use --out FILE>", receipt.len()));
+                proof["receipt"] = json!(format!("<{} bytes, base64; use --out FILE>", receipt.len()));
                 println!("{}", serde_json::to_string_pretty(&proof)?);
             }
         }
@@ -182,39 +179,29 @@ impl Client {
     }
 
     /// Verifies locally: the service only supplies the bytes, never the verdict.
-    pub(crate) async fn verify(
-        &self,
-        source: ReceiptSource,
-        allow_fake: bool,
-    ) -> anyhow::Result<bool> {
+    pub(crate) async fn verify(&self, source: ReceiptSource, allow_fake: bool) -> anyhow::Result<bool> {
         let (receipt, image_id) = match source {
             ReceiptSource::Task(id) => {
                 let (receipt, image_id, _) = self.fetch_proof(&id).await?;
                 (receipt, image_id)
             }
             ReceiptSource::File { file, image_id } => {
-                let receipt =
-                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let receipt = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let image_id = ImageId::from_hex(&image_id)
                     .ok_or_else(|| anyhow!("--image-id must be 32 bytes of hex"))?;
                 (receipt, image_id)
             }
         };
-        let verdict = tokio::task::spawn_blocking(move || {
-            Verifier::new(allow_fake).verify(&receipt, image_id)
-        })
-        .await?;
+        let verdict =
+            tokio::task::spawn_blocking(move || Verifier::new(allow_fake).verify(&receipt, image_id)).await?;
         match verdict {
             Ok(v) => {
-                let (root, output) = journal::split(&v.journal)
-                    .ok_or_else(|| anyhow!("journal shorter than a root"))?;
+                let (root, output) =
+                    journal::split(&v.journal).ok_or_else(|| anyhow!("journal shorter than a root"))?;
                 if v.kind == ReceiptKind::Fake {
                     println!("FAKE receipt (dev mode) accepted because of --allow-fake: it proves nothing");
                 } else {
-                    println!(
-                        "verified: {} receipt for image id {image_id}",
-                        v.kind.as_str()
-                    );
+                    println!("verified: {} receipt for image id {image_id}", v.kind.as_str());
                 }
                 println!("root:   {}", hex::encode(root));
                 println!("output: {}", hex::encode(output));
@@ -229,5 +216,19 @@ impl Client {
                 Ok(false)
             }
         }
+    }
+}
+
+/// The service's `{"error": {"code", "message"}}` as a readable error.
+fn error_message(status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+    match (&body["error"]["code"], &body["error"]["message"]) {
+        (Value::String(code), Value::String(message)) => {
+            let mut msg = format!("{message} ({code}, HTTP {status})");
+            if let Some(logs) = body["error"]["logs"].as_array().filter(|l| !l.is_empty()) {
+                msg.push_str(&format!("\ncontroller logs: {}", Value::Array(logs.clone())));
+            }
+            anyhow!(msg)
+        }
+        _ => anyhow!("service answered HTTP {status}"),
     }
 }

@@ -18,11 +18,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:37281";
 const DEFAULT_SERVER: &str = "http://127.0.0.1:37281";
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "zkcoproc",
-    version,
-    about = "zkcoproc: a ZK coprocessor service and its client"
-)]
+#[command(name = "zkcoproc", version, about = "zkcoproc: a ZK coprocessor service and its client")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,6 +91,13 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Read a program's FAT-16 volume.
+    Fs {
+        #[command(subcommand)]
+        command: FsCommand,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Verify a proof locally (the service is only asked for the receipt), and say so.
     Verify {
         /// Verify this task's receipt against its program's image id.
@@ -114,10 +117,36 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum FsCommand {
+    /// List a directory (default `/`).
+    Ls {
+        /// The program id.
+        program_id: String,
+        /// Absolute path of a directory.
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Print a file's bytes to stdout.
+    Cat {
+        /// The program id.
+        program_id: String,
+        /// Absolute path of a file (8.3 names, case-insensitive).
+        path: String,
+    },
+    /// Write the whole FAT-16 image to a file (mount it, or check it with fsck.fat).
+    Export {
+        /// The program id.
+        program_id: String,
+        /// Where to write the image.
+        out: PathBuf,
+    },
+}
+
 #[derive(clap::Args, Debug, Clone)]
 struct ServerArg {
     /// The service's URL.
-    #[arg(long = "server", env = "ZKCOPROC_SERVER", default_value = DEFAULT_SERVER)]
+    #[arg(long = "server", env = "ZKCOPROC_SERVER", default_value = DEFAULT_SERVER, global = true)]
     url: String,
 }
 
@@ -125,10 +154,7 @@ struct ServerArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -149,11 +175,7 @@ fn init_tracing(serving: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZKCOPROC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -163,45 +185,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let built = tokio::task::spawn_blocking(move || {
                 zkcoproc_build::build_app(
                     &app_dir,
-                    &zkcoproc_build::Options {
-                        out_dir: out,
-                        target_dir: None,
-                    },
+                    &zkcoproc_build::Options { out_dir: out, target_dir: None },
                 )
             })
             .await??;
             eprintln!("controller: {}", built.controller.display());
-            eprintln!(
-                "circuit:    {} (image id {})",
-                built.circuit.display(),
-                built.image_id
-            );
+            eprintln!("circuit:    {} (image id {})", built.circuit.display(), built.image_id);
             println!("{}", built.out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploy {
-            app_out_dir,
-            controller,
-            circuit,
-            server,
-        } => {
+        Command::Deploy { app_out_dir, controller, circuit, server } => {
             let (controller, circuit) = match (app_out_dir, controller, circuit) {
                 (Some(dir), None, None) => (dir.join("controller.wasm"), dir.join("circuit.bin")),
                 (None, Some(c), Some(k)) => (c, k),
                 _ => anyhow::bail!("give APP_OUT_DIR, or both --controller and --circuit"),
             };
-            client::Client::new(&server.url)?
-                .deploy(&controller, &circuit)
-                .await?;
+            client::Client::new(&server.url)?.deploy(&controller, &circuit).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prove {
-            program_id,
-            args,
-            wait,
-            receipt_kind,
-            server,
-        } => {
+        Command::Prove { program_id, args, wait, receipt_kind, server } => {
             let c = client::Client::new(&server.url)?;
             let task_id = c.prove(&program_id, &args, receipt_kind.as_deref()).await?;
             if !wait {
@@ -211,49 +213,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("task {task_id}");
             let task = c.follow(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
-            Ok(if task["status"] == "done" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if task["status"] == "done" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Task { task_id, server } => {
             let task = client::Client::new(&server.url)?.task(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Proof {
-            task_id,
-            out,
-            server,
-        } => {
-            client::Client::new(&server.url)?
-                .proof(&task_id, out.as_deref())
-                .await?;
+        Command::Proof { task_id, out, server } => {
+            client::Client::new(&server.url)?.proof(&task_id, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify {
-            task,
-            receipt,
-            image_id,
-            allow_fake,
-            server,
-        } => {
+        Command::Fs { command, server } => {
+            let c = client::Client::new(&server.url)?;
+            match command {
+                FsCommand::Ls { program_id, path } => c.fs_ls(&program_id, &path).await?,
+                FsCommand::Cat { program_id, path } => c.fs_cat(&program_id, &path).await?,
+                FsCommand::Export { program_id, out } => c.fs_export(&program_id, &out).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { task, receipt, image_id, allow_fake, server } => {
             let source = match (task, receipt, image_id) {
                 (Some(task), None, None) => client::ReceiptSource::Task(task),
-                (None, Some(file), Some(image_id)) => {
-                    client::ReceiptSource::File { file, image_id }
-                }
+                (None, Some(file), Some(image_id)) => client::ReceiptSource::File { file, image_id },
                 _ => anyhow::bail!("give --task TASK_ID, or --receipt FILE with --image-id HEX"),
             };
-            let ok = client::Client::new(&server.url)?
-                .verify(source, allow_fake)
-                .await?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let ok = client::Client::new(&server.url)?.verify(source, allow_fake).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

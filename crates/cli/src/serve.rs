@@ -37,49 +37,59 @@ pub(crate) struct ServeArgs {
     /// Dev prover only: add this many milliseconds to every proof (models proving cost).
     #[arg(long, default_value_t = 0)]
     dev_delay_ms: u64,
+    /// Size of each program's FAT-16 volume, in MiB (4..=256).
+    #[arg(long, default_value_t = 16)]
+    volume_size_mb: u64,
+    /// Controller sandbox: fuel (≈ wasm instructions) per call.
+    #[arg(long, default_value_t = Limits::default().fuel)]
+    controller_fuel: u64,
+    /// Controller sandbox: wall-clock deadline per call, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().timeout.as_millis() as u64)]
+    controller_timeout_ms: u64,
+    /// Controller sandbox: linear memory cap per call, in MiB.
+    #[arg(long, default_value_t = (Limits::default().max_memory_bytes >> 20) as u64)]
+    controller_memory_mb: u64,
+    /// Controller sandbox: host calls (log, context, fs) per call.
+    #[arg(long, default_value_t = Limits::default().max_host_calls)]
+    controller_host_calls: u64,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&args.data)
         .with_context(|| format!("opening the store in {}", args.data.display()))?;
-    let runtime = Arc::new(Runtime::new(Limits::default())?);
-    let (prover, verifier, default_workers): (Arc<dyn Prover>, Verifier, usize) = match args.prover
-    {
-        ProverChoice::Cpu => (
-            Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?),
-            Verifier::new(false),
-            1,
-        ),
+    let limits = Limits {
+        fuel: args.controller_fuel,
+        timeout: Duration::from_millis(args.controller_timeout_ms),
+        max_memory_bytes: usize::try_from(args.controller_memory_mb << 20)?,
+        max_host_calls: args.controller_host_calls,
+        ..Limits::default()
+    };
+    let runtime = Arc::new(Runtime::new(limits)?);
+    let (prover, verifier, default_workers): (Arc<dyn Prover>, Verifier, usize) = match args.prover {
+        ProverChoice::Cpu => {
+            (Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?), Verifier::new(false), 1)
+        }
         ProverChoice::Dev => {
             tracing::warn!("dev prover: receipts are FAKE and prove nothing");
             (
-                Arc::new(DevProver::new(
-                    args.max_cycles,
-                    Duration::from_millis(args.dev_delay_ms),
-                )),
+                Arc::new(DevProver::new(args.max_cycles, Duration::from_millis(args.dev_delay_ms))),
                 Verifier::new(true),
                 2,
             )
         }
     };
-    let config = Config {
-        runners: args.workers.unwrap_or(default_workers),
-        ..Config::default()
-    };
-    let coordinator = Arc::new(Coordinator::new(
-        Arc::new(store),
-        runtime,
-        prover,
-        verifier,
-        config,
-    ));
+    let volume_size = args.volume_size_mb << 20;
+    if !(zkcoproc_vfs::MIN_SIZE..=zkcoproc_vfs::MAX_SIZE).contains(&volume_size) {
+        anyhow::bail!("--volume-size-mb must be between 4 and 256");
+    }
+    let config =
+        Config { runners: args.workers.unwrap_or(default_workers), volume_size, ..Config::default() };
+    let coordinator = Arc::new(Coordinator::new(Arc::new(store), runtime, prover, verifier, config));
     let runners = coordinator.spawn_runners().await?;
 
     let app = zkcoproc_api::router(
         coordinator.clone(),
-        &zkcoproc_api::ApiConfig {
-            max_body_bytes: args.max_body_bytes,
-        },
+        &zkcoproc_api::ApiConfig { max_body_bytes: args.max_body_bytes },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -89,9 +99,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Scripts and tests read this line to learn the address (useful with port 0).
     println!("zkcoproc listening on http://{addr}");
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }

@@ -25,14 +25,9 @@ fn sigkill_mid_flight_then_restart_finishes_every_task_exactly_once() {
     let api = server.api();
     let program = api.deploy(app).expect("deploy");
 
-    let tasks: Vec<String> = (0..TASKS)
-        .map(|i| api.prove(&program, &json!({"n": i + 1})).expect("prove"))
-        .collect();
-    assert_eq!(
-        tasks.iter().collect::<HashSet<_>>().len(),
-        TASKS,
-        "task ids are unique"
-    );
+    let tasks: Vec<String> =
+        (0..TASKS).map(|i| api.prove(&program, &json!({"n": i + 1})).expect("prove")).collect();
+    assert_eq!(tasks.iter().collect::<HashSet<_>>().len(), TASKS, "task ids are unique");
 
     // Kill once some, but not all, tasks are done.
     let done_before_kill = poll(Duration::from_secs(120), || {
@@ -42,54 +37,28 @@ fn sigkill_mid_flight_then_restart_finishes_every_task_exactly_once() {
     })
     .expect("some tasks finish");
     server.kill();
-    assert!(
-        done_before_kill < TASKS as u64 - 4,
-        "the kill must land with tasks in flight"
-    );
+    assert!(done_before_kill < TASKS as u64 - 4, "the kill must land with tasks in flight");
     assert!(!server.is_running());
 
     // Every accepted task survived the kill, and some were still unfinished.
     let mut server = Server::start(bin(), &data, "dev", &extra).expect("restart");
     let api = server.api();
     let (_, health) = api.get("/health").expect("health");
-    let total: u64 = health["tasks"]
-        .as_object()
-        .expect("counts")
-        .values()
-        .filter_map(|v| v.as_u64())
-        .sum();
+    let total: u64 = health["tasks"].as_object().expect("counts").values().filter_map(|v| v.as_u64()).sum();
     assert_eq!(total, TASKS as u64, "{health}");
 
     let mut resumed = 0;
     for (i, task) in tasks.iter().enumerate() {
-        let t = api
-            .wait_task(task, Duration::from_secs(120))
-            .expect("task finishes");
+        let t = api.wait_task(task, Duration::from_secs(120)).expect("task finishes");
         if t["attempts"].as_u64().unwrap_or(0) > 1 {
             resumed += 1;
         }
-        assert_eq!(
-            t["status"],
-            "done",
-            "task {task}: {t}\nlog:\n{}",
-            server.log()
-        );
+        assert_eq!(t["status"], "done", "task {task}: {t}\nlog:\n{}", server.log());
         assert_eq!(t["result"]["n"], i + 1, "{t}");
         // Exactly once: the history enters each stage once, in pipeline order, ending at done.
-        let history: Vec<&str> = t["history"]
-            .as_array()
-            .expect("history")
-            .iter()
-            .filter_map(|e| e["status"].as_str())
-            .collect();
-        let pipeline = [
-            "queued",
-            "witnessing",
-            "proving",
-            "verifying",
-            "delivering",
-            "done",
-        ];
+        let history: Vec<&str> =
+            t["history"].as_array().expect("history").iter().filter_map(|e| e["status"].as_str()).collect();
+        let pipeline = ["queued", "witnessing", "proving", "verifying", "delivering", "done"];
         assert_eq!(history, pipeline, "task {task} history");
     }
     let (_, health) = api.get("/health").expect("health");

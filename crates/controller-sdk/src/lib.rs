@@ -30,6 +30,8 @@ pub mod bindings {
 /// Exports a [`Controller`] implementation as the component's `get-witnesses` and `entrypoint`.
 pub use bindings::export;
 pub use bindings::zkcoproc::controller::context;
+/// The program's FAT-16 volume (`read`, `write`, `list`, `remove`, `exists`).
+pub use bindings::zkcoproc::controller::fs;
 pub use bindings::zkcoproc::controller::log::Level;
 /// The trait a controller implements (`get-witnesses` and `entrypoint`).
 pub use bindings::Guest as Controller;

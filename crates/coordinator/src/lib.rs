@@ -16,6 +16,7 @@
 
 mod runner;
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 use zkcoproc_runtime::{CallContext, LogLine, Runtime, RuntimeError};
 use zkcoproc_store::{NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord};
 use zkcoproc_types::{Root, Witness, EMPTY_ROOT};
+use zkcoproc_vfs::{Entry, VfsError, Volume};
 use zkcoproc_zkvm::{CircuitImage, ImageId, Prover, ReceiptKind, Verifier, ZkvmError};
 
 /// Domain separator of program ids (versioned: a new layout gets a new tag).
@@ -45,6 +47,10 @@ pub struct Config {
     /// Loaded circuit images kept in memory (least recently used are dropped and reloaded from
     /// the store when needed).
     pub cached_circuits: usize,
+    /// Size of each program's FAT-16 volume, formatted on first use.
+    pub volume_size: u64,
+    /// Controller calls running at once (each holds a blocking thread and a core).
+    pub controller_concurrency: usize,
 }
 
 impl Default for Config {
@@ -55,6 +61,8 @@ impl Default for Config {
             max_attempts: 3,
             poll_interval: Duration::from_millis(500),
             cached_circuits: 64,
+            volume_size: zkcoproc_vfs::DEFAULT_SIZE,
+            controller_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         }
     }
 }
@@ -86,6 +94,9 @@ pub enum CoordinatorError {
         /// the controller's logs up to the failure
         logs: Vec<LogLine>,
     },
+    /// A filesystem request failed.
+    #[error(transparent)]
+    Vfs(#[from] VfsError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -96,10 +107,7 @@ pub enum CoordinatorError {
 
 impl CoordinatorError {
     fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        CoordinatorError::Invalid {
-            code,
-            message: message.into(),
-        }
+        CoordinatorError::Invalid { code, message: message.into() }
     }
 }
 
@@ -143,6 +151,8 @@ pub struct Coordinator {
     verifier: Verifier,
     config: Config,
     circuits: Mutex<lru::LruCache<String, CircuitImage>>,
+    volume_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    controller_slots: tokio::sync::Semaphore,
     wake: Notify,
 }
 
@@ -167,6 +177,7 @@ impl Coordinator {
         config: Config,
     ) -> Self {
         let circuits = NonZeroUsize::new(config.cached_circuits).unwrap_or(NonZeroUsize::MIN);
+        let slots = config.controller_concurrency.max(1);
         Coordinator {
             store,
             runtime,
@@ -174,6 +185,8 @@ impl Coordinator {
             verifier,
             config,
             circuits: Mutex::new(lru::LruCache::new(circuits)),
+            volume_locks: Mutex::new(HashMap::new()),
+            controller_slots: tokio::sync::Semaphore::new(slots),
             wake: Notify::new(),
         }
     }
@@ -205,11 +218,7 @@ impl Coordinator {
     }
 
     /// Validates and stores a program. Idempotent: the same pair gives the same id.
-    pub async fn deploy(
-        &self,
-        controller: Vec<u8>,
-        circuit: Vec<u8>,
-    ) -> Result<Deployed, CoordinatorError> {
+    pub async fn deploy(&self, controller: Vec<u8>, circuit: Vec<u8>) -> Result<Deployed, CoordinatorError> {
         let runtime = self.runtime.clone();
         let (id, controller, image) = blocking(move || {
             let image = CircuitImage::load(&circuit)
@@ -237,11 +246,7 @@ impl Coordinator {
             circuits.put(id.clone(), image);
         }
         tracing::info!(program = %id, image_id = %image_id, created, "program deployed");
-        Ok(Deployed {
-            program_id: id,
-            image_id: image_id.to_string(),
-            created,
-        })
+        Ok(Deployed { program_id: id, image_id: image_id.to_string(), created })
     }
 
     /// A program's metadata.
@@ -249,44 +254,28 @@ impl Coordinator {
         self.store
             .program(id)
             .await?
-            .ok_or_else(|| CoordinatorError::NotFound {
-                what: "program",
-                id: id.to_owned(),
-            })
+            .ok_or_else(|| CoordinatorError::NotFound { what: "program", id: id.to_owned() })
     }
 
     /// Runs the controller's `get-witnesses` without proving.
     pub async fn dry_run(&self, program_id: &str, args: &str) -> Result<DryRun, CoordinatorError> {
         check_args_json(args)?;
-        let ctx = CallContext {
-            program_id: program_id.to_owned(),
-            root: self.current_root(),
-            task_id: None,
-        };
+        let ctx = CallContext { program_id: program_id.to_owned(), root: self.current_root(), task_id: None };
         let controller = self.controller(program_id).await?;
+        // A copy of the volume: the dry run sees the files, and its writes are discarded.
+        let volume = self.load_volume(program_id).await?;
         let runtime = self.runtime.clone();
         let args = args.to_owned();
         let root = ctx.root;
-        let out = blocking(move || {
-            runtime.get_witnesses(&controller, ctx, &args).map_err(|e| {
-                CoordinatorError::Controller {
-                    error: e.error,
-                    logs: e.logs,
-                }
+        let out = self
+            .controller_call(move || {
+                runtime
+                    .get_witnesses(&controller, ctx, Some(volume), &args)
+                    .map_err(|e| CoordinatorError::Controller { error: e.error, logs: e.logs })
             })
-        })
-        .await?;
-        let input_len = zkcoproc_types::CircuitInput {
-            root,
-            witnesses: out.value.clone(),
-        }
-        .encode()
-        .len();
-        Ok(DryRun {
-            witnesses: out.value,
-            input_len,
-            logs: out.logs,
-        })
+            .await?;
+        let input_len = zkcoproc_types::CircuitInput { root, witnesses: out.value.clone() }.encode().len();
+        Ok(DryRun { witnesses: out.value, input_len, logs: out.logs })
     }
 
     /// Enqueues a proof of `program_id` for `args`, pinned to `root` (default: the current
@@ -313,10 +302,7 @@ impl Coordinator {
         if !self.is_known_root(&root) {
             return Err(CoordinatorError::invalid(
                 "unknown_root",
-                format!(
-                    "root {} is not a root this service has had",
-                    hex::encode(root)
-                ),
+                format!("root {} is not a root this service has had", hex::encode(root)),
             ));
         }
         let kind = self.resolve_receipt_kind(receipt_kind)?;
@@ -341,10 +327,7 @@ impl Coordinator {
         self.store
             .task(id)
             .await?
-            .ok_or_else(|| CoordinatorError::NotFound {
-                what: "task",
-                id: id.to_owned(),
-            })
+            .ok_or_else(|| CoordinatorError::NotFound { what: "task", id: id.to_owned() })
     }
 
     /// The image id of a program.
@@ -355,6 +338,51 @@ impl Coordinator {
                 "program {program_id} has a malformed image id"
             )))
         })
+    }
+
+    /// Lists a directory of a program's volume.
+    pub async fn list_dir(&self, program_id: &str, path: &str) -> Result<Vec<Entry>, CoordinatorError> {
+        let mut volume = self.load_volume(program_id).await?;
+        let path = path.to_owned();
+        blocking(move || Ok(volume.list(&path)?)).await
+    }
+
+    /// Reads a file of a program's volume.
+    pub async fn read_file(&self, program_id: &str, path: &str) -> Result<Vec<u8>, CoordinatorError> {
+        let mut volume = self.load_volume(program_id).await?;
+        let path = path.to_owned();
+        blocking(move || Ok(volume.read(&path)?)).await
+    }
+
+    /// A program's whole FAT-16 image (for export and independent checks).
+    pub async fn volume_image(&self, program_id: &str) -> Result<Vec<u8>, CoordinatorError> {
+        Ok(self.load_volume(program_id).await?.into_image())
+    }
+
+    /// The program's volume as stored, or a freshly formatted one if it has none yet.
+    async fn load_volume(&self, program_id: &str) -> Result<Volume, CoordinatorError> {
+        self.program(program_id).await?;
+        let stored = self.store.volume(program_id).await?;
+        let size = self.config.volume_size;
+        blocking(move || {
+            Ok(match stored {
+                Some(image) => Volume::open(image)?,
+                None => Volume::format(size)?,
+            })
+        })
+        .await
+    }
+
+    /// Serializes the controller calls of one program that may write its volume: held from
+    /// loading the volume until the stage that carries the new image is committed.
+    async fn volume_lock(&self, program_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = match self.volume_locks.lock() {
+            Ok(mut locks) => locks.entry(program_id.to_owned()).or_default().clone(),
+            // A poisoned map only means another thread panicked while inserting; a fresh
+            // lock is still correct for this call's own serialization.
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        };
+        lock.lock_owned().await
     }
 
     fn resolve_receipt_kind(&self, asked: Option<&str>) -> Result<ReceiptKind, CoordinatorError> {
@@ -404,12 +432,7 @@ impl Coordinator {
     }
 
     async fn circuit(&self, program_id: &str) -> Result<CircuitImage, CoordinatorError> {
-        if let Some(c) = self
-            .circuits
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get(program_id).cloned())
-        {
+        if let Some(c) = self.circuits.lock().ok().and_then(|mut m| m.get(program_id).cloned()) {
             return Ok(c);
         }
         let (_, circuit) = self.artifacts(program_id).await?;
@@ -428,10 +451,7 @@ impl Coordinator {
         self.store
             .program_artifacts(program_id)
             .await?
-            .ok_or_else(|| CoordinatorError::NotFound {
-                what: "program",
-                id: program_id.to_owned(),
-            })
+            .ok_or_else(|| CoordinatorError::NotFound { what: "program", id: program_id.to_owned() })
     }
 }
 
@@ -439,6 +459,23 @@ fn check_args_json(args: &str) -> Result<(), CoordinatorError> {
     serde_json::from_str::<serde::de::IgnoredAny>(args)
         .map(|_| ())
         .map_err(|e| CoordinatorError::invalid("bad_args", format!("args are not valid JSON: {e}")))
+}
+
+impl Coordinator {
+    /// Runs a controller call on the blocking pool, at most
+    /// [`Config::controller_concurrency`] at a time.
+    async fn controller_call<T, F>(&self, f: F) -> Result<T, CoordinatorError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
+    {
+        let _slot = self
+            .controller_slots
+            .acquire()
+            .await
+            .map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
+        blocking(f).await
+    }
 }
 
 /// Runs CPU-bound or blocking work off the async executor.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
-use zkcoproc_runtime::{CallContext, LogLine};
+use tracing::Instrument as _;
+use zkcoproc_runtime::{CallContext, CallOutput, LogLine};
 use zkcoproc_store::{StageUpdate, TaskError, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, CircuitInput};
 
@@ -16,20 +17,14 @@ enum Step {
     /// Move to the next status with these fields.
     Advance(TaskStatus, StageUpdate),
     /// Fail the task.
-    Fail {
-        code: String,
-        message: String,
-        logs: Option<String>,
-    },
+    Fail { code: String, message: String, logs: Option<String> },
+    /// Fail the task after the entrypoint saw the failure (its result and volume are kept).
+    FailDelivered { code: String, message: String, update: StageUpdate },
 }
 
 impl Step {
     fn fail(code: &str, message: impl Into<String>) -> Self {
-        Step::Fail {
-            code: code.to_owned(),
-            message: message.into(),
-            logs: None,
-        }
+        Step::Fail { code: code.to_owned(), message: message.into(), logs: None }
     }
 }
 
@@ -78,13 +73,19 @@ impl Coordinator {
                 "task was claimed {} times without finishing (limit {}); it last stopped in `{}`",
                 task.attempts, self.config.max_attempts, task.status
             );
-            self.finish(owner, &task, Step::fail("too_many_attempts", message))
-                .await;
+            self.finish(owner, &task, Step::fail("too_many_attempts", message)).await;
             heartbeat.abort();
             return;
         }
         while !task.status.is_terminal() {
             let span = tracing::info_span!("stage", task = %task.id, status = %task.status);
+            // Stages that call the controller hold the program's volume lock until their
+            // transition (which carries the new volume image) is committed.
+            let calls_controller = matches!(task.status, TaskStatus::Witnessing | TaskStatus::Delivering);
+            let mut guard = match calls_controller {
+                true => Some(self.volume_lock(&task.program_id).await),
+                false => None,
+            };
             let step = match task.status {
                 TaskStatus::Queued => Step::Advance(TaskStatus::Witnessing, StageUpdate::default()),
                 TaskStatus::Witnessing => self.witness(&task).await,
@@ -93,11 +94,21 @@ impl Coordinator {
                 TaskStatus::Delivering => self.deliver(&task).await,
                 TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled => break,
             };
-            let _enter = span.enter();
-            if !self.finish(owner, &task, step).await {
+            // A failure before delivery still reaches the controller's entrypoint.
+            let step = match step {
+                Step::Fail { code, message, logs } if task.status != TaskStatus::Delivering => {
+                    if guard.is_none() {
+                        guard = Some(self.volume_lock(&task.program_id).await);
+                    }
+                    self.deliver_failure(&task, code, message, logs).await
+                }
+                other => other,
+            };
+            let moved = self.finish(owner, &task, step).instrument(span).await;
+            drop(guard);
+            if !moved {
                 break;
             }
-            drop(_enter);
             task = match self.store.task(&task.id).await {
                 Ok(Some(t)) => t,
                 Ok(None) => break,
@@ -117,11 +128,7 @@ impl Coordinator {
                 update.release_lease = to.is_terminal();
                 (to, update)
             }
-            Step::Fail {
-                code,
-                message,
-                logs,
-            } => {
+            Step::Fail { code, message, logs } => {
                 tracing::warn!(task = %task.id, %code, %message, "task failed");
                 let update = StageUpdate {
                     error: Some(TaskError { code, message }),
@@ -131,12 +138,14 @@ impl Coordinator {
                 };
                 (TaskStatus::Failed, update)
             }
+            Step::FailDelivered { code, message, mut update } => {
+                tracing::warn!(task = %task.id, %code, %message, "task failed");
+                update.error = Some(TaskError { code, message });
+                update.release_lease = true;
+                (TaskStatus::Failed, update)
+            }
         };
-        match self
-            .store
-            .transition(&task.id, owner, task.status, to, update)
-            .await
-        {
+        match self.store.transition(&task.id, owner, task.status, to, update).await {
             Ok(true) => {
                 tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
                 true
@@ -170,11 +179,7 @@ impl Coordinator {
     }
 
     fn call_context(task: &TaskRecord) -> CallContext {
-        CallContext {
-            program_id: task.program_id.clone(),
-            root: task.root,
-            task_id: Some(task.id.clone()),
-        }
+        CallContext { program_id: task.program_id.clone(), root: task.root, task_id: Some(task.id.clone()) }
     }
 
     async fn witness(&self, task: &TaskRecord) -> Step {
@@ -182,24 +187,23 @@ impl Coordinator {
             Ok(c) => c,
             Err(e) => return Step::fail("internal", e.to_string()),
         };
+        let volume = match self.load_volume(&task.program_id).await {
+            Ok(v) => v,
+            Err(e) => return Step::fail("internal", e.to_string()),
+        };
         let runtime = self.runtime.clone();
         let (ctx, args, root) = (Self::call_context(task), task.args.clone(), task.root);
-        let out = blocking(move || Ok(runtime.get_witnesses(&controller, ctx, &args))).await;
+        let out = self
+            .controller_call(move || Ok(runtime.get_witnesses(&controller, ctx, Some(volume), &args)))
+            .await;
         match out {
             Ok(Ok(out)) => {
-                let input = CircuitInput {
-                    root,
-                    witnesses: out.value,
-                }
-                .encode();
+                let volume = volume_update(&task.program_id, out.volume);
+                let input = CircuitInput { root, witnesses: out.value }.encode();
                 let logs = append_logs(&task.logs, "witnessing", &out.logs);
                 Step::Advance(
                     TaskStatus::Proving,
-                    StageUpdate {
-                        input: Some(input),
-                        logs: Some(logs),
-                        ..Default::default()
-                    },
+                    StageUpdate { input: Some(input), logs: Some(logs), volume, ..Default::default() },
                 )
             }
             Ok(Err(e)) => Step::Fail {
@@ -263,20 +267,13 @@ impl Coordinator {
         if v.kind.as_str() != task.receipt_kind {
             return Step::fail(
                 "verification_failed",
-                format!(
-                    "receipt is {} but the task asked for {}",
-                    v.kind.as_str(),
-                    task.receipt_kind
-                ),
+                format!("receipt is {} but the task asked for {}", v.kind.as_str(), task.receipt_kind),
             );
         }
         match journal::split(&v.journal) {
             Some((root, _)) if root == task.root => Step::Advance(
                 TaskStatus::Delivering,
-                StageUpdate {
-                    journal: Some(v.journal),
-                    ..Default::default()
-                },
+                StageUpdate { journal: Some(v.journal), ..Default::default() },
             ),
             Some((root, _)) => Step::fail(
                 "root_mismatch",
@@ -292,18 +289,9 @@ impl Coordinator {
 
     async fn deliver(&self, task: &TaskRecord) -> Step {
         let (Some(receipt), Some(journal_bytes)) = (&task.receipt, &task.journal) else {
-            return Step::fail(
-                "internal",
-                "task reached delivering without a verified receipt",
-            );
+            return Step::fail("internal", "task reached delivering without a verified receipt");
         };
-        let controller = match self.controller(&task.program_id).await {
-            Ok(c) => c,
-            Err(e) => return Step::fail("internal", e.to_string()),
-        };
-        let output = journal::split(journal_bytes)
-            .map(|(_, o)| o)
-            .unwrap_or_default();
+        let output = journal::split(journal_bytes).map(|(_, o)| o).unwrap_or_default();
         let event = json!({
             "task_id": task.id,
             "program_id": task.program_id,
@@ -317,15 +305,13 @@ impl Coordinator {
             "logs": serde_json::from_str::<Value>(&task.logs).unwrap_or(Value::Null),
         })
         .to_string();
-        let runtime = self.runtime.clone();
-        let ctx = Self::call_context(task);
-        let out = blocking(move || Ok(runtime.entrypoint(&controller, ctx, &event))).await;
-        match out {
+        match self.call_entrypoint(task, event).await {
             Ok(Ok(out)) => Step::Advance(
                 TaskStatus::Done,
                 StageUpdate {
                     result: Some(out.value),
                     logs: Some(append_logs(&task.logs, "delivering", &out.logs)),
+                    volume: volume_update(&task.program_id, out.volume),
                     ..Default::default()
                 },
             ),
@@ -339,14 +325,78 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// Runs the entrypoint on `event` with the program's volume attached.
+    async fn call_entrypoint(
+        &self,
+        task: &TaskRecord,
+        event: String,
+    ) -> Result<Result<CallOutput<String>, zkcoproc_runtime::CallError>, CoordinatorError> {
+        let controller = self.controller(&task.program_id).await?;
+        let volume = self.load_volume(&task.program_id).await?;
+        let runtime = self.runtime.clone();
+        let ctx = Self::call_context(task);
+        self.controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event))).await
+    }
+
+    /// Tells the entrypoint that the task failed (status `failed` and the error), so
+    /// controllers can record failures. The task fails with the original error either way; the
+    /// entrypoint's result, logs and volume writes are kept when it succeeds.
+    async fn deliver_failure(
+        &self,
+        task: &TaskRecord,
+        code: String,
+        message: String,
+        logs: Option<String>,
+    ) -> Step {
+        let logs = logs.unwrap_or_else(|| task.logs.clone());
+        let event = json!({
+            "task_id": task.id,
+            "program_id": task.program_id,
+            "status": "failed",
+            "args": serde_json::from_str::<Value>(&task.args).unwrap_or(Value::Null),
+            "root": hex::encode(task.root),
+            "error": {"code": code, "message": message},
+            "logs": serde_json::from_str::<Value>(&logs).unwrap_or(Value::Null),
+        })
+        .to_string();
+        let mut update = StageUpdate::default();
+        match self.call_entrypoint(task, event).await {
+            Ok(Ok(out)) => {
+                update.result = Some(out.value);
+                update.logs = Some(append_logs(&logs, "delivering", &out.logs));
+                update.volume = volume_update(&task.program_id, out.volume);
+            }
+            Ok(Err(e)) => {
+                let note = LogLine {
+                    level: "warn".into(),
+                    message: format!(
+                        "entrypoint failed on the failure event: {} ({})",
+                        e.error,
+                        e.error.code()
+                    ),
+                };
+                let mut lines = e.logs;
+                lines.push(note);
+                update.logs = Some(append_logs(&logs, "delivering", &lines));
+            }
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, "cannot deliver the failure event");
+                update.logs = Some(logs);
+            }
+        }
+        Step::FailDelivered { code, message, update }
+    }
+}
+
+fn volume_update(program_id: &str, volume: Option<zkcoproc_runtime::Volume>) -> Option<(String, Vec<u8>)> {
+    volume.map(|v| (program_id.to_owned(), v.into_image()))
+}
+
 /// Appends `lines` (tagged with `stage`) to a stored JSON array of log lines.
 fn append_logs(existing: &str, stage: &str, lines: &[LogLine]) -> String {
     let mut all: Vec<Value> = serde_json::from_str(existing).unwrap_or_default();
-    all.extend(
-        lines
-            .iter()
-            .map(|l| json!({"stage": stage, "level": l.level, "message": l.message})),
-    );
+    all.extend(lines.iter().map(|l| json!({"stage": stage, "level": l.level, "message": l.message})));
     Value::Array(all).to_string()
 }
 
@@ -356,10 +406,7 @@ mod tests {
 
     #[test]
     fn logs_append_with_stage_tags() {
-        let line = LogLine {
-            level: "info".into(),
-            message: "hi".into(),
-        };
+        let line = LogLine { level: "info".into(), message: "hi".into() };
         let once = append_logs("[]", "witnessing", std::slice::from_ref(&line));
         let twice = append_logs(&once, "delivering", &[line]);
         let v: Vec<Value> = serde_json::from_str(&twice).expect("json");

@@ -36,10 +36,7 @@ pub fn read_input() -> CircuitInput {
     let mut len: u32 = 0;
     env::read_slice(core::slice::from_mut(&mut len));
     let len = len as usize;
-    assert!(
-        len <= MAX_INPUT_LEN,
-        "circuit input of {len} bytes exceeds {MAX_INPUT_LEN}"
-    );
+    assert!(len <= MAX_INPUT_LEN, "circuit input of {len} bytes exceeds {MAX_INPUT_LEN}");
     let mut bytes = alloc::vec![0u8; len];
     env::read_slice(&mut bytes);
     match CircuitInput::decode(&bytes) {

@@ -5,6 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zkcoproc_types::Witness;
+use zkcoproc_vfs::{VfsError, Volume};
 
 use crate::{CallContext, Limits};
 
@@ -14,10 +15,12 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../controller-sdk/wit",
         world: "controller",
+        // Host functions may trap (budget exhausted, oversized payload).
+        imports: { default: trappable },
     });
 }
 
-use bindings::zkcoproc::controller::{context, log, types};
+use bindings::zkcoproc::controller::{context, fs, log, types};
 pub(crate) use bindings::{Controller, ControllerPre};
 
 /// One log line a controller wrote.
@@ -27,6 +30,13 @@ pub struct LogLine {
     pub level: String,
     /// the message (truncated to the host-payload cap)
     pub message: String,
+}
+
+/// Why a host call trapped the controller.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostTrap {
+    #[error("controller made more than {0} host calls")]
+    TooManyHostCalls(u64),
 }
 
 /// Memory limiter that remembers when it refused a growth.
@@ -68,6 +78,12 @@ impl ResourceLimiter for MemoryLimiter {
 /// Per-call host state: the call's context, collected logs, limiter and a deny-all WASI context.
 pub(crate) struct HostState {
     ctx: CallContext,
+    /// The program's volume for this call (a private copy), and whether the call changed it.
+    pub(crate) volume: Option<Volume>,
+    pub(crate) volume_dirty: bool,
+    host_calls: u64,
+    max_host_calls: u64,
+    max_fs_write: usize,
     pub(crate) logs: Vec<LogLine>,
     log_bytes: usize,
     dropped_logs: usize,
@@ -79,20 +95,22 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: CallContext, limits: &Limits) -> Self {
+    pub(crate) fn new(ctx: CallContext, volume: Option<Volume>, limits: &Limits) -> Self {
         // Deny-all WASI: no preopens, env, args, stdin; stdout/stderr discarded; no sockets.
         let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).build();
         HostState {
             ctx,
+            volume,
+            volume_dirty: false,
+            host_calls: 0,
+            max_host_calls: limits.max_host_calls,
+            max_fs_write: limits.max_fs_write_bytes,
             logs: Vec::new(),
             log_bytes: 0,
             dropped_logs: 0,
             max_payload: limits.max_host_payload_bytes,
             max_log_bytes: limits.max_log_bytes,
-            limiter: MemoryLimiter {
-                max: limits.max_memory_bytes,
-                hit: false,
-            },
+            limiter: MemoryLimiter { max: limits.max_memory_bytes, hit: false },
             wasi,
             table: ResourceTable::new(),
         }
@@ -101,17 +119,87 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
+}
+
+impl HostState {
+    /// Counts a host call; traps the controller once the budget is spent.
+    fn charge(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.max_host_calls {
+            return Err(wasmtime::Error::new(HostTrap::TooManyHostCalls(self.max_host_calls)));
+        }
+        Ok(())
+    }
+
+    fn volume(&mut self) -> Result<&mut Volume, fs::FsError> {
+        self.volume.as_mut().ok_or_else(|| fs::FsError {
+            code: "vfs_error".into(),
+            message: "no volume is attached to this call".into(),
+        })
+    }
+}
+
+fn fs_error(e: &VfsError) -> fs::FsError {
+    fs::FsError { code: e.code().into(), message: e.to_string() }
 }
 
 impl types::Host for HostState {}
 
+impl fs::Host for HostState {
+    fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, fs::FsError>> {
+        self.charge()?;
+        Ok(self.volume().and_then(|v| v.read(&path).map_err(|e| fs_error(&e))))
+    }
+
+    fn write(&mut self, path: String, data: Vec<u8>) -> wasmtime::Result<Result<(), fs::FsError>> {
+        self.charge()?;
+        if data.len() > self.max_fs_write {
+            return Ok(Err(fs::FsError {
+                code: "vfs_too_large".into(),
+                message: format!(
+                    "write of {} bytes exceeds the limit of {} bytes",
+                    data.len(),
+                    self.max_fs_write
+                ),
+            }));
+        }
+        let out = self.volume().and_then(|v| v.write(&path, &data).map_err(|e| fs_error(&e)));
+        self.volume_dirty |= out.is_ok();
+        Ok(out)
+    }
+
+    fn list(&mut self, path: String) -> wasmtime::Result<Result<Vec<fs::Entry>, fs::FsError>> {
+        self.charge()?;
+        Ok(self.volume().and_then(|v| {
+            v.list(&path)
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| fs::Entry { name: e.name, is_dir: e.is_dir, size: e.size })
+                        .collect()
+                })
+                .map_err(|e| fs_error(&e))
+        }))
+    }
+
+    fn remove(&mut self, path: String) -> wasmtime::Result<Result<(), fs::FsError>> {
+        self.charge()?;
+        let out = self.volume().and_then(|v| v.remove(&path).map_err(|e| fs_error(&e)));
+        self.volume_dirty |= out.is_ok();
+        Ok(out)
+    }
+
+    fn exists(&mut self, path: String) -> wasmtime::Result<Result<bool, fs::FsError>> {
+        self.charge()?;
+        Ok(self.volume().and_then(|v| v.exists(&path).map_err(|e| fs_error(&e))))
+    }
+}
+
 impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.charge()?;
         let level = match level {
             log::Level::Trace => "trace",
             log::Level::Debug => "debug",
@@ -128,28 +216,29 @@ impl log::Host for HostState {
                     message: "log limit reached: later lines dropped".into(),
                 });
             }
-            return;
+            return Ok(());
         }
         self.log_bytes += message.len();
         tracing::debug!(program = %self.ctx.program_id, level, "controller: {message}");
-        self.logs.push(LogLine {
-            level: level.to_owned(),
-            message,
-        });
+        self.logs.push(LogLine { level: level.to_owned(), message });
+        Ok(())
     }
 }
 
 impl context::Host for HostState {
-    fn program_id(&mut self) -> String {
-        self.ctx.program_id.clone()
+    fn program_id(&mut self) -> wasmtime::Result<String> {
+        self.charge()?;
+        Ok(self.ctx.program_id.clone())
     }
 
-    fn root(&mut self) -> Vec<u8> {
-        self.ctx.root.to_vec()
+    fn root(&mut self) -> wasmtime::Result<Vec<u8>> {
+        self.charge()?;
+        Ok(self.ctx.root.to_vec())
     }
 
-    fn task_id(&mut self) -> Option<String> {
-        self.ctx.task_id.clone()
+    fn task_id(&mut self) -> wasmtime::Result<Option<String>> {
+        self.charge()?;
+        Ok(self.ctx.task_id.clone())
     }
 }
 

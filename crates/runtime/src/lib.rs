@@ -23,6 +23,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 use zkcoproc_types::{Root, Witness};
+pub use zkcoproc_vfs::Volume;
 
 pub use host::LogLine;
 use host::{ControllerPre, HostState};
@@ -114,20 +115,20 @@ impl std::error::Error for CallError {}
 
 impl From<RuntimeError> for CallError {
     fn from(error: RuntimeError) -> Self {
-        CallError {
-            error,
-            logs: Vec::new(),
-        }
+        CallError { error, logs: Vec::new() }
     }
 }
 
-/// A successful call: the value and the logs the controller wrote.
+/// A successful call: the value, the logs the controller wrote and, if the call changed it, the
+/// program's new volume (to be committed by the caller).
 #[derive(Debug)]
 pub struct CallOutput<T> {
     /// what the controller returned
     pub value: T,
     /// the controller's log lines
     pub logs: Vec<LogLine>,
+    /// the volume after the call, when the call wrote to it
+    pub volume: Option<Volume>,
 }
 
 /// What a call runs for; exposed to the controller through the `context` import.
@@ -165,9 +166,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Runtime").field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -205,13 +204,7 @@ impl Runtime {
 
         let capacity = NonZeroUsize::new(limits.cached_controllers).unwrap_or(NonZeroUsize::MIN);
         let cache = Mutex::new(lru::LruCache::new(capacity));
-        Ok(Runtime {
-            engine,
-            linker,
-            limits,
-            cache,
-            ticker_stop,
-        })
+        Ok(Runtime { engine, linker, limits, cache, ticker_stop })
     }
 
     /// The limits every call runs under.
@@ -235,8 +228,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            ControllerPre::new(pre).map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
+        let pre = ControllerPre::new(pre).map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))?;
         Ok(LoadedController { pre })
     }
 
@@ -262,11 +254,12 @@ impl Runtime {
         &self,
         controller: &LoadedController,
         ctx: CallContext,
+        volume: Option<Volume>,
         args: &str,
     ) -> Result<CallOutput<Vec<Witness>>, CallError> {
         self.check_args(args)?;
         let limit = self.limits.max_witness_bytes;
-        self.call(controller, ctx, |bindings, store| {
+        self.call(controller, ctx, volume, |bindings, store| {
             let out = bindings.call_get_witnesses(&mut *store, args)?;
             Ok(out.map(|ws| ws.into_iter().map(host::to_witness).collect::<Vec<_>>()))
         })
@@ -287,39 +280,33 @@ impl Runtime {
         &self,
         controller: &LoadedController,
         ctx: CallContext,
+        volume: Option<Volume>,
         event: &str,
     ) -> Result<CallOutput<String>, CallError> {
         let limit = self.limits.max_result_bytes;
-        self.call(controller, ctx, |bindings, store| {
-            bindings.call_entrypoint(&mut *store, event)
-        })
-        .and_then(|out| {
-            if out.value.len() > limit {
-                return Err(CallError {
-                    error: RuntimeError::OutputTooLarge {
-                        size: out.value.len(),
-                        limit,
-                    },
-                    logs: out.logs,
-                });
-            }
-            if let Err(e) = serde_json_check(&out.value) {
-                return Err(CallError {
-                    error: RuntimeError::BadOutput(format!("entrypoint result is not JSON: {e}")),
-                    logs: out.logs,
-                });
-            }
-            Ok(out)
-        })
+        self.call(controller, ctx, volume, |bindings, store| bindings.call_entrypoint(&mut *store, event))
+            .and_then(|out| {
+                if out.value.len() > limit {
+                    return Err(CallError {
+                        error: RuntimeError::OutputTooLarge { size: out.value.len(), limit },
+                        logs: out.logs,
+                    });
+                }
+                if let Err(e) = serde_json_check(&out.value) {
+                    return Err(CallError {
+                        error: RuntimeError::BadOutput(format!("entrypoint result is not JSON: {e}")),
+                        logs: out.logs,
+                    });
+                }
+                Ok(out)
+            })
     }
 
     fn check_args(&self, args: &str) -> Result<(), CallError> {
         if args.len() > self.limits.max_args_bytes {
-            return Err(RuntimeError::ArgsTooLarge {
-                size: args.len(),
-                limit: self.limits.max_args_bytes,
-            }
-            .into());
+            return Err(
+                RuntimeError::ArgsTooLarge { size: args.len(), limit: self.limits.max_args_bytes }.into()
+            );
         }
         Ok(())
     }
@@ -328,37 +315,28 @@ impl Runtime {
         &self,
         controller: &LoadedController,
         ctx: CallContext,
+        volume: Option<Volume>,
         f: impl FnOnce(&host::Controller, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<CallOutput<T>, CallError> {
-        let state = HostState::new(ctx, &self.limits);
+        let state = HostState::new(ctx, volume, &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let internal = |e: wasmtime::Error| RuntimeError::Internal(format!("{e:#}"));
         store.set_fuel(self.limits.fuel).map_err(internal)?;
-        let ticks = self
-            .limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1);
+        let ticks = self.limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        let result = controller
-            .pre
-            .instantiate(&mut store)
-            .and_then(|bindings| f(&bindings, &mut store));
+        let result = controller.pre.instantiate(&mut store).and_then(|bindings| f(&bindings, &mut store));
         let state = store.into_data();
         let memory_hit = state.limiter.hit();
+        let volume = if state.volume_dirty { state.volume } else { None };
         let logs = state.logs;
         match result {
-            Ok(Ok(value)) => Ok(CallOutput { value, logs }),
+            Ok(Ok(value)) => Ok(CallOutput { value, logs, volume }),
             Ok(Err(message)) => {
                 let message = host::truncate(message, self.limits.max_result_bytes);
-                Err(CallError {
-                    error: RuntimeError::Controller(message),
-                    logs,
-                })
+                Err(CallError { error: RuntimeError::Controller(message), logs })
             }
             Err(e) => {
                 let error = classify(&e, memory_hit);
@@ -381,7 +359,11 @@ fn classify(e: &wasmtime::Error, memory_hit: Option<usize>) -> RuntimeError {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => RuntimeError::Timeout("fuel"),
         Some(wasmtime::Trap::Interrupt) => RuntimeError::Timeout("wall-clock"),
-        _ => RuntimeError::Trap(format!("{e:#}")),
+        _ if e.downcast_ref::<host::HostTrap>().is_some() => RuntimeError::Timeout("host-call"),
+        // The trap itself ("wasm trap: call stack exhausted"), not the wasm backtrace that
+        // wasmtime attaches as context (thousands of frames for deep recursion).
+        Some(trap) => RuntimeError::Trap(trap.to_string()),
+        None => RuntimeError::Trap(host::truncate(e.to_string(), 4096)),
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_result_bytes: usize,
     /// Cap on any single host-call payload (one log line, ...).
     pub max_host_payload_bytes: usize,
+    /// Cap on host calls (log, context, fs) per controller call; past it the controller traps.
+    pub max_host_calls: u64,
+    /// Cap on one `fs.write` payload.
+    pub max_fs_write_bytes: usize,
     /// Cap on the total bytes of log lines kept per call; later lines are counted, not kept.
     pub max_log_bytes: usize,
     /// Cap on a controller component's size.
@@ -42,6 +46,8 @@ impl Default for Limits {
             max_witness_bytes: 16 << 20,
             max_result_bytes: 1 << 20,
             max_host_payload_bytes: 64 << 10,
+            max_host_calls: 100_000,
+            max_fs_write_bytes: 4 << 20,
             max_log_bytes: 256 << 10,
             max_component_bytes: 32 << 20,
             cached_controllers: 64,

@@ -104,10 +104,7 @@ impl TaskStatus {
 
     /// Done, failed or cancelled.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled
-        )
+        matches!(self, TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled)
     }
 }
 
@@ -229,6 +226,8 @@ pub struct StageUpdate {
     pub error: Option<TaskError>,
     /// drop the lease (terminal states)
     pub release_lease: bool,
+    /// replace a program's volume image (program id, image), in the same transaction
+    pub volume: Option<(String, Vec<u8>)>,
 }
 
 /// One status change of a task, in order.
@@ -278,6 +277,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         to: TaskStatus,
         update: StageUpdate,
     ) -> Result<bool>;
+    /// A program's volume image, if it has one yet.
+    async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>>;
+    /// Replaces a program's volume image atomically.
+    async fn put_volume(&self, program_id: &str, image: Vec<u8>) -> Result<()>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
 }

@@ -13,7 +13,8 @@ use crate::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE programs (
     id          TEXT PRIMARY KEY,
     image_id    TEXT NOT NULL,
@@ -51,7 +52,15 @@ CREATE TABLE task_events (
     at       INTEGER NOT NULL
 );
 CREATE INDEX task_events_by_task ON task_events(task_id, seq);
-"#];
+"#,
+    r#"
+CREATE TABLE volumes (
+    program_id  TEXT PRIMARY KEY REFERENCES programs(id),
+    image       BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+"#,
+];
 
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
@@ -74,11 +83,8 @@ impl SqliteStore {
     /// Opens (creating if needed) `DIR/zkcoproc.db`, locks the directory and migrates.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("zkcoproc.lock"))?;
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(dir.join("zkcoproc.lock"))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(format!(
                 "data directory {} is in use by another zkcoproc process",
@@ -103,10 +109,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-            _lock: None,
-        })
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), _lock: None })
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T>
@@ -116,9 +119,8 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Database("connection mutex poisoned".into()))?;
+            let mut guard =
+                conn.lock().map_err(|_| StoreError::Database("connection mutex poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -149,28 +151,27 @@ fn lease_ms(lease: Duration) -> i64 {
 
 fn read_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
-    let Some(mut task) = conn
-        .query_row(&sql, [id], task_from_row)
-        .optional()?
-        .transpose()?
-    else {
+    let Some(mut task) = conn.query_row(&sql, [id], task_from_row).optional()?.transpose()? else {
         return Ok(None);
     };
     task.history = read_events(conn, id)?;
     Ok(Some(task))
 }
 
-fn read_events(conn: &Connection, id: &str) -> Result<Vec<TaskEvent>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, status, at FROM task_events WHERE task_id = ?1 ORDER BY seq",
+fn put_volume(conn: &Connection, program_id: &str, image: &[u8], now: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO volumes (program_id, image, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(program_id) DO UPDATE SET image = excluded.image, updated_at = excluded.updated_at",
+        params![program_id, image, now],
     )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
+    Ok(())
+}
+
+fn read_events(conn: &Connection, id: &str) -> Result<Vec<TaskEvent>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, status, at FROM task_events WHERE task_id = ?1 ORDER BY seq")?;
+    let rows =
+        stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (seq, status, at) = row?;
@@ -202,10 +203,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
         receipt_kind: r.get(4)?,
         status,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        error: error_code.map(|code| TaskError {
-            code,
-            message: error_message.unwrap_or_default(),
-        }),
+        error: error_code.map(|code| TaskError { code, message: error_message.unwrap_or_default() }),
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         history: Vec::new(),
@@ -225,11 +223,7 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing: Option<String> = tx
-                .query_row(
-                    "SELECT image_id FROM programs WHERE id = ?1",
-                    [&p.id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT image_id FROM programs WHERE id = ?1", [&p.id], |r| r.get(0))
                 .optional()?;
             if let Some(image_id) = existing {
                 if image_id != p.image_id {
@@ -278,11 +272,9 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.with(move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT controller, circuit FROM programs WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row("SELECT controller, circuit FROM programs WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?)
         })
         .await
@@ -295,14 +287,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, \
                  updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
-                params![
-                    t.id,
-                    t.program_id,
-                    t.args,
-                    t.root.to_vec(),
-                    t.receipt_kind,
-                    now
-                ],
+                params![t.id, t.program_id, t.args, t.root.to_vec(), t.receipt_kind, now],
             )?;
             tx.execute(
                 "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'queued', ?2)",
@@ -428,16 +413,39 @@ impl Store for SqliteStore {
                 "INSERT INTO task_events (task_id, status, at) VALUES (?1, ?2, ?3)",
                 params![id, to.as_str(), now],
             )?;
+            if let Some((program_id, image)) = u.volume {
+                put_volume(&tx, &program_id, &image, now)?;
+            }
             tx.commit()?;
             Ok(true)
         })
         .await
     }
 
+    async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>> {
+        let id = program_id.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT image FROM volumes WHERE program_id = ?1", [id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn put_volume(&self, program_id: &str, image: Vec<u8>) -> Result<()> {
+        let id = program_id.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            put_volume(&tx, &id, &image, now_ms())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn status_counts(&self) -> Result<StatusCounts> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
+            let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let mut out = Vec::new();
             for row in rows {
@@ -482,17 +490,10 @@ mod tests {
         assert!(!s.put_program(program("p")).await.expect("put again"));
         let mut other = program("p");
         other.image_id = "cd".repeat(32);
-        assert!(matches!(
-            s.put_program(other).await,
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(s.put_program(other).await, Err(StoreError::Conflict(_))));
         let info = s.program("p").await.expect("get").expect("exists");
         assert_eq!((info.controller_size, info.circuit_size), (3, 2));
-        let (c, k) = s
-            .program_artifacts("p")
-            .await
-            .expect("get")
-            .expect("exists");
+        let (c, k) = s.program_artifacts("p").await.expect("get").expect("exists");
         assert_eq!((c, k), (vec![1, 2, 3], vec![4, 5]));
         assert!(s.program("q").await.expect("get").is_none());
     }
@@ -509,39 +510,17 @@ mod tests {
         s.put_program(program("p")).await.expect("put");
         s.insert_task(task("t1")).await.expect("insert");
         s.insert_task(task("t2")).await.expect("insert");
-        let a = s
-            .claim_next("a", Duration::from_secs(60))
-            .await
-            .expect("claim")
-            .expect("t1");
-        let b = s
-            .claim_next("b", Duration::from_secs(60))
-            .await
-            .expect("claim")
-            .expect("t2");
+        let a = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("t1");
+        let b = s.claim_next("b", Duration::from_secs(60)).await.expect("claim").expect("t2");
         assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
         assert_eq!((a.attempts, b.attempts), (1, 1));
-        assert!(s
-            .claim_next("c", Duration::from_secs(60))
-            .await
-            .expect("claim")
-            .is_none());
+        assert!(s.claim_next("c", Duration::from_secs(60)).await.expect("claim").is_none());
         // An expired lease is claimable again.
-        assert!(s
-            .extend_lease("t1", "a", Duration::ZERO)
-            .await
-            .expect("extend"));
+        assert!(s.extend_lease("t1", "a", Duration::ZERO).await.expect("extend"));
         std::thread::sleep(Duration::from_millis(5));
-        let c = s
-            .claim_next("c", Duration::from_secs(60))
-            .await
-            .expect("claim")
-            .expect("t1");
+        let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
         assert_eq!((c.id.as_str(), c.attempts), ("t1", 2));
-        assert!(!s
-            .extend_lease("t1", "a", Duration::from_secs(1))
-            .await
-            .expect("extend"));
+        assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
     }
 
     #[tokio::test]
@@ -549,98 +528,73 @@ mod tests {
         let s = SqliteStore::in_memory().expect("open");
         s.put_program(program("p")).await.expect("put");
         s.insert_task(task("t")).await.expect("insert");
-        s.claim_next("a", Duration::from_secs(60))
-            .await
-            .expect("claim");
-        let w = |input: Vec<u8>| StageUpdate {
-            input: Some(input),
-            ..Default::default()
-        };
+        s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
+        let w = |input: Vec<u8>| StageUpdate { input: Some(input), ..Default::default() };
         // Wrong owner or wrong source status: nothing happens.
         assert!(!s
-            .transition(
-                "t",
-                "b",
-                TaskStatus::Queued,
-                TaskStatus::Witnessing,
-                w(vec![1])
-            )
+            .transition("t", "b", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![1]))
             .await
             .expect("tx"));
         assert!(!s
-            .transition(
-                "t",
-                "a",
-                TaskStatus::Proving,
-                TaskStatus::Verifying,
-                w(vec![1])
-            )
+            .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, w(vec![1]))
             .await
             .expect("tx"));
         assert!(s
-            .transition(
-                "t",
-                "a",
-                TaskStatus::Queued,
-                TaskStatus::Witnessing,
-                w(vec![9])
-            )
+            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![9]))
             .await
             .expect("tx"));
         // The same transition cannot happen twice.
         assert!(!s
-            .transition(
-                "t",
-                "a",
-                TaskStatus::Queued,
-                TaskStatus::Witnessing,
-                w(vec![8])
-            )
+            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![8]))
             .await
             .expect("tx"));
         let fail = StageUpdate {
-            error: Some(TaskError {
-                code: "x".into(),
-                message: "boom".into(),
-            }),
+            error: Some(TaskError { code: "x".into(), message: "boom".into() }),
             release_lease: true,
             ..Default::default()
         };
-        assert!(s
-            .transition("t", "a", TaskStatus::Witnessing, TaskStatus::Failed, fail)
-            .await
-            .expect("tx"));
+        assert!(s.transition("t", "a", TaskStatus::Witnessing, TaskStatus::Failed, fail).await.expect("tx"));
         let t = s.task("t").await.expect("get").expect("exists");
         assert_eq!(t.status, TaskStatus::Failed);
         assert_eq!(t.input, Some(vec![9]));
         assert_eq!(t.error.as_ref().map(|e| e.code.as_str()), Some("x"));
         assert_eq!(t.lease_owner, None);
         let statuses: Vec<_> = t.history.iter().map(|e| e.status).collect();
-        assert_eq!(
-            statuses,
-            vec![
-                TaskStatus::Queued,
-                TaskStatus::Witnessing,
-                TaskStatus::Failed
-            ]
-        );
+        assert_eq!(statuses, vec![TaskStatus::Queued, TaskStatus::Witnessing, TaskStatus::Failed]);
         let events = s.task_events("t").await.expect("events");
         assert_eq!(events.len(), 3);
-        assert!(s
-            .claim_next("a", Duration::from_secs(60))
+        assert!(s.claim_next("a", Duration::from_secs(60)).await.expect("claim").is_none());
+    }
+
+    #[tokio::test]
+    async fn volumes_commit_with_their_transition_only() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        s.insert_task(task("t")).await.expect("insert");
+        s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
+        assert_eq!(s.volume("p").await.expect("get"), None);
+        let with_volume =
+            |image: &[u8]| StageUpdate { volume: Some(("p".into(), image.to_vec())), ..Default::default() };
+        // A transition that does not happen does not write the volume.
+        assert!(!s
+            .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, with_volume(b"no"))
             .await
-            .expect("claim")
-            .is_none());
+            .expect("tx"));
+        assert_eq!(s.volume("p").await.expect("get"), None);
+        assert!(s
+            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, with_volume(b"v1"))
+            .await
+            .expect("tx"));
+        assert_eq!(s.volume("p").await.expect("get"), Some(b"v1".to_vec()));
+        s.put_volume("p", b"v2".to_vec()).await.expect("put");
+        assert_eq!(s.volume("p").await.expect("get"), Some(b"v2".to_vec()));
     }
 
     #[tokio::test]
     async fn data_dir_is_exclusive_and_durable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = SqliteStore::open(dir.path()).expect("open");
-        assert!(matches!(
-            SqliteStore::open(dir.path()),
-            Err(StoreError::Locked(_))
-        ));
+        assert!(matches!(SqliteStore::open(dir.path()), Err(StoreError::Locked(_))));
         s.put_program(program("p")).await.expect("put");
         s.insert_task(task("t")).await.expect("insert");
         drop(s);

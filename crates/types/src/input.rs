@@ -80,10 +80,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => f.write_str("circuit input: truncated"),
             DecodeError::UnknownTag(t) => write!(f, "circuit input: unknown witness tag {t}"),
             DecodeError::TooManyWitnesses(n) => {
-                write!(
-                    f,
-                    "circuit input: {n} witnesses exceed the limit of {MAX_WITNESSES}"
-                )
+                write!(f, "circuit input: {n} witnesses exceed the limit of {MAX_WITNESSES}")
             }
             DecodeError::TrailingBytes(n) => write!(f, "circuit input: {n} trailing bytes"),
         }
@@ -176,10 +173,7 @@ mod tests {
     use alloc::vec;
 
     fn sample() -> CircuitInput {
-        CircuitInput {
-            root: [7u8; 32],
-            witnesses: vec![Witness::Data(vec![1, 2, 3]), Witness::Data(vec![])],
-        }
+        CircuitInput { root: [7u8; 32], witnesses: vec![Witness::Data(vec![1, 2, 3]), Witness::Data(vec![])] }
     }
 
     #[test]
@@ -192,10 +186,7 @@ mod tests {
     fn every_truncation_is_rejected() {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
-            assert!(
-                CircuitInput::decode(&bytes[..n]).is_err(),
-                "prefix of {n} bytes decoded"
-            );
+            assert!(CircuitInput::decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
         }
     }
 
@@ -203,10 +194,7 @@ mod tests {
     fn trailing_bytes_bad_magic_version_and_tag_are_rejected() {
         let mut bytes = sample().encode();
         bytes.push(0);
-        assert_eq!(
-            CircuitInput::decode(&bytes),
-            Err(DecodeError::TrailingBytes(1))
-        );
+        assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
 
         let mut bytes = sample().encode();
         bytes[0] = b'X';
@@ -214,26 +202,17 @@ mod tests {
 
         let mut bytes = sample().encode();
         bytes[4] = 9;
-        assert_eq!(
-            CircuitInput::decode(&bytes),
-            Err(DecodeError::UnsupportedVersion(9))
-        );
+        assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::UnsupportedVersion(9)));
 
         let mut bytes = sample().encode();
         bytes[4 + 2 + 32 + 4] = 5;
-        assert_eq!(
-            CircuitInput::decode(&bytes),
-            Err(DecodeError::UnknownTag(5))
-        );
+        assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::UnknownTag(5)));
     }
 
     #[test]
     fn witness_count_is_bounded_before_allocating() {
         let mut bytes = sample().encode();
         bytes[38..42].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            CircuitInput::decode(&bytes),
-            Err(DecodeError::TooManyWitnesses(u32::MAX))
-        );
+        assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::TooManyWitnesses(u32::MAX)));
     }
 }

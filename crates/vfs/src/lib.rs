@@ -78,10 +78,7 @@ fn io_error(e: &std::io::Error) -> VfsError {
 const SPECIAL: &[u8] = b"!#$%&'()-@^_`{}~";
 
 fn invalid(path: &str, reason: impl Into<String>) -> VfsError {
-    VfsError::InvalidPath {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
+    VfsError::InvalidPath { path: path.to_owned(), reason: reason.into() }
 }
 
 /// Parses an absolute Unix-like path into upper-case 8.3 components. `/` is the root (no
@@ -118,33 +115,21 @@ fn parse_component(path: &str, comp: &str) -> Result<String, VfsError> {
         None => (comp, None),
     };
     if name.is_empty() || name.len() > 8 {
-        return Err(invalid(
-            path,
-            format!("`{comp}`: the name part must have 1 to 8 characters"),
-        ));
+        return Err(invalid(path, format!("`{comp}`: the name part must have 1 to 8 characters")));
     }
     if let Some(ext) = ext {
         if ext.is_empty() || ext.len() > 3 {
-            return Err(invalid(
-                path,
-                format!("`{comp}`: the extension must have 1 to 3 characters"),
-            ));
+            return Err(invalid(path, format!("`{comp}`: the extension must have 1 to 3 characters")));
         }
         if ext.contains('.') {
             return Err(invalid(path, format!("`{comp}`: only one `.` is allowed")));
         }
     }
-    let ok = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || SPECIAL.contains(&b))
-    };
+    let ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || SPECIAL.contains(&b));
     if !ok(name) || !ext.is_none_or(ok) {
         return Err(invalid(
             path,
-            format!(
-                "`{comp}`: only letters, digits and {} are allowed",
-                String::from_utf8_lossy(SPECIAL)
-            ),
+            format!("`{comp}`: only letters, digits and {} are allowed", String::from_utf8_lossy(SPECIAL)),
         ));
     }
     Ok(comp.to_ascii_uppercase())
@@ -169,9 +154,7 @@ pub struct Volume {
 
 impl std::fmt::Debug for Volume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Volume")
-            .field("size", &self.image.len())
-            .finish()
+        f.debug_struct("Volume").field("size", &self.image.len()).finish()
     }
 }
 
@@ -202,9 +185,7 @@ impl Volume {
         let mut v = Volume { image };
         let fat_type = v.with_fs(|fs| Ok(fs.fat_type()))?;
         if fat_type != FatType::Fat16 {
-            return Err(VfsError::Corrupt(format!(
-                "volume is {fat_type:?}, not FAT16"
-            )));
+            return Err(VfsError::Corrupt(format!("volume is {fat_type:?}, not FAT16")));
         }
         Ok(v)
     }
@@ -295,9 +276,7 @@ impl Volume {
             let dir = if joined.is_empty() {
                 fs.root_dir()
             } else {
-                fs.root_dir()
-                    .open_dir(&joined)
-                    .map_err(|e| not_found_or(path, &e))?
+                fs.root_dir().open_dir(&joined).map_err(|e| not_found_or(path, &e))?
             };
             let mut out = Vec::new();
             for entry in dir.iter() {
@@ -321,17 +300,10 @@ impl Volume {
     pub fn remove(&mut self, path: &str) -> Result<(), VfsError> {
         let comps = parse_path(path)?;
         if comps.is_empty() {
-            return Err(VfsError::WrongKind(
-                path.to_owned(),
-                "the root cannot be removed",
-            ));
+            return Err(VfsError::WrongKind(path.to_owned(), "the root cannot be removed"));
         }
         let joined = comps.join("/");
-        self.mutate(|fs| {
-            fs.root_dir()
-                .remove(&joined)
-                .map_err(|e| not_found_or(path, &e))
-        })
+        self.mutate(|fs| fs.root_dir().remove(&joined).map_err(|e| not_found_or(path, &e)))
     }
 
     /// Whether a file or directory exists at `path`.
@@ -363,9 +335,7 @@ impl Volume {
 fn not_found_or(path: &str, e: &std::io::Error) -> VfsError {
     match e.kind() {
         std::io::ErrorKind::NotFound => VfsError::NotFound(path.to_owned()),
-        std::io::ErrorKind::InvalidInput => {
-            VfsError::WrongKind(path.to_owned(), "wrong kind of entry")
-        }
+        std::io::ErrorKind::InvalidInput => VfsError::WrongKind(path.to_owned(), "wrong kind of entry"),
         _ => io_error(e),
     }
 }

@@ -9,18 +9,14 @@ fn files_round_trip_with_parent_directories() {
     let mut v = vol();
     v.write("/var/share/proof.bin", b"receipt").expect("write");
     assert_eq!(v.read("/var/share/proof.bin").expect("read"), b"receipt");
-    v.write("/var/share/proof.bin", b"shorter")
-        .expect("overwrite");
+    v.write("/var/share/proof.bin", b"shorter").expect("overwrite");
     assert_eq!(v.read("/var/share/proof.bin").expect("read"), b"shorter");
     let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
     v.write("/BIG.DAT", &big).expect("write big");
     assert_eq!(v.read("/big.dat").expect("read big"), big);
     // Survives a round trip through its bytes.
     let mut reopened = Volume::open(v.into_image()).expect("reopen");
-    assert_eq!(
-        reopened.read("/VAR/SHARE/PROOF.BIN").expect("read"),
-        b"shorter"
-    );
+    assert_eq!(reopened.read("/VAR/SHARE/PROOF.BIN").expect("read"), b"shorter");
 }
 
 #[test]
@@ -35,11 +31,7 @@ fn lookups_are_case_insensitive() {
     v.write("/LOGS/today.TXT", b"y").expect("write");
     assert_eq!(
         v.list("/logs").expect("list"),
-        vec![Entry {
-            name: "TODAY.TXT".into(),
-            is_dir: false,
-            size: 1
-        }]
+        vec![Entry { name: "TODAY.TXT".into(), is_dir: false, size: 1 }]
     );
 }
 
@@ -69,22 +61,9 @@ fn names_that_are_not_8_3_are_rejected_before_touching_the_image() {
         assert_eq!(err.code(), "vfs_invalid_path", "{bad}: {err}");
     }
     let long = format!("/{}", "A/".repeat(130));
-    assert_eq!(
-        v.write(&long, b"x").expect_err("long").code(),
-        "vfs_invalid_path"
-    );
-    assert_eq!(
-        v.image(),
-        before.as_slice(),
-        "a rejected write changed the image"
-    );
-    for good in [
-        "/A",
-        "/a.b",
-        "/ABCDEFGH.XYZ",
-        "/x/y/z/f.t",
-        "/!#$%&'()/-@^_`{}~.txt",
-    ] {
+    assert_eq!(v.write(&long, b"x").expect_err("long").code(), "vfs_invalid_path");
+    assert_eq!(v.image(), before.as_slice(), "a rejected write changed the image");
+    for good in ["/A", "/a.b", "/ABCDEFGH.XYZ", "/x/y/z/f.t", "/!#$%&'()/-@^_`{}~.txt"] {
         v.write(good, b"ok").expect(good);
         assert_eq!(v.read(good).expect(good), b"ok");
     }
@@ -96,34 +75,13 @@ fn listing_removal_and_missing_entries() {
     v.write("/d/b.txt", b"bb").expect("write");
     v.write("/d/a.txt", b"a").expect("write");
     v.write("/d/sub/c.txt", b"ccc").expect("write");
-    let names: Vec<_> = v
-        .list("/d")
-        .expect("list")
-        .into_iter()
-        .map(|e| (e.name, e.is_dir, e.size))
-        .collect();
-    assert_eq!(
-        names,
-        vec![
-            ("A.TXT".into(), false, 1),
-            ("B.TXT".into(), false, 2),
-            ("SUB".into(), true, 0)
-        ]
-    );
+    let names: Vec<_> = v.list("/d").expect("list").into_iter().map(|e| (e.name, e.is_dir, e.size)).collect();
+    assert_eq!(names, vec![("A.TXT".into(), false, 1), ("B.TXT".into(), false, 2), ("SUB".into(), true, 0)]);
     v.remove("/d/a.txt").expect("remove");
     assert!(!v.exists("/d/a.txt").expect("exists"));
-    assert_eq!(
-        v.read("/d/a.txt").expect_err("gone").code(),
-        "vfs_not_found"
-    );
-    assert_eq!(
-        v.remove("/d/a.txt").expect_err("gone").code(),
-        "vfs_not_found"
-    );
-    assert_eq!(
-        v.list("/nope").expect_err("missing dir").code(),
-        "vfs_not_found"
-    );
+    assert_eq!(v.read("/d/a.txt").expect_err("gone").code(), "vfs_not_found");
+    assert_eq!(v.remove("/d/a.txt").expect_err("gone").code(), "vfs_not_found");
+    assert_eq!(v.list("/nope").expect_err("missing dir").code(), "vfs_not_found");
     assert_eq!(v.read("/d").expect_err("a dir").code(), "vfs_wrong_kind");
     assert!(!v.exists("/nope/x.txt").expect("exists"));
     assert!(v.exists("/").expect("root"));
@@ -135,15 +93,9 @@ fn a_full_volume_reports_full_and_keeps_the_previous_image() {
     let mut v = vol();
     v.write("/keep.txt", b"kept").expect("write");
     let before = v.image().to_vec();
-    let err = v
-        .write("/huge.bin", &vec![7u8; MIN_SIZE as usize])
-        .expect_err("too big");
+    let err = v.write("/huge.bin", &vec![7u8; MIN_SIZE as usize]).expect_err("too big");
     assert_eq!(err, VfsError::Full);
-    assert_eq!(
-        v.image(),
-        before.as_slice(),
-        "a failed write changed the image"
-    );
+    assert_eq!(v.image(), before.as_slice(), "a failed write changed the image");
     assert_eq!(v.read("/keep.txt").expect("read"), b"kept");
     assert!(!v.exists("/huge.bin").expect("exists"));
     // Filling it file by file also ends in Full, with every earlier file intact.
@@ -158,23 +110,14 @@ fn a_full_volume_reports_full_and_keeps_the_previous_image() {
     assert_eq!(err, VfsError::Full);
     assert!(written > 8, "only {written} files fit");
     for i in 0..written {
-        assert_eq!(
-            v.read(&format!("/f{i}.bin")).expect("read").len(),
-            chunk.len()
-        );
+        assert_eq!(v.read(&format!("/f{i}.bin")).expect("read").len(), chunk.len());
     }
 }
 
 #[test]
 fn sizes_and_garbage_images_are_rejected() {
-    assert_eq!(
-        Volume::format(1 << 20).expect_err("small").code(),
-        "vfs_error"
-    );
-    assert_eq!(
-        Volume::format(1 << 40).expect_err("big").code(),
-        "vfs_error"
-    );
+    assert_eq!(Volume::format(1 << 20).expect_err("small").code(), "vfs_error");
+    assert_eq!(Volume::format(1 << 40).expect_err("big").code(), "vfs_error");
     assert!(Volume::open(vec![0u8; 1 << 20]).is_err());
     assert!(Volume::open(b"not a disk".to_vec()).is_err());
 }
@@ -184,10 +127,8 @@ fn sizes_and_garbage_images_are_rejected() {
 #[test]
 fn images_pass_fsck_fat_and_mtools() {
     let mut v = Volume::format(DEFAULT_SIZE).expect("format");
-    v.write("/var/share/proofs/t1.bin", &[9u8; 100_000])
-        .expect("write");
-    v.write("/logs/run.log", b"hello from zkcoproc\n")
-        .expect("write");
+    v.write("/var/share/proofs/t1.bin", &[9u8; 100_000]).expect("write");
+    v.write("/logs/run.log", b"hello from zkcoproc\n").expect("write");
     v.write("/tmp/gone.txt", b"x").expect("write");
     v.remove("/tmp/gone.txt").expect("remove");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -200,11 +141,7 @@ fn images_pass_fsck_fat_and_mtools() {
         .output()
         .expect("fsck.fat must be installed (apt-get install dosfstools)");
     let report = String::from_utf8_lossy(&fsck.stdout);
-    assert!(
-        fsck.status.success(),
-        "fsck.fat failed: {report}{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    assert!(fsck.status.success(), "fsck.fat failed: {report}{}", String::from_utf8_lossy(&fsck.stderr));
     assert!(report.contains("16 bit entries"), "not FAT16: {report}");
 
     let mtype = std::process::Command::new("mtype")
@@ -214,10 +151,6 @@ fn images_pass_fsck_fat_and_mtools() {
         .arg("::/LOGS/RUN.LOG")
         .output()
         .expect("mtype must be installed (apt-get install mtools)");
-    assert!(
-        mtype.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mtype.stderr)
-    );
+    assert!(mtype.status.success(), "{}", String::from_utf8_lossy(&mtype.stderr));
     assert_eq!(mtype.stdout, b"hello from zkcoproc\n");
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bincode::Options;
 use risc0_binfmt::ProgramBinary;
 use risc0_zkvm::{
-    get_prover_server, ExecutorEnv, ExecutorImpl, ExitCode, FakeReceipt, InnerReceipt,
-    NullSegmentRef, ProverOpts, VerifierContext,
+    get_prover_server, ExecutorEnv, ExecutorImpl, ExitCode, FakeReceipt, InnerReceipt, NullSegmentRef,
+    ProverOpts, VerifierContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -190,10 +190,7 @@ impl CircuitImage {
         let digest = computed.map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
         let mut id = [0u8; 32];
         id.copy_from_slice(digest.as_bytes());
-        Ok(CircuitImage {
-            image_id: ImageId(id),
-            binary: Arc::new(binary),
-        })
+        Ok(CircuitImage { image_id: ImageId(id), binary: Arc::new(binary) })
     }
 
     /// The circuit's image id.
@@ -295,11 +292,8 @@ impl Prover for CpuProver {
         let env = executor_env(input, self.max_cycles)?;
         // Explicitly not dev mode, whatever RISC0_DEV_MODE says.
         let opts = ProverOpts::composite().with_dev_mode(false);
-        let server =
-            get_prover_server(&opts).map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
-        let info = server
-            .prove(env, image.binary())
-            .map_err(|e| guest_error(&e))?;
+        let server = get_prover_server(&opts).map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
+        let info = server.prove(env, image.binary()).map_err(|e| guest_error(&e))?;
         let bytes = encode_receipt(&info.receipt)?;
         Ok(Proved {
             receipt: Receipt {
@@ -350,27 +344,17 @@ impl Prover for DevProver {
             })
             .map_err(|e| guest_error(&e))?;
         if session.exit_code != ExitCode::Halted(0) {
-            return Err(ZkvmError::GuestFailed(format!(
-                "guest exited with {:?}",
-                session.exit_code
-            )));
+            return Err(ZkvmError::GuestFailed(format!("guest exited with {:?}", session.exit_code)));
         }
-        let claim = session
-            .claim()
-            .map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
+        let claim = session.claim().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
         let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
-        let receipt =
-            risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
+        let receipt = risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
         let bytes = encode_receipt(&receipt)?;
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
         Ok(Proved {
-            receipt: Receipt {
-                kind: ReceiptKind::Fake,
-                bytes,
-                journal,
-            },
+            receipt: Receipt { kind: ReceiptKind::Fake, bytes, journal },
             user_cycles: session.user_cycles,
             segments,
             elapsed: start.elapsed(),
@@ -379,9 +363,7 @@ impl Prover for DevProver {
 }
 
 fn bincode_options() -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_limit(MAX_RECEIPT_BYTES)
+    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(MAX_RECEIPT_BYTES)
 }
 
 fn encode_receipt(receipt: &risc0_zkvm::Receipt) -> Result<Vec<u8>, ZkvmError> {
@@ -419,9 +401,8 @@ impl Verifier {
     /// Decodes `bytes` as a receipt and verifies it proves a run of `image_id`. Returns the
     /// verified journal.
     pub fn verify(&self, bytes: &[u8], image_id: ImageId) -> Result<Verified, VerifyError> {
-        let receipt: risc0_zkvm::Receipt = bincode_options()
-            .deserialize(bytes)
-            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let receipt: risc0_zkvm::Receipt =
+            bincode_options().deserialize(bytes).map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let kind = ReceiptKind::of(&receipt.inner)
             .ok_or_else(|| VerifyError::Malformed("unknown receipt kind".into()))?;
         if kind == ReceiptKind::Fake && !self.dev_mode {
@@ -430,14 +411,8 @@ impl Verifier {
         let ctx = VerifierContext::default().with_dev_mode(self.dev_mode);
         receipt
             .verify_with_context(&ctx, image_id.digest())
-            .map_err(|e| VerifyError::Invalid {
-                image_id: image_id.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Verified {
-            kind,
-            journal: receipt.journal.bytes,
-        })
+            .map_err(|e| VerifyError::Invalid { image_id: image_id.to_string(), reason: e.to_string() })?;
+        Ok(Verified { kind, journal: receipt.journal.bytes })
     }
 }
 
@@ -447,12 +422,7 @@ mod tests {
 
     #[test]
     fn non_programs_are_rejected() {
-        for bytes in [
-            &b""[..],
-            b"not an elf",
-            b"\x7fELF\x01\x01\x01",
-            &[0u8; 4096],
-        ] {
+        for bytes in [&b""[..], b"not an elf", b"\x7fELF\x01\x01\x01", &[0u8; 4096]] {
             let err = CircuitImage::load(bytes).expect_err("garbage loaded as a circuit");
             assert_eq!(err.code(), "invalid_circuit", "{err}");
         }
@@ -470,21 +440,14 @@ mod tests {
     fn garbage_receipts_are_malformed() {
         let v = Verifier::new(true);
         for bytes in [&b""[..], b"\x00\x01\x02", &[0xffu8; 64]] {
-            assert!(matches!(
-                v.verify(bytes, ImageId([0; 32])),
-                Err(VerifyError::Malformed(_))
-            ));
+            assert!(matches!(v.verify(bytes, ImageId([0; 32])), Err(VerifyError::Malformed(_))));
         }
     }
 
     #[test]
     fn only_composite_is_offered_by_the_cpu_prover() {
         assert!(CpuProver::new(ReceiptKind::Composite, 1 << 20).is_ok());
-        for kind in [
-            ReceiptKind::Succinct,
-            ReceiptKind::Groth16,
-            ReceiptKind::Fake,
-        ] {
+        for kind in [ReceiptKind::Succinct, ReceiptKind::Groth16, ReceiptKind::Fake] {
             let err = CpuProver::new(kind, 1 << 20).expect_err("unsupported kind accepted");
             assert_eq!(err.code(), "unsupported_receipt_kind");
         }

@@ -1,9 +1,11 @@
-//! Controller of `examples/hello`: takes `{"n": N}`, hands the circuit N, and turns the proven
-//! output back into `{"n", "digest"}`.
+//! Controller of `examples/hello`: takes `{"n": N}`, hands the circuit N, stores each finished
+//! proof's receipt in its volume under `/var/share/proofs/`, and turns the proven output back
+//! into `{"n", "digest", "receipt"}`. A failed task is recorded under `/var/log/`.
 
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zkcoproc_controller_sdk::{export, info, Controller, Witness};
+use zkcoproc_controller_sdk::{export, fs, info, Controller, Witness};
 
 /// Upper bound on n: each iteration costs the circuit ~440 cycles.
 const MAX_N: u32 = 100_000;
@@ -29,15 +31,41 @@ impl Controller for Hello {
 
     fn entrypoint(event: String) -> Result<String, String> {
         let event: Value = serde_json::from_str(&event).map_err(|e| format!("bad event: {e}"))?;
+        let task = event["task_id"].as_str().ok_or("event has no task_id")?;
+        let name = file_stem(task)?;
+        if event["status"] == "failed" {
+            let path = format!("/var/log/{name}.err");
+            fs::write(&path, event["error"].to_string().as_bytes()).map_err(fs_err)?;
+            return Ok(json!({"failure_log": path}).to_string());
+        }
+        // Re-delivery after a crash overwrites the same file: the name comes from the task id.
+        let receipt = base64::engine::general_purpose::STANDARD
+            .decode(event["receipt"].as_str().ok_or("event has no receipt")?)
+            .map_err(|e| format!("receipt is not base64: {e}"))?;
+        let path = format!("/var/share/proofs/{name}.bin");
+        fs::write(&path, &receipt).map_err(fs_err)?;
         let output = event["output"].as_str().ok_or("event has no output")?;
         let output = hex::decode(output).map_err(|e| format!("output is not hex: {e}"))?;
         if output.len() != 36 {
             return Err(format!("output is {} bytes, expected 36", output.len()));
         }
         let n = u32::from_le_bytes([output[0], output[1], output[2], output[3]]);
-        info(&format!("task {} proved", event["task_id"]));
-        Ok(json!({"n": n, "digest": hex::encode(&output[4..])}).to_string())
+        info(&format!("task {task} proved; receipt stored at {path}"));
+        Ok(json!({"n": n, "digest": hex::encode(&output[4..]), "receipt": path}).to_string())
     }
+}
+
+/// An 8.3 file name for a task: the last 8 hex digits of its id (the random part of a UUIDv7).
+fn file_stem(task_id: &str) -> Result<String, String> {
+    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex.get(hex.len().saturating_sub(8)..)
+        .filter(|s| s.len() == 8)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("task id `{task_id}` is too short"))
+}
+
+fn fs_err(e: fs::FsError) -> String {
+    format!("{}: {}", e.code, e.message)
 }
 
 export!(Hello);

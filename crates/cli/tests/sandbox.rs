@@ -1,0 +1,84 @@
+//! The hostile-controller catalogue: each misbehaving controller fails its own task with the
+//! right error code while a well-behaved task submitted alongside completes, and the service
+//! keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use zkcoproc_testing::{hello_app, hostile_controller, Api, Server};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
+}
+
+fn submit(api: &Api, program: &str, args: &Value) -> String {
+    api.prove(program, args).expect("prove")
+}
+
+#[test]
+fn each_hostile_controller_fails_its_own_task_and_good_tasks_complete() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Tight limits keep the catalogue fast; the defaults are ten times looser.
+    let limits = [
+        "--controller-timeout-ms",
+        "3000",
+        "--controller-fuel",
+        "2000000000",
+        "--controller-memory-mb",
+        "160",
+        "--controller-host-calls",
+        "20000",
+        "--workers",
+        "2",
+    ];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &limits).expect("server");
+    let api = server.api();
+    let program = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
+    let good = api.deploy(hello_app()).expect("deploy hello");
+
+    let cases: &[(Value, &str, &str)] = &[
+        (json!({"mode": "loop"}), "controller_timeout", "fuel"),
+        (json!({"mode": "memory"}), "controller_out_of_memory", "memory limit"),
+        (json!({"mode": "big-output"}), "controller_output_too_large", "exceeds the limit"),
+        (json!({"mode": "recursion"}), "controller_trap", "wasm trap"),
+        (json!({"mode": "host-calls"}), "controller_timeout", "host-call"),
+        (json!({"mode": "bad-result"}), "controller_bad_output", "not JSON"),
+        (json!({"mode": "trap-entrypoint"}), "controller_trap", "trapped"),
+        (json!({"mode": "write", "path": "/../../etc/x"}), "controller_error", "vfs_invalid_path"),
+        (json!({"mode": "write", "path": "/averyverylongname.txt"}), "controller_error", "vfs_invalid_path"),
+        (json!({"mode": "write", "path": "/bad*char.txt"}), "controller_error", "vfs_invalid_path"),
+        (
+            json!({"mode": "write", "path": "/huge.bin", "size": 6_000_000}),
+            "controller_error",
+            "vfs_too_large",
+        ),
+    ];
+    // Interleave: every hostile task has a well-behaved task of another program beside it, and
+    // one of its own program.
+    let mut hostile = Vec::new();
+    let mut fine = Vec::new();
+    for (args, code, needle) in cases {
+        hostile.push((submit(&api, &program, args), *code, *needle, args.clone()));
+        fine.push(submit(&api, &good, &json!({"n": 3})));
+    }
+    fine.push(submit(&api, &program, &json!({"mode": "ok"})));
+
+    for (task, code, needle, args) in &hostile {
+        let t = api.wait_task(task, Duration::from_secs(120)).expect("hostile task ends");
+        assert_eq!(t["status"], "failed", "{args}: {t}");
+        assert_eq!(t["error"]["code"], *code, "{args}: {t}");
+        let message = t["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{args}: `{message}` lacks `{needle}`");
+    }
+    for task in &fine {
+        let t = api.wait_task(task, Duration::from_secs(120)).expect("good task ends");
+        assert_eq!(t["status"], "done", "{t}\nlog:\n{}", server.log());
+    }
+    let (status, health) = api.get("/health").expect("health");
+    assert_eq!(status, 200, "{health}");
+
+    // The failure reached the entrypoint (status failed), whose result is stored.
+    let t = api.wait_task(&hostile[0].0, Duration::from_secs(5)).expect("task");
+    assert_eq!(t["result"], json!({"status": "failed"}), "{t}");
+}
