@@ -46,6 +46,9 @@ TASK="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' 
 echo "== verifying locally (the service only supplies the receipt)" >&2
 "$ZK" verify --task "$TASK"
 
+echo "== the controller stored the receipt in the program's FAT-16 volume" >&2
+"$ZK" fs ls "$PROGRAM" /var/share/proofs
+
 python3 - "$WORK/task.json" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))

@@ -18,15 +18,22 @@ struct Args {
 
 struct Hello;
 
+/// The witness logic without host calls: the witness bytes and a log line. The benches run it
+/// natively to compare with the wasm call.
+pub fn plan(args: &str) -> Result<(Vec<u8>, String), String> {
+    let args: Args =
+        serde_json::from_str(args).map_err(|e| format!("bad args ({e}); expected {{\"n\": 1..={MAX_N}}}"))?;
+    if args.n == 0 || args.n > MAX_N {
+        return Err(format!("n must be in 1..={MAX_N}, got {}", args.n));
+    }
+    Ok((args.n.to_le_bytes().to_vec(), format!("circuit will hash {} times", args.n)))
+}
+
 impl Controller for Hello {
     fn get_witnesses(args: String) -> Result<Vec<Witness>, String> {
-        let args: Args = serde_json::from_str(&args)
-            .map_err(|e| format!("bad args ({e}); expected {{\"n\": 1..={MAX_N}}}"))?;
-        if args.n == 0 || args.n > MAX_N {
-            return Err(format!("n must be in 1..={MAX_N}, got {}", args.n));
-        }
-        info(&format!("circuit will hash {} times", args.n));
-        Ok(vec![Witness::Data(args.n.to_le_bytes().to_vec())])
+        let (witness, note) = plan(&args)?;
+        info(&note);
+        Ok(vec![Witness::Data(witness)])
     }
 
     fn entrypoint(event: String) -> Result<String, String> {
