@@ -212,17 +212,14 @@ fn witnesses(bin: &Path, calls: usize) -> anyhow::Result<()> {
         }
     }
     println!("examples/hello get-witnesses ({{\"n\": 1000}}), {calls} calls, cached module:");
-    println!("| get-witnesses (µs) | p50 | p99 |");
-    println!("|---|---|---|");
-    for (name, v) in [
-        ("wasm sandbox (fresh instance + store per call, fuel, epoch deadline)", &mut wasm),
-        ("native (same logic, no sandbox)", &mut native),
-        ("service dry run over HTTP (200 calls)", &mut http),
-    ] {
-        v.sort_by(f64::total_cmp);
-        println!("| {name} | {:.1} | {:.1} |", pct(v, 0.5), pct(v, 0.99));
-    }
-    println!("ratio wasm / native at p50: {:.0}", pct(&wasm, 0.5) / pct(&native, 0.5));
+    let rows = &mut [
+        ("wasm sandbox (fresh instance + store per call, fuel, epoch deadline)", wasm),
+        ("native (same logic, no sandbox)", native),
+        ("service dry run over HTTP (200 calls)", http),
+    ];
+    table("get-witnesses (µs)", &[0.5, 0.99], rows);
+    let (wasm, native) = (&rows[0].1, &rows[1].1);
+    println!("ratio wasm / native at p50: {:.0}", pct(wasm, 0.5) / pct(native, 0.5));
     Ok(())
 }
 
@@ -253,16 +250,30 @@ fn vfs_write(bin: &Path, count: usize) -> anyhow::Result<()> {
         committed.push(t["durations_ms"]["witnessing"].as_f64().unwrap_or(f64::NAN));
     }
     println!("VFS write of a 256 KiB file (16 MiB FAT-16 volume), {count} writes:");
-    println!("| latency (ms) | p50 | p99 |");
-    println!("|---|---|---|");
-    for (name, v) in [
-        ("in memory (fatfs on the image, restore-on-failure copy)", &mut memory),
-        ("committed via the service (witnessing stage: call + image commit)", &mut committed),
-    ] {
-        v.sort_by(f64::total_cmp);
-        println!("| {name} | {:.2} | {:.2} |", pct(v, 0.5), pct(v, 0.99));
-    }
+    table(
+        "latency (ms)",
+        &[0.5, 0.99],
+        &mut [
+            ("in memory (fatfs on the image, restore-on-failure copy)", memory),
+            ("committed via the service (witnessing stage: call + image commit)", committed),
+        ],
+    );
     Ok(())
+}
+
+/// Sorts each row's samples and prints a markdown table of the given percentiles (1.0 = max).
+fn table(unit: &str, percentiles: &[f64], rows: &mut [(&str, Vec<f64>)]) {
+    let head: Vec<String> = percentiles
+        .iter()
+        .map(|&p| if p >= 1.0 { "max".to_owned() } else { format!("p{}", (p * 100.0).round()) })
+        .collect();
+    println!("| {unit} | {} |", head.join(" | "));
+    println!("|---|{}", "---|".repeat(head.len()));
+    for (name, samples) in rows.iter_mut() {
+        samples.sort_by(f64::total_cmp);
+        let cells: Vec<String> = percentiles.iter().map(|&p| format!("{:.2}", pct(samples, p))).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

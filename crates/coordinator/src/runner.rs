@@ -292,19 +292,12 @@ impl Coordinator {
             return Step::fail("internal", "task reached delivering without a verified receipt");
         };
         let output = journal::split(journal_bytes).map(|(_, o)| o).unwrap_or_default();
-        let event = json!({
-            "task_id": task.id,
-            "program_id": task.program_id,
-            "status": "done",
-            "args": serde_json::from_str::<Value>(&task.args).unwrap_or(Value::Null),
-            "root": hex::encode(task.root),
-            "journal": hex::encode(journal_bytes),
-            "output": hex::encode(output),
-            "receipt_kind": task.receipt_kind,
-            "receipt": base64::engine::general_purpose::STANDARD.encode(receipt),
-            "logs": serde_json::from_str::<Value>(&task.logs).unwrap_or(Value::Null),
-        })
-        .to_string();
+        let mut event = entrypoint_event(task, "done", &task.logs);
+        event["journal"] = json!(hex::encode(journal_bytes));
+        event["output"] = json!(hex::encode(output));
+        event["receipt_kind"] = json!(task.receipt_kind);
+        event["receipt"] = json!(base64::engine::general_purpose::STANDARD.encode(receipt));
+        let event = event.to_string();
         match self.call_entrypoint(task, event).await {
             Ok(Ok(out)) => Step::Advance(
                 TaskStatus::Done,
@@ -350,16 +343,9 @@ impl Coordinator {
         logs: Option<String>,
     ) -> Step {
         let logs = logs.unwrap_or_else(|| task.logs.clone());
-        let event = json!({
-            "task_id": task.id,
-            "program_id": task.program_id,
-            "status": "failed",
-            "args": serde_json::from_str::<Value>(&task.args).unwrap_or(Value::Null),
-            "root": hex::encode(task.root),
-            "error": {"code": code, "message": message},
-            "logs": serde_json::from_str::<Value>(&logs).unwrap_or(Value::Null),
-        })
-        .to_string();
+        let mut event = entrypoint_event(task, "failed", &logs);
+        event["error"] = json!({"code": code, "message": message});
+        let event = event.to_string();
         let mut update = StageUpdate::default();
         match self.call_entrypoint(task, event).await {
             Ok(Ok(out)) => {
@@ -387,6 +373,19 @@ impl Coordinator {
         }
         Step::FailDelivered { code, message, update }
     }
+}
+
+/// The fields every entrypoint event carries: which task, its status, arguments, root and logs.
+/// The event carries the task id so a controller can make re-delivery idempotent.
+fn entrypoint_event(task: &TaskRecord, status: &str, logs: &str) -> Value {
+    json!({
+        "task_id": task.id,
+        "program_id": task.program_id,
+        "status": status,
+        "args": serde_json::from_str::<Value>(&task.args).unwrap_or(Value::Null),
+        "root": hex::encode(task.root),
+        "logs": serde_json::from_str::<Value>(logs).unwrap_or(Value::Null),
+    })
 }
 
 fn volume_update(program_id: &str, volume: Option<zkcoproc_runtime::Volume>) -> Option<(String, Vec<u8>)> {
