@@ -123,19 +123,26 @@ impl Client {
         self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base))).await
     }
 
-    /// Follows a task to a terminal status, printing a line per stage to stderr.
+    /// Follows a task to a terminal status, printing a line per stage to stderr (every stage
+    /// from the task's history, even those that passed between two polls).
     pub(crate) async fn follow(&self, id: &str) -> anyhow::Result<Value> {
         let start = Instant::now();
-        let mut last = String::new();
+        let mut printed = 0;
         let mut interval = Duration::from_millis(100);
         loop {
             let task = self.task(id).await?;
-            let status = task["status"].as_str().unwrap_or("unknown").to_owned();
-            if status != last {
-                eprintln!("[{:>7.1}s] {status}", start.elapsed().as_secs_f64());
-                last = status.clone();
+            let history = task["history"].as_array().cloned().unwrap_or_default();
+            for event in history.iter().skip(printed) {
+                eprintln!(
+                    "[{:>7.1}s] {:<10} (at {})",
+                    start.elapsed().as_secs_f64(),
+                    event["status"].as_str().unwrap_or("?"),
+                    event["at"].as_str().unwrap_or("?")
+                );
             }
-            if matches!(status.as_str(), "done" | "failed" | "cancelled") {
+            printed = printed.max(history.len());
+            let status = task["status"].as_str().unwrap_or("unknown");
+            if matches!(status, "done" | "failed" | "cancelled") {
                 if let Some(err) = task["error"].as_object() {
                     eprintln!(
                         "error: {} ({})",

@@ -108,8 +108,13 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).expect("task json");
     assert_eq!(t["status"], "done");
     assert_eq!(t["result"]["n"], 3);
+    // One progress line per stage, in order, even for stages shorter than a poll.
     let progress = String::from_utf8_lossy(&out.stderr);
-    assert!(progress.contains("done"), "no progress lines: {progress}");
+    let stages: Vec<&str> = progress
+        .lines()
+        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest.split_whitespace().next().unwrap_or("")))
+        .collect();
+    assert_eq!(stages, ["queued", "witnessing", "proving", "verifying", "delivering", "done"], "{progress}");
 
     // `verify --task` refuses a fake receipt unless asked to inspect it.
     let verify = |extra: &[&str]| {
