@@ -209,6 +209,49 @@ mod tests {
         assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::UnknownTag(5)));
     }
 
+    mod props {
+        extern crate std;
+        use super::super::*;
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+
+        fn input() -> impl Strategy<Value = CircuitInput> {
+            (
+                any::<[u8; 32]>(),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16),
+            )
+                .prop_map(|(root, ws)| CircuitInput {
+                    root,
+                    witnesses: ws.into_iter().map(Witness::Data).collect(),
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn encode_then_decode_is_identity(input in input()) {
+                prop_assert_eq!(CircuitInput::decode(&input.encode()), Ok(input));
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let _ = CircuitInput::decode(&bytes);
+            }
+
+            #[test]
+            fn any_single_byte_change_is_caught_or_changes_the_value(
+                input in input(),
+                pos in any::<proptest::sample::Index>(),
+                flip in 1u8..=255,
+            ) {
+                let mut bytes: Vec<u8> = input.encode();
+                let i = pos.index(bytes.len());
+                bytes[i] ^= flip;
+                // Either rejected, or decodes to a different input: never silently the same.
+                prop_assert_ne!(CircuitInput::decode(&bytes), Ok(input));
+            }
+        }
+    }
+
     #[test]
     fn witness_count_is_bounded_before_allocating() {
         let mut bytes = sample().encode();

@@ -154,3 +154,54 @@ fn images_pass_fsck_fat_and_mtools() {
     assert!(mtype.status.success(), "{}", String::from_utf8_lossy(&mtype.stderr));
     assert_eq!(mtype.stdout, b"hello from zkcoproc\n");
 }
+
+mod props {
+    use super::super::*;
+    use proptest::prelude::*;
+
+    const ALLOWED: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'()-@^_`{}~";
+
+    fn part(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(ALLOWED.chars().collect::<Vec<_>>()), len)
+            .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn name83() -> impl Strategy<Value = String> {
+        (part(1..=8), proptest::option::of(part(1..=3)))
+            .prop_map(|(n, e)| e.map(|e| format!("{n}.{e}")).unwrap_or(n))
+    }
+
+    proptest! {
+        /// Every well-formed 8.3 path parses, upper-cased, whatever its case.
+        #[test]
+        fn valid_8_3_paths_parse_to_upper_case(names in proptest::collection::vec(name83(), 1..=MAX_DEPTH)) {
+            let path = format!("/{}", names.join("/"));
+            let parsed = parse_path(&path).expect("valid 8.3 path rejected");
+            prop_assert_eq!(parsed, names.iter().map(|n| n.to_ascii_uppercase()).collect::<Vec<_>>());
+            prop_assert_eq!(parse_path(&path.to_lowercase()), parse_path(&path.to_uppercase()));
+        }
+
+        /// Whatever string comes in, parsing never panics, and what it accepts is 8.3 only.
+        #[test]
+        fn anything_accepted_is_8_3(rest in "[A-Za-z0-9./ *?~]{0,40}|\\PC{0,40}") {
+            let path = format!("/{rest}");
+            if let Ok(parts) = parse_path(&path) {
+                for p in parts {
+                    let (n, e) = p.split_once('.').unwrap_or((&p, ""));
+                    prop_assert!((1..=8).contains(&n.len()) && e.len() <= 3, "{}", p);
+                    prop_assert!(p != "." && p != "..");
+                    prop_assert!(!p.chars().any(|c| c.is_ascii_lowercase() || c == '/' || c == ' '));
+                }
+            }
+        }
+
+        /// Names longer than 8, extensions longer than 3 are always rejected.
+        #[test]
+        fn overlong_parts_are_rejected(n in part(9..=20), e in part(4..=8)) {
+            let overlong_name = format!("/{}", n);
+            let overlong_ext = format!("/a.{}", e);
+            prop_assert!(parse_path(&overlong_name).is_err());
+            prop_assert!(parse_path(&overlong_ext).is_err());
+        }
+    }
+}
