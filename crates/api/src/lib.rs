@@ -23,6 +23,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zkcoproc_coordinator::Coordinator;
+use zkcoproc_store::CancelOutcome;
 use zkcoproc_types::journal;
 use zkcoproc_zkvm::ImageId;
 
@@ -55,8 +56,9 @@ pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
         .route("/v1/programs/{id}/fs/{*path}", get(fs_read))
         .route("/v1/programs/{id}/volume", get(volume))
         .route("/v1/programs/{id}/proofs", post(submit))
-        .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}", get(task).delete(cancel))
         .route("/v1/tasks/{id}/proof", get(proof))
+        .route("/v1/tasks/{id}/events", get(events))
         .route("/v1/verify", post(verify))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -201,19 +203,40 @@ struct ProofRequest {
     receipt_kind: Option<String>,
 }
 
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_owned()))
+        }
+        _ => Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
 async fn submit(
     State(c): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     req: Result<Json<ProofRequest>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
+    let key = idempotency_key(&headers)?;
     let req = body(req)?;
     let id = program_id(&id)?;
     let root = match req.root.as_deref() {
         None => None,
         Some(r) => Some(parse_root(r)?),
     };
-    let task = c.submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": task.id, "status": task.status.as_str()}))))
+    let inserted =
+        c.submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref(), key.as_deref()).await?;
+    let task = inserted.task;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"task_id": task.id, "status": task.status.as_str(), "replayed": !inserted.created})),
+    ))
 }
 
 fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
@@ -226,6 +249,88 @@ fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
 async fn task(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let task = c.task(task_id(&id)?).await?;
     Ok(Json(views::task(&task)))
+}
+
+async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = task_id(&id)?;
+    match c.cancel(id).await? {
+        CancelOutcome::Cancelled(_) => Ok(Json(views::task(&c.task(id).await?))),
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_finished",
+            format!("task {id} already finished ({status}); nothing to cancel"),
+        )),
+        CancelOutcome::NotFound => Err(ApiError::not_found(format!("task {id} not found"))),
+    }
+}
+
+/// Server-Sent Events: one `status` event per stage change (replayed from the task's history,
+/// then live), in order; the stream ends after a terminal status.
+async fn events(
+    State(c): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let id = task_id(&id)?.to_owned();
+    c.task(&id).await?; // 404 before the stream starts
+    struct State {
+        c: Arc<Coordinator>,
+        id: String,
+        changes: tokio::sync::broadcast::Receiver<String>,
+        sent: usize,
+        pending: std::collections::VecDeque<Event>,
+        finished: bool,
+    }
+    let changes = c.subscribe();
+    let start = State { c, id, changes, sent: 0, pending: Default::default(), finished: false };
+    let stream = futures_util::stream::unfold(start, |mut st| async move {
+        loop {
+            if let Some(event) = st.pending.pop_front() {
+                return Some((Ok(event), st));
+            }
+            if st.finished {
+                return None;
+            }
+            let history = match st.c.store().task_events(&st.id).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(task = %st.id, error = %e, "event stream: store error");
+                    return None;
+                }
+            };
+            for e in history.iter().skip(st.sent) {
+                let data = json!({"status": e.status.as_str(), "seq": e.seq, "at": views::rfc3339(e.at)});
+                st.pending.push_back(Event::default().event("status").data(data.to_string()));
+                st.finished |= e.status.is_terminal();
+            }
+            st.sent = st.sent.max(history.len());
+            if st.pending.is_empty() && !st.finished {
+                // Wake on a change of this task, or re-check every second (changes made by
+                // another process, or a lagging receiver).
+                let deadline = tokio::time::sleep(std::time::Duration::from_secs(1));
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = &mut deadline => break,
+                        changed = st.changes.recv() => match changed {
+                            Ok(task) if task != st.id => continue,
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            // No more live changes: fall back to the periodic re-check.
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                (&mut deadline).await;
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn proof(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -7,7 +7,7 @@ use zkcoproc_coordinator::DryRun;
 use zkcoproc_store::{ProgramInfo, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, Witness};
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -102,20 +102,27 @@ impl Client {
         Ok(())
     }
 
+    pub(crate) async fn cancel(&self, id: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(format!("{}/v1/tasks/{id}", self.base))).await
+    }
+
     pub(crate) async fn prove(
         &self,
         program: &str,
         args: &str,
         kind: Option<&str>,
+        idempotency_key: Option<&str>,
     ) -> anyhow::Result<String> {
         let args: Value = serde_json::from_str(args).context("--args is not valid JSON")?;
         let mut body = json!({ "args": args });
         if let Some(kind) = kind {
             body["receipt_kind"] = json!(kind);
         }
-        let resp = self
-            .send(self.http.post(format!("{}/v1/programs/{program}/proofs", self.base)).json(&body))
-            .await?;
+        let mut req = self.http.post(format!("{}/v1/programs/{program}/proofs", self.base)).json(&body);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let resp = self.send(req).await?;
         resp["task_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no task_id in {resp}"))
     }
 
@@ -123,34 +130,66 @@ impl Client {
         self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base))).await
     }
 
-    /// Follows a task to a terminal status, printing a line per stage to stderr (every stage
-    /// from the task's history, even those that passed between two polls).
+    /// Follows a task to a terminal status over its event stream (SSE), printing a line per
+    /// stage to stderr; falls back to polling if the stream cannot be read.
     pub(crate) async fn follow(&self, id: &str) -> anyhow::Result<Value> {
         let start = Instant::now();
+        if let Err(e) = self.follow_events(id, start).await {
+            tracing::warn!(error = %e, "event stream unavailable; polling");
+            self.poll(id, start).await?;
+        }
+        let task = self.task(id).await?;
+        if let Some(err) = task["error"].as_object() {
+            eprintln!(
+                "error: {} ({})",
+                err.get("message").and_then(Value::as_str).unwrap_or(""),
+                err.get("code").and_then(Value::as_str).unwrap_or("")
+            );
+        }
+        Ok(task)
+    }
+
+    async fn follow_events(&self, id: &str, start: Instant) -> anyhow::Result<()> {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/tasks/{id}/events", self.base))
+            .timeout(Duration::from_secs(7 * 24 * 3600))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(error_message(status, &resp.json().await.unwrap_or(Value::Null)));
+        }
+        let mut buf = String::new();
+        while let Some(chunk) = resp.chunk().await? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
+                    let event: Value = serde_json::from_str(data.trim())?;
+                    print_stage(start, &event);
+                    if matches!(event["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        anyhow::bail!("event stream ended before the task finished")
+    }
+
+    /// Polls the task, printing every stage of its history not printed yet.
+    async fn poll(&self, id: &str, start: Instant) -> anyhow::Result<()> {
         let mut printed = 0;
         let mut interval = Duration::from_millis(100);
         loop {
             let task = self.task(id).await?;
             let history = task["history"].as_array().cloned().unwrap_or_default();
             for event in history.iter().skip(printed) {
-                eprintln!(
-                    "[{:>7.1}s] {:<10} (at {})",
-                    start.elapsed().as_secs_f64(),
-                    event["status"].as_str().unwrap_or("?"),
-                    event["at"].as_str().unwrap_or("?")
-                );
+                print_stage(start, event);
             }
             printed = printed.max(history.len());
-            let status = task["status"].as_str().unwrap_or("unknown");
-            if matches!(status, "done" | "failed" | "cancelled") {
-                if let Some(err) = task["error"].as_object() {
-                    eprintln!(
-                        "error: {} ({})",
-                        err.get("message").and_then(Value::as_str).unwrap_or(""),
-                        err.get("code").and_then(Value::as_str).unwrap_or("")
-                    );
-                }
-                return Ok(task);
+            if matches!(task["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                return Ok(());
             }
             tokio::time::sleep(interval).await;
             interval = (interval * 2).min(Duration::from_secs(1));
@@ -238,4 +277,14 @@ fn error_message(status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
         }
         _ => anyhow!("service answered HTTP {status}"),
     }
+}
+
+/// One progress line for a stage event `{status, at}`.
+fn print_stage(start: Instant, event: &Value) {
+    eprintln!(
+        "[{:>7.1}s] {:<10} (at {})",
+        start.elapsed().as_secs_f64(),
+        event["status"].as_str().unwrap_or("?"),
+        event["at"].as_str().unwrap_or("?")
+    );
 }

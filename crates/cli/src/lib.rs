@@ -71,6 +71,16 @@ enum Command {
         /// Receipt kind to ask for (default: what the service's prover makes).
         #[arg(long)]
         receipt_kind: Option<String>,
+        /// Idempotency-Key: retrying with the same key and arguments returns the same task.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Cancel a task: a queued task never runs, a running one stops at its next step.
+    Cancel {
+        /// The task id.
+        task_id: String,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -203,9 +213,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client::Client::new(&server.url)?.deploy(&controller, &circuit).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prove { program_id, args, wait, receipt_kind, server } => {
+        Command::Prove { program_id, args, wait, receipt_kind, idempotency_key, server } => {
             let c = client::Client::new(&server.url)?;
-            let task_id = c.prove(&program_id, &args, receipt_kind.as_deref()).await?;
+            let task_id =
+                c.prove(&program_id, &args, receipt_kind.as_deref(), idempotency_key.as_deref()).await?;
             if !wait {
                 println!("{task_id}");
                 return Ok(ExitCode::SUCCESS);
@@ -214,6 +225,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let task = c.follow(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
             Ok(if task["status"] == "done" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Cancel { task_id, server } => {
+            let task = client::Client::new(&server.url)?.cancel(&task_id).await?;
+            println!("{}", serde_json::to_string_pretty(&task)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Task { task_id, server } => {
             let task = client::Client::new(&server.url)?.task(&task_id).await?;

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use zkcoproc_runtime::{CallContext, LogLine, Runtime, RuntimeError};
-use zkcoproc_store::{NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord};
+use zkcoproc_store::{
+    CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord,
+};
 use zkcoproc_types::{Root, Witness, EMPTY_ROOT};
 use zkcoproc_vfs::{Entry, VfsError, Volume};
 use zkcoproc_zkvm::{CircuitImage, ImageId, Prover, ReceiptKind, Verifier, ZkvmError};
@@ -154,6 +156,7 @@ pub struct Coordinator {
     volume_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     controller_slots: tokio::sync::Semaphore,
     wake: Notify,
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -188,6 +191,7 @@ impl Coordinator {
             volume_locks: Mutex::new(HashMap::new()),
             controller_slots: tokio::sync::Semaphore::new(slots),
             wake: Notify::new(),
+            changes: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -279,14 +283,17 @@ impl Coordinator {
     }
 
     /// Enqueues a proof of `program_id` for `args`, pinned to `root` (default: the current
-    /// root). The task is durable when this returns.
+    /// root). The task is durable when this returns. With an `idempotency_key`, a retry of the
+    /// same request returns the same task (`created` false); the same key with another request
+    /// is a conflict.
     pub async fn submit(
         &self,
         program_id: &str,
         args: &str,
         root: Option<Root>,
         receipt_kind: Option<&str>,
-    ) -> Result<TaskRecord, CoordinatorError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Inserted, CoordinatorError> {
         check_args_json(args)?;
         if args.len() > self.runtime.limits().max_args_bytes {
             return Err(CoordinatorError::invalid(
@@ -307,19 +314,55 @@ impl Coordinator {
         }
         let kind = self.resolve_receipt_kind(receipt_kind)?;
         self.program(program_id).await?;
-        let task = self
+        let idempotency = idempotency_key.map(|key| {
+            let mut h = Sha256::new();
+            for part in [program_id, args, &hex::encode(root), receipt_kind.unwrap_or("")] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            Idempotency { key: key.to_owned(), request_hash: hex::encode(h.finalize()) }
+        });
+        let inserted = self
             .store
-            .insert_task(NewTask {
-                id: uuid::Uuid::now_v7().to_string(),
-                program_id: program_id.to_owned(),
-                args: args.to_owned(),
-                root,
-                receipt_kind: kind.as_str().to_owned(),
-            })
+            .insert_task(
+                NewTask {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    program_id: program_id.to_owned(),
+                    args: args.to_owned(),
+                    root,
+                    receipt_kind: kind.as_str().to_owned(),
+                },
+                idempotency,
+            )
             .await?;
-        tracing::info!(task = %task.id, program = %program_id, "task queued");
-        self.wake.notify_one();
-        Ok(task)
+        if inserted.created {
+            tracing::info!(task = %inserted.task.id, program = %program_id, "task queued");
+            self.wake.notify_one();
+            self.changed(&inserted.task.id);
+        }
+        Ok(inserted)
+    }
+
+    /// Cancels a task: a queued task never runs; a running one is stopped at its next step
+    /// (its holder can no longer move it or renew its lease).
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, CoordinatorError> {
+        let outcome = self.store.cancel(id).await?;
+        if let CancelOutcome::Cancelled(from) = outcome {
+            tracing::info!(task = %id, %from, "task cancelled");
+            self.changed(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Ids of tasks whose status changed in this process, as they change (for event streams;
+    /// a lagging receiver should re-read the store).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, task_id: &str) {
+        // No receivers is fine: nobody is streaming.
+        let _ = self.changes.send(task_id.to_owned());
     }
 
     /// A task by id.

@@ -148,6 +148,7 @@ impl Coordinator {
         match self.store.transition(&task.id, owner, task.status, to, update).await {
             Ok(true) => {
                 tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
+                self.changed(&task.id);
                 true
             }
             Ok(false) => {

@@ -157,6 +157,24 @@ pub struct NewTask {
     pub receipt_kind: String,
 }
 
+/// An `Idempotency-Key` with a hash of the request it came with.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    /// the client's key (scoped to the program)
+    pub key: String,
+    /// hash of the request body; the same key with another body is a conflict
+    pub request_hash: String,
+}
+
+/// The task an insert produced or found.
+#[derive(Clone, Debug)]
+pub struct Inserted {
+    /// the task
+    pub task: TaskRecord,
+    /// false when an earlier request with the same idempotency key made it
+    pub created: bool,
+}
+
 /// An error recorded on a failed task.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TaskError {
@@ -241,6 +259,17 @@ pub struct TaskEvent {
     pub at: i64,
 }
 
+/// What a cancel request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was unfinished and is now cancelled; it was in this status.
+    Cancelled(TaskStatus),
+    /// The task had already finished with this status; nothing changed.
+    AlreadyFinished(TaskStatus),
+    /// No such task.
+    NotFound,
+}
+
 /// Counts of tasks by status.
 pub type StatusCounts = Vec<(TaskStatus, u64)>;
 
@@ -254,8 +283,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A program's controller and circuit bytes.
     async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
 
-    /// Enqueues a task (status queued), durably.
-    async fn insert_task(&self, task: NewTask) -> Result<TaskRecord>;
+    /// Enqueues a task (status queued), durably. With an idempotency key already used for the
+    /// same request, returns that request's task instead; for another request, `Conflict`.
+    async fn insert_task(&self, task: NewTask, idempotency: Option<Idempotency>) -> Result<Inserted>;
     /// A task by id.
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
     /// A task's status changes, oldest first.
@@ -281,6 +311,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>>;
     /// Replaces a program's volume image atomically.
     async fn put_volume(&self, program_id: &str, image: Vec<u8>) -> Result<()>;
+    /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
+    /// transition or lease renewal fails and it stops.
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
 }

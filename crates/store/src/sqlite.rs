@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    now_ms, NewProgram, NewTask, ProgramInfo, Result, StageUpdate, StatusCounts, Store, StoreError,
-    TaskError, TaskEvent, TaskRecord, TaskStatus,
+    now_ms, CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo, Result, StageUpdate,
+    StatusCounts, Store, StoreError, TaskError, TaskEvent, TaskRecord, TaskStatus,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -58,6 +58,16 @@ CREATE TABLE volumes (
     program_id  TEXT PRIMARY KEY REFERENCES programs(id),
     image       BLOB NOT NULL,
     updated_at  INTEGER NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE idempotency_keys (
+    program_id    TEXT NOT NULL REFERENCES programs(id),
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    task_id       TEXT NOT NULL REFERENCES tasks(id),
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (program_id, key)
 );
 "#,
 ];
@@ -280,10 +290,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_task(&self, t: NewTask) -> Result<TaskRecord> {
+    async fn insert_task(&self, t: NewTask, idempotency: Option<Idempotency>) -> Result<Inserted> {
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(key) = &idempotency {
+                let seen: Option<(String, String)> = tx
+                    .query_row(
+                        "SELECT request_hash, task_id FROM idempotency_keys WHERE program_id = ?1 AND key = ?2",
+                        params![t.program_id, key.key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((hash, task_id)) = seen {
+                    if hash != key.request_hash {
+                        return Err(StoreError::Conflict(format!(
+                            "Idempotency-Key `{}` was used for a different request (task {task_id})",
+                            key.key
+                        )));
+                    }
+                    let task = read_task(&tx, &task_id)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("idempotency key points at missing task {task_id}")))?;
+                    return Ok(Inserted { task, created: false });
+                }
+            }
             tx.execute(
                 "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, \
                  updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
@@ -293,10 +323,16 @@ impl Store for SqliteStore {
                 "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'queued', ?2)",
                 params![t.id, now],
             )?;
-            let task = read_task(&tx, &t.id)?
-                .ok_or_else(|| StoreError::Database("inserted task vanished".into()))?;
+            if let Some(key) = &idempotency {
+                tx.execute(
+                    "INSERT INTO idempotency_keys (program_id, key, request_hash, task_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![t.program_id, key.key, key.request_hash, t.id, now],
+                )?;
+            }
+            let task = read_task(&tx, &t.id)?.ok_or_else(|| StoreError::Database("inserted task vanished".into()))?;
             tx.commit()?;
-            Ok(task)
+            Ok(Inserted { task, created: true })
         })
         .await
     }
@@ -443,6 +479,36 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let status: Option<String> =
+                tx.query_row("SELECT status FROM tasks WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+            let Some(status) = status else { return Ok(CancelOutcome::NotFound) };
+            let status = TaskStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?;
+            if status.is_terminal() {
+                return Ok(CancelOutcome::AlreadyFinished(status));
+            }
+            tx.execute(
+                "UPDATE tasks SET status = 'cancelled', updated_at = ?1, lease_owner = NULL, \
+                 lease_expires_at = NULL, error_code = 'cancelled', \
+                 error_message = 'cancelled on request while ' || status \
+                 WHERE id = ?2",
+                params![now, id],
+            )?;
+            tx.execute(
+                "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'cancelled', ?2)",
+                params![id, now],
+            )?;
+            tx.commit()?;
+            Ok(CancelOutcome::Cancelled(status))
+        })
+        .await
+    }
+
     async fn status_counts(&self) -> Result<StatusCounts> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
@@ -501,15 +567,15 @@ mod tests {
     #[tokio::test]
     async fn tasks_need_an_existing_program() {
         let s = SqliteStore::in_memory().expect("open");
-        assert!(s.insert_task(task("t")).await.is_err());
+        assert!(s.insert_task(task("t"), None).await.is_err());
     }
 
     #[tokio::test]
     async fn claims_are_exclusive_fifo_and_expire() {
         let s = SqliteStore::in_memory().expect("open");
         s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t1")).await.expect("insert");
-        s.insert_task(task("t2")).await.expect("insert");
+        s.insert_task(task("t1"), None).await.expect("insert");
+        s.insert_task(task("t2"), None).await.expect("insert");
         let a = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("t1");
         let b = s.claim_next("b", Duration::from_secs(60)).await.expect("claim").expect("t2");
         assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
@@ -527,7 +593,7 @@ mod tests {
     async fn transitions_are_conditional_and_recorded() {
         let s = SqliteStore::in_memory().expect("open");
         s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t")).await.expect("insert");
+        s.insert_task(task("t"), None).await.expect("insert");
         s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
         let w = |input: Vec<u8>| StageUpdate { input: Some(input), ..Default::default() };
         // Wrong owner or wrong source status: nothing happens.
@@ -567,10 +633,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn idempotency_keys_return_the_same_task_or_conflict() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        let key = |hash: &str| Some(Idempotency { key: "k1".into(), request_hash: hash.into() });
+        let first = s.insert_task(task("t1"), key("h")).await.expect("insert");
+        assert!(first.created);
+        let again = s.insert_task(task("t2"), key("h")).await.expect("retry");
+        assert_eq!((again.task.id.as_str(), again.created), ("t1", false));
+        assert!(s.task("t2").await.expect("get").is_none(), "a retry created a second task");
+        assert!(matches!(s.insert_task(task("t3"), key("other")).await, Err(StoreError::Conflict(_))));
+        assert!(s.task("t3").await.expect("get").is_none());
+        // Without a key, or with another key, requests are independent.
+        assert!(s.insert_task(task("t4"), None).await.expect("insert").created);
+        let other = Some(Idempotency { key: "k2".into(), request_hash: "h".into() });
+        assert!(s.insert_task(task("t5"), other).await.expect("insert").created);
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_holder_and_is_final() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        s.insert_task(task("q"), None).await.expect("insert");
+        s.insert_task(task("r"), None).await.expect("insert");
+        // A queued task is never claimed once cancelled.
+        assert_eq!(s.cancel("q").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
+        let r = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("r");
+        assert_eq!(r.id, "r");
+        // A held task: the holder can neither move it nor renew its lease any more.
+        assert_eq!(s.cancel("r").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
+        assert!(!s
+            .transition("r", "a", TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default())
+            .await
+            .expect("tx"));
+        assert!(!s.extend_lease("r", "a", Duration::from_secs(60)).await.expect("extend"));
+        assert!(s.claim_next("b", Duration::from_secs(60)).await.expect("claim").is_none());
+        // Finished tasks stay as they are; unknown ids are reported.
+        assert_eq!(
+            s.cancel("r").await.expect("cancel"),
+            CancelOutcome::AlreadyFinished(TaskStatus::Cancelled)
+        );
+        assert_eq!(s.cancel("nope").await.expect("cancel"), CancelOutcome::NotFound);
+        let t = s.task("q").await.expect("get").expect("q");
+        assert_eq!(t.status, TaskStatus::Cancelled);
+        assert_eq!(t.error.map(|e| e.code), Some("cancelled".to_owned()));
+    }
+
+    #[tokio::test]
     async fn volumes_commit_with_their_transition_only() {
         let s = SqliteStore::in_memory().expect("open");
         s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t")).await.expect("insert");
+        s.insert_task(task("t"), None).await.expect("insert");
         s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
         assert_eq!(s.volume("p").await.expect("get"), None);
         let with_volume =
@@ -596,7 +709,7 @@ mod tests {
         let s = SqliteStore::open(dir.path()).expect("open");
         assert!(matches!(SqliteStore::open(dir.path()), Err(StoreError::Locked(_))));
         s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t")).await.expect("insert");
+        s.insert_task(task("t"), None).await.expect("insert");
         drop(s);
         let s = SqliteStore::open(dir.path()).expect("reopen");
         let t = s.task("t").await.expect("get").expect("survived");
