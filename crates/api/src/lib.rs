@@ -49,6 +49,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/programs", post(deploy))
         .route("/v1/programs/{id}", get(program))
         .route("/v1/programs/{id}/witnesses", post(witnesses))
@@ -113,6 +114,12 @@ async fn health(State(c): State<AppState>) -> ApiResult<Json<Value>> {
         "root": hex::encode(c.current_root()),
         "tasks": tasks,
     })))
+}
+
+async fn metrics(State(c): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let text = c.render_metrics().await?;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text))
 }
 
 #[derive(Deserialize)]

@@ -99,6 +99,14 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     assert_eq!(status, 200);
     assert_eq!(verdict["valid"], false, "{verdict}");
 
+    // Prometheus metrics (OpenMetrics text) count what happened.
+    let metrics =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    assert!(metrics.contains("zkcoproc_tasks{status=\"done\"} 1"), "{metrics}");
+    assert!(metrics.contains("zkcoproc_queue_depth 0"), "{metrics}");
+    assert!(metrics.contains("zkcoproc_stage_duration_seconds_count{stage=\"proving\"} 1"), "{metrics}");
+    assert!(metrics.contains("zkcoproc_runners 2"), "{metrics}");
+
     // The CLI drives the same flow: `prove --wait` prints the final task JSON.
     let out = std::process::Command::new(bin())
         .args(["prove", &program, "--args", r#"{"n": 3}"#, "--wait", "--server", &server.url])
@@ -147,6 +155,10 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
     assert_eq!(t["error"]["code"], "controller_error");
     assert!(t["error"]["message"].as_str().unwrap_or_default().contains("n must be in"), "{t}");
     assert!(t["journal"].is_null());
+
+    // Failures are counted by code.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    assert!(metrics.contains("zkcoproc_task_failures_total{code=\"controller_error\"} 1"), "{metrics}");
 
     // The proof of a failed task is not available.
     let (status, body) = api.get(&format!("/v1/tasks/{task}/proof")).expect("proof");

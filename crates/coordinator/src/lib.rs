@@ -14,6 +14,7 @@
 //! Start from [`Coordinator::new`], [`Coordinator::deploy`], [`Coordinator::submit`] and
 //! [`Coordinator::spawn_runners`].
 
+mod metrics;
 mod runner;
 
 use std::collections::HashMap;
@@ -157,6 +158,7 @@ pub struct Coordinator {
     controller_slots: tokio::sync::Semaphore,
     wake: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -192,6 +194,7 @@ impl Coordinator {
             controller_slots: tokio::sync::Semaphore::new(slots),
             wake: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
+            metrics: metrics::Metrics::new(),
         }
     }
 
@@ -363,6 +366,11 @@ impl Coordinator {
     fn changed(&self, task_id: &str) {
         // No receivers is fine: nobody is streaming.
         let _ = self.changes.send(task_id.to_owned());
+    }
+
+    /// Prometheus metrics, OpenMetrics text format.
+    pub async fn render_metrics(&self) -> Result<String, CoordinatorError> {
+        Ok(self.metrics.render(self.store.as_ref()).await?)
     }
 
     /// A task by id.

@@ -37,6 +37,7 @@ impl Coordinator {
             tracing::info!(tasks = released, "resuming tasks that were in flight");
         }
         let instance = uuid::Uuid::now_v7().simple().to_string();
+        self.metrics.set_runners(self.config.runners);
         Ok((0..self.config.runners)
             .map(|i| {
                 let this = self.clone();
@@ -67,6 +68,7 @@ impl Coordinator {
     /// Drives one claimed task until it is terminal or the lease is lost.
     async fn process(self: &Arc<Self>, owner: &str, task: TaskRecord) {
         let heartbeat = self.heartbeat(task.id.clone(), owner.to_owned());
+        self.metrics.claimed(task.attempts);
         let mut task = task;
         if task.attempts > self.config.max_attempts {
             let message = format!(
@@ -123,6 +125,10 @@ impl Coordinator {
 
     /// Commits a step. Returns whether the task moved (and processing may go on).
     async fn finish(&self, owner: &str, task: &TaskRecord, step: Step) -> bool {
+        let failure_code = match &step {
+            Step::Fail { code, .. } | Step::FailDelivered { code, .. } => Some(code.clone()),
+            Step::Advance(..) => None,
+        };
         let (to, update) = match step {
             Step::Advance(to, mut update) => {
                 update.release_lease = to.is_terminal();
@@ -149,6 +155,13 @@ impl Coordinator {
             Ok(true) => {
                 tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
                 self.changed(&task.id);
+                if let Some(entered) = task.history.iter().rev().find(|e| e.status == task.status) {
+                    let seconds = (zkcoproc_store::now_ms() - entered.at).max(0) as f64 / 1e3;
+                    self.metrics.stage_finished(task.status, seconds);
+                }
+                if let Some(error) = &failure_code {
+                    self.metrics.failed(error);
+                }
                 true
             }
             Ok(false) => {

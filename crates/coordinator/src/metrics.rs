@@ -1,0 +1,118 @@
+//! Prometheus metrics of the coordinator (`GET /metrics`, OpenMetrics text).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use zkcoproc_store::{Store, StoreError, TaskStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+/// The coordinator's metrics. Counters and histograms are kept in memory (per process); task
+/// counts and queue depth are read from the store at scrape time, so they survive restarts.
+pub(crate) struct Metrics {
+    registry: Registry,
+    stage_seconds: Family<StageLabel, Histogram>,
+    tasks: Family<StatusLabel, Gauge>,
+    queue_depth: Gauge,
+    runners: Gauge,
+    retries: Counter,
+    verification_failures: Counter,
+    failures: Family<CodeLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("zkcoproc");
+        // 1 ms .. ~9 min: dev-mode stages to multi-segment CPU proofs.
+        let stage_seconds = Family::<StageLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 20))
+        });
+        let tasks = Family::<StatusLabel, Gauge>::default();
+        let queue_depth = Gauge::default();
+        let runners = Gauge::default();
+        let retries = Counter::default();
+        let verification_failures = Counter::default();
+        let failures = Family::<CodeLabel, Counter>::default();
+        registry.register("stage_duration_seconds", "Time tasks spent in each stage", stage_seconds.clone());
+        registry.register("tasks", "Tasks by status (from the store)", tasks.clone());
+        registry.register("queue_depth", "Tasks waiting to be claimed (queued)", queue_depth.clone());
+        registry.register("runners", "In-process runners (workers) of this process", runners.clone());
+        registry.register("retries", "Claims of a task that had been claimed before", retries.clone());
+        registry.register(
+            "verification_failures",
+            "Receipts that failed verification or the root check",
+            verification_failures.clone(),
+        );
+        registry.register("task_failures", "Failed tasks by error code", failures.clone());
+        Metrics {
+            registry,
+            stage_seconds,
+            tasks,
+            queue_depth,
+            runners,
+            retries,
+            verification_failures,
+            failures,
+        }
+    }
+
+    pub(crate) fn stage_finished(&self, stage: TaskStatus, seconds: f64) {
+        self.stage_seconds.get_or_create(&StageLabel { stage: stage.as_str().into() }).observe(seconds);
+    }
+
+    pub(crate) fn claimed(&self, attempts: u32) {
+        if attempts > 1 {
+            self.retries.inc();
+        }
+    }
+
+    pub(crate) fn failed(&self, code: &str) {
+        if matches!(code, "verification_failed" | "root_mismatch") {
+            self.verification_failures.inc();
+        }
+        self.failures.get_or_create(&CodeLabel { code: code.into() }).inc();
+    }
+
+    pub(crate) fn set_runners(&self, n: usize) {
+        self.runners.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Refreshes the store-backed gauges and renders everything as OpenMetrics text.
+    pub(crate) async fn render(&self, store: &dyn Store) -> Result<String, StoreError> {
+        let counts = store.status_counts().await?;
+        for status in TaskStatus::ALL {
+            let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            self.tasks.get_or_create(&StatusLabel { status: status.as_str().into() }).set(n);
+            if status == TaskStatus::Queued {
+                self.queue_depth.set(n);
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| StoreError::Database(format!("cannot encode metrics: {e}")))?;
+        Ok(out)
+    }
+}
