@@ -25,9 +25,13 @@ pub(crate) struct ServeArgs {
     /// fake receipts, and no other does.
     #[arg(long, value_enum, default_value = "cpu")]
     prover: ProverChoice,
-    /// In-process prover runners (default: 1 for cpu, which uses every core; 2 for dev).
+    /// In-process provers (default: 1 for cpu, which uses every core; 2 for dev). They lease
+    /// proving tasks exactly as remote `zkcoproc worker`s do; 0 runs none.
     #[arg(long)]
     workers: Option<usize>,
+    /// Runners of the controller stages (witnessing, delivery); default: one per core.
+    #[arg(long)]
+    runners: Option<usize>,
     /// Cap on a circuit's user cycles.
     #[arg(long, default_value_t = DEFAULT_MAX_CYCLES)]
     max_cycles: u64,
@@ -82,8 +86,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !(zkcoproc_vfs::MIN_SIZE..=zkcoproc_vfs::MAX_SIZE).contains(&volume_size) {
         anyhow::bail!("--volume-size-mb must be between 4 and 256");
     }
-    let config =
-        Config { runners: args.workers.unwrap_or(default_workers), volume_size, ..Config::default() };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let config = Config {
+        provers: args.workers.unwrap_or(default_workers),
+        runners: args.runners.unwrap_or(cores),
+        volume_size,
+        ..Config::default()
+    };
     let coordinator = Arc::new(Coordinator::new(Arc::new(store), runtime, prover, verifier, config));
     let runners = coordinator.spawn_runners().await?;
 

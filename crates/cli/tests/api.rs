@@ -157,7 +157,8 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
     assert!(t["journal"].is_null());
 
     // Failures are counted by code.
-    let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    let metrics =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
     assert!(metrics.contains("zkcoproc_task_failures_total{code=\"controller_error\"} 1"), "{metrics}");
 
     // The proof of a failed task is not available.

@@ -35,8 +35,9 @@ fn statuses(events: &[Value]) -> Vec<String> {
 #[test]
 fn idempotency_keys_and_cancelling_queued_tasks() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // No in-process runner: tasks stay queued.
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &["--workers", "0"]).expect("server");
+    // No runner and no prover: tasks stay queued.
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &["--runners", "0", "--workers", "0"])
+        .expect("server");
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let url = format!("{}/v1/programs/{program}/proofs", server.url);

@@ -3,10 +3,11 @@
 //! A task moves `queued → witnessing → proving → verifying → delivering → done` (or `failed`),
 //! and every move is one committed store transition, so the service can be killed at any
 //! point and resumes each task from its last committed stage. Runners claim tasks with a lease
-//! (renewed while proving); a task claimed more than [`Config::max_attempts`] times without
-//! finishing (say, a circuit that crashes the process every time) fails instead of looping.
-//! Every receipt is verified against the circuit's image id, and its journal must start with
-//! the root the task was pinned to, before a task can be delivered.
+//! for the controller stages; a task claimed more than [`Config::max_claims`] times in one stage
+//! without progress (say, a controller that crashes the process every time) fails instead of
+//! looping. Proving goes through prover leases (see `proving`), the same for in-process provers
+//! and remote workers; every receipt is verified against the circuit's image id, and its journal
+//! must start with the root the task was pinned to, before it is accepted.
 //!
 //! Not for HTTP (see `zkcoproc-api`) nor for running wasm or proving (see `zkcoproc-runtime` and
 //! `zkcoproc-zkvm`): this crate wires them together through their traits.
@@ -15,7 +16,10 @@
 //! [`Coordinator::spawn_runners`].
 
 mod metrics;
+mod proving;
 mod runner;
+
+pub use proving::ProofVerdict;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -39,12 +43,18 @@ const PROGRAM_ID_DOMAIN: &[u8] = b"zkcoproc/program-id/v1";
 /// Coordinator settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// In-process runners (tasks processed concurrently).
+    /// In-process runners of the controller stages (tasks witnessed or delivered concurrently).
     pub runners: usize,
-    /// How long a claim lasts without renewal.
+    /// In-process provers (each leases proving tasks like a remote worker).
+    pub provers: usize,
+    /// How long a runner's claim lasts without renewal.
     pub lease: Duration,
-    /// Claims of one task before it fails with `too_many_attempts`.
+    /// How long a prover lease lasts without renewal (provers renew every third of it).
+    pub prover_lease: Duration,
+    /// Proving attempts of one task before it fails with `prover_failed`.
     pub max_attempts: u32,
+    /// Runner claims of one task in one stage before it fails with `too_many_attempts`.
+    pub max_claims: u32,
     /// How often idle runners look for expired leases even when not notified.
     pub poll_interval: Duration,
     /// Loaded circuit images kept in memory (least recently used are dropped and reloaded from
@@ -59,9 +69,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            runners: 1,
+            runners: 2,
+            provers: 1,
             lease: Duration::from_secs(60),
+            prover_lease: Duration::from_secs(60),
             max_attempts: 3,
+            max_claims: 3,
             poll_interval: Duration::from_millis(500),
             cached_circuits: 64,
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,
@@ -157,6 +170,7 @@ pub struct Coordinator {
     volume_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     controller_slots: tokio::sync::Semaphore,
     wake: Notify,
+    provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
     metrics: metrics::Metrics,
 }
@@ -193,6 +207,7 @@ impl Coordinator {
             volume_locks: Mutex::new(HashMap::new()),
             controller_slots: tokio::sync::Semaphore::new(slots),
             wake: Notify::new(),
+            provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),
         }
@@ -361,6 +376,14 @@ impl Coordinator {
     /// a lagging receiver should re-read the store).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.changes.subscribe()
+    }
+
+    /// Records how long `task` spent in `stage`, which it is leaving now.
+    fn observe_stage(&self, task: &TaskRecord, stage: zkcoproc_store::TaskStatus) {
+        if let Some(entered) = task.history.iter().rev().find(|e| e.status == stage) {
+            let seconds = (zkcoproc_store::now_ms() - entered.at).max(0) as f64 / 1e3;
+            self.metrics.stage_finished(stage, seconds);
+        }
     }
 
     fn changed(&self, task_id: &str) {

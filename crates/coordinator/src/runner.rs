@@ -10,7 +10,7 @@ use zkcoproc_runtime::{CallContext, CallOutput, LogLine};
 use zkcoproc_store::{StageUpdate, TaskError, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, CircuitInput};
 
-use crate::{blocking, Coordinator, CoordinatorError};
+use crate::{Coordinator, CoordinatorError};
 
 /// What one stage decided.
 enum Step {
@@ -29,22 +29,26 @@ impl Step {
 }
 
 impl Coordinator {
-    /// Releases leases a previous process left (this process owns the store exclusively) and
-    /// starts [`Config::runners`](crate::Config::runners) runner loops.
+    /// Releases leases a previous process left (this process owns the store exclusively; remote
+    /// workers' prover leases stand) and starts [`Config::runners`](crate::Config::runners)
+    /// runner loops and [`Config::provers`](crate::Config::provers) in-process provers.
     pub async fn spawn_runners(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, CoordinatorError> {
         let released = self.store.release_all_leases().await?;
         if released > 0 {
             tracing::info!(tasks = released, "resuming tasks that were in flight");
         }
         let instance = uuid::Uuid::now_v7().simple().to_string();
-        self.metrics.set_runners(self.config.runners);
-        Ok((0..self.config.runners)
+        let instance = &instance[..12];
+        self.metrics.set_runners(self.config.provers);
+        let mut handles: Vec<JoinHandle<()>> = (0..self.config.runners)
             .map(|i| {
                 let this = self.clone();
-                let owner = format!("local-{}-{i}", &instance[..12]);
+                let owner = format!("local-{instance}-r{i}");
                 tokio::spawn(async move { this.run_loop(owner).await })
             })
-            .collect())
+            .collect();
+        handles.extend(self.spawn_provers(instance));
+        Ok(handles)
     }
 
     async fn run_loop(self: Arc<Self>, owner: String) {
@@ -68,18 +72,20 @@ impl Coordinator {
     /// Drives one claimed task until it is terminal or the lease is lost.
     async fn process(self: &Arc<Self>, owner: &str, task: TaskRecord) {
         let heartbeat = self.heartbeat(task.id.clone(), owner.to_owned());
-        self.metrics.claimed(task.attempts);
+        self.metrics.claimed(task.claims);
         let mut task = task;
-        if task.attempts > self.config.max_attempts {
+        if task.claims > self.config.max_claims {
             let message = format!(
-                "task was claimed {} times without finishing (limit {}); it last stopped in `{}`",
-                task.attempts, self.config.max_attempts, task.status
+                "task was claimed {} times in `{}` without progress (limit {}): its stage keeps \
+                 stopping the process",
+                task.claims, task.status, self.config.max_claims
             );
             self.finish(owner, &task, Step::fail("too_many_attempts", message)).await;
             heartbeat.abort();
             return;
         }
-        while !task.status.is_terminal() {
+        // Runners drive the controller stages; in `proving` the task waits for a prover lease.
+        while !task.status.is_terminal() && task.status != TaskStatus::Proving {
             let span = tracing::info_span!("stage", task = %task.id, status = %task.status);
             // Stages that call the controller hold the program's volume lock until their
             // transition (which carries the new volume image) is committed.
@@ -91,10 +97,9 @@ impl Coordinator {
             let step = match task.status {
                 TaskStatus::Queued => Step::Advance(TaskStatus::Witnessing, StageUpdate::default()),
                 TaskStatus::Witnessing => self.witness(&task).await,
-                TaskStatus::Proving => self.prove(&task).await,
                 TaskStatus::Verifying => self.verify(&task).await,
                 TaskStatus::Delivering => self.deliver(&task).await,
-                TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled => break,
+                TaskStatus::Proving | TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled => break,
             };
             // A failure before delivery still reaches the controller's entrypoint.
             let step = match step {
@@ -131,7 +136,8 @@ impl Coordinator {
         };
         let (to, update) = match step {
             Step::Advance(to, mut update) => {
-                update.release_lease = to.is_terminal();
+                // Proving is the provers' business: the runner lets go of the task.
+                update.release_lease = to.is_terminal() || to == TaskStatus::Proving;
                 (to, update)
             }
             Step::Fail { code, message, logs } => {
@@ -155,12 +161,12 @@ impl Coordinator {
             Ok(true) => {
                 tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
                 self.changed(&task.id);
-                if let Some(entered) = task.history.iter().rev().find(|e| e.status == task.status) {
-                    let seconds = (zkcoproc_store::now_ms() - entered.at).max(0) as f64 / 1e3;
-                    self.metrics.stage_finished(task.status, seconds);
-                }
+                self.observe_stage(task, task.status);
                 if let Some(error) = &failure_code {
                     self.metrics.failed(error);
+                }
+                if to == TaskStatus::Proving {
+                    self.provable.notify_one();
                 }
                 true
             }
@@ -229,75 +235,19 @@ impl Coordinator {
         }
     }
 
-    async fn prove(&self, task: &TaskRecord) -> Step {
-        let Some(input) = task.input.clone() else {
-            return Step::fail("internal", "task reached proving without a circuit input");
-        };
-        let image = match self.circuit(&task.program_id).await {
-            Ok(i) => i,
-            Err(e) => return Step::fail("internal", e.to_string()),
-        };
-        let prover = self.prover.clone();
-        let proved = blocking(move || Ok(prover.prove(&image, &input))).await;
-        match proved {
-            Ok(Ok(p)) => {
-                tracing::info!(
-                    task = %task.id,
-                    cycles = p.user_cycles,
-                    segments = p.segments,
-                    ms = p.elapsed.as_millis() as u64,
-                    kind = p.receipt.kind.as_str(),
-                    "proved"
-                );
-                Step::Advance(
-                    TaskStatus::Verifying,
-                    StageUpdate {
-                        receipt: Some(p.receipt.bytes),
-                        user_cycles: Some(p.user_cycles),
-                        ..Default::default()
-                    },
-                )
-            }
-            Ok(Err(e)) => Step::fail(e.code(), e.to_string()),
-            Err(e) => Step::fail("internal", e.to_string()),
-        }
-    }
-
+    /// Verifies a stored receipt (tasks stored in `verifying`; provers' receipts are verified
+    /// when submitted).
     async fn verify(&self, task: &TaskRecord) -> Step {
         let Some(receipt) = task.receipt.clone() else {
             return Step::fail("internal", "task reached verifying without a receipt");
         };
-        let image_id = match self.image_id(&task.program_id).await {
-            Ok(i) => i,
-            Err(e) => return Step::fail("internal", e.to_string()),
-        };
-        let verifier = self.verifier;
-        let verified = blocking(move || Ok(verifier.verify(&receipt, image_id))).await;
-        let v = match verified {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Step::fail("verification_failed", e.to_string()),
-            Err(e) => return Step::fail("internal", e.to_string()),
-        };
-        if v.kind.as_str() != task.receipt_kind {
-            return Step::fail(
-                "verification_failed",
-                format!("receipt is {} but the task asked for {}", v.kind.as_str(), task.receipt_kind),
-            );
-        }
-        match journal::split(&v.journal) {
-            Some((root, _)) if root == task.root => Step::Advance(
+        match self.check_receipt(task, receipt).await {
+            Ok(Ok(journal)) => Step::Advance(
                 TaskStatus::Delivering,
-                StageUpdate { journal: Some(v.journal), ..Default::default() },
+                StageUpdate { journal: Some(journal), ..Default::default() },
             ),
-            Some((root, _)) => Step::fail(
-                "root_mismatch",
-                format!(
-                    "journal is bound to root {} but the task was pinned to {}",
-                    hex::encode(root),
-                    hex::encode(task.root)
-                ),
-            ),
-            None => Step::fail("root_mismatch", "journal is shorter than a root"),
+            Ok(Err((code, reason))) => Step::fail(&code, reason),
+            Err(e) => Step::fail("internal", e.to_string()),
         }
     }
 

@@ -199,7 +199,7 @@ pub struct TaskRecord {
     pub receipt_kind: String,
     /// current status
     pub status: TaskStatus,
-    /// times a runner claimed the task (a crash mid-task shows as a second attempt)
+    /// proving attempts (prover leases issued)
     pub attempts: u32,
     /// error, when failed
     pub error: Option<TaskError>,
@@ -223,6 +223,9 @@ pub struct TaskRecord {
     pub user_cycles: Option<u64>,
     /// lease holder, while a runner works on the task
     pub lease_owner: Option<String>,
+    /// runner claims in the current stage (reset by every transition): a task claimed again
+    /// and again without progress is crash-looping the process
+    pub claims: u32,
 }
 
 /// Fields a stage transition sets, besides the status.
@@ -270,6 +273,64 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// A prover's lease on a task in `proving`.
+#[derive(Clone, Debug)]
+pub struct ProverLease {
+    /// the lease's id (given back with heartbeats and results)
+    pub lease_id: String,
+    /// the task, with its circuit input
+    pub task: TaskRecord,
+    /// unix ms the lease ends unless renewed
+    pub expires_at: i64,
+}
+
+/// One proving attempt: a lease and how it ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProverAttempt {
+    /// lease id
+    pub lease_id: String,
+    /// task id
+    pub task_id: String,
+    /// worker name
+    pub worker: String,
+    /// unix ms issued
+    pub issued_at: i64,
+    /// unix ms it ends (or ended) unless renewed
+    pub expires_at: i64,
+    /// `None` while open; then accepted, failed, invalid, superseded or expired
+    pub outcome: Option<String>,
+    /// why it failed, for failed and invalid outcomes
+    pub reason: Option<String>,
+}
+
+/// What renewing a prover lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// Renewed: keep proving.
+    Renewed,
+    /// The task was cancelled: stop.
+    Cancelled,
+    /// The lease ended (expired and taken over, or the task moved on): stop.
+    Lost,
+    /// No such lease for that task.
+    Unknown,
+}
+
+/// What the store did with a proving attempt that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The proof was accepted; the task moved to delivering.
+    Accepted,
+    /// The attempt was recorded as failed; the task will be leased again.
+    Retrying,
+    /// The attempt was the last one allowed; the task failed with `prover_failed`.
+    TaskFailed,
+    /// The task is no longer proving (done, failed, cancelled): nothing changed.
+    NotProving(TaskStatus),
+    /// No such lease for that task.
+    Unknown,
+}
+
 /// Counts of tasks by status.
 pub type StatusCounts = Vec<(TaskStatus, u64)>;
 
@@ -282,6 +343,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn program(&self, id: &str) -> Result<Option<ProgramInfo>>;
     /// A program's controller and circuit bytes.
     async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// The circuit program binary with this image id (hex), if some program uses it.
+    async fn circuit_by_image_id(&self, image_id: &str) -> Result<Option<Vec<u8>>>;
 
     /// Enqueues a task (status queued), durably. With an idempotency key already used for the
     /// same request, returns that request's task instead; for another request, `Conflict`.
@@ -290,8 +353,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
     /// A task's status changes, oldest first.
     async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>>;
-    /// Claims the oldest unfinished task whose lease is free or expired, for `owner`, until
-    /// `now + lease`, and counts an attempt. Returns it with the lease set.
+    /// Claims the oldest unfinished task not in `proving` (provers lease those) whose lease is
+    /// free or expired, for `owner`, until `now + lease`, counting a claim. Returns it with the
+    /// lease set.
     async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>>;
     /// Extends `owner`'s lease on a task. `false` when the owner no longer holds it.
     async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool>;
@@ -314,6 +378,46 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;
+    /// Leases a task in `proving` to `worker` until `now + lease`: the worker's own open lease
+    /// if it has one (re-delivery), else the oldest unleased proving task, preferring tasks this
+    /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
+    /// fails with `prover_failed` instead of being leased.
+    async fn lease_proving(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> Result<Option<ProverLease>>;
+    /// Renews a prover lease.
+    async fn renew_prover_lease(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease: Duration,
+    ) -> Result<RenewOutcome>;
+    /// Records a proving attempt that ended without an accepted proof (`outcome` is `failed` or
+    /// `invalid`); fails the task with `prover_failed` when it was the last attempt allowed.
+    async fn fail_attempt(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        outcome: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<AttemptOutcome>;
+    /// Accepts a verified proof from a lease (even an expired one, while the task is still
+    /// proving): stores receipt and journal, records `verifying` and `delivering`, and ends the
+    /// task's other open leases as superseded.
+    async fn accept_proof(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        receipt: Vec<u8>,
+        journal: Vec<u8>,
+        user_cycles: u64,
+    ) -> Result<AttemptOutcome>;
+    /// A task's proving attempts, oldest first.
+    async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
 }

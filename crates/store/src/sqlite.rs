@@ -8,8 +8,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    now_ms, CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo, Result, StageUpdate,
-    StatusCounts, Store, StoreError, TaskError, TaskEvent, TaskRecord, TaskStatus,
+    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo,
+    ProverAttempt, ProverLease, RenewOutcome, Result, StageUpdate, StatusCounts, Store, StoreError,
+    TaskError, TaskEvent, TaskRecord, TaskStatus,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -70,11 +71,26 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (program_id, key)
 );
 "#,
+    r#"
+CREATE TABLE prover_leases (
+    lease_id    TEXT PRIMARY KEY,
+    task_id     TEXT NOT NULL REFERENCES tasks(id),
+    worker      TEXT NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    outcome     TEXT,
+    reason      TEXT
+);
+CREATE INDEX prover_leases_by_task ON prover_leases(task_id);
+CREATE INDEX prover_leases_open ON prover_leases(worker) WHERE outcome IS NULL;
+CREATE INDEX tasks_proving ON tasks(seq) WHERE status = 'proving';
+ALTER TABLE tasks ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner";
+    user_cycles, lease_owner, claims";
 
 /// SQLite store in one file (WAL mode). One process owns a data directory at a time: opening
 /// takes an exclusive lock on `zkcoproc.lock` beside the database.
@@ -168,6 +184,72 @@ fn read_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>> {
     Ok(Some(task))
 }
 
+fn read_attempts(conn: &Connection, task_id: &str) -> Result<Vec<ProverAttempt>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT lease_id, task_id, worker, issued_at, expires_at, outcome, reason FROM prover_leases \
+         WHERE task_id = ?1 ORDER BY issued_at, lease_id",
+    )?;
+    let rows = stmt.query_map([task_id], |r| {
+        Ok(ProverAttempt {
+            lease_id: r.get(0)?,
+            task_id: r.get(1)?,
+            worker: r.get(2)?,
+            issued_at: r.get(3)?,
+            expires_at: r.get(4)?,
+            outcome: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The status of the task a lease belongs to, or `None` if the lease is not that task's.
+fn lease_task_status(conn: &Connection, task_id: &str, lease_id: &str) -> Result<Option<TaskStatus>> {
+    let status: Option<String> = conn
+        .query_row(
+            "SELECT t.status FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+             WHERE pl.lease_id = ?1 AND pl.task_id = ?2",
+            params![lease_id, task_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    status
+        .map(|s| TaskStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}"))))
+        .transpose()
+}
+
+/// Fails a proving task whose attempts are used up, listing them.
+fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE prover_leases SET outcome = 'expired' WHERE task_id = ?1 AND outcome IS NULL",
+        [task_id],
+    )?;
+    let attempts = read_attempts(conn, task_id)?;
+    let list: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let outcome = a.outcome.as_deref().unwrap_or("open");
+            match &a.reason {
+                Some(r) => format!("{} on {}: {outcome} ({r})", a.lease_id, a.worker),
+                None => format!("{} on {}: {outcome}", a.lease_id, a.worker),
+            }
+        })
+        .collect();
+    let message = format!("no proof after {} attempts: {}", attempts.len(), list.join("; "));
+    let n = conn.execute(
+        "UPDATE tasks SET status = 'failed', updated_at = ?1, error_code = 'prover_failed', error_message = ?2, \
+         lease_owner = NULL, lease_expires_at = NULL WHERE id = ?3 AND status = 'proving'",
+        params![now, message, task_id],
+    )?;
+    if n == 1 {
+        conn.execute(
+            "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'failed', ?2)",
+            params![task_id, now],
+        )?;
+    }
+    Ok(())
+}
+
 fn put_volume(conn: &Connection, program_id: &str, image: &[u8], now: i64) -> Result<()> {
     conn.execute(
         "INSERT INTO volumes (program_id, image, updated_at) VALUES (?1, ?2, ?3) \
@@ -224,6 +306,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
         result: r.get(15)?,
         user_cycles: user_cycles.map(|c| c as u64),
         lease_owner: r.get(17)?,
+        claims: u32::try_from(r.get::<_, i64>(18)?).unwrap_or(u32::MAX),
     }))
 }
 
@@ -284,6 +367,18 @@ impl Store for SqliteStore {
             Ok(conn
                 .query_row("SELECT controller, circuit FROM programs WHERE id = ?1", [id], |r| {
                     Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn circuit_by_image_id(&self, image_id: &str) -> Result<Option<Vec<u8>>> {
+        let image_id = image_id.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT circuit FROM programs WHERE image_id = ?1 LIMIT 1", [image_id], |r| {
+                    r.get(0)
                 })
                 .optional()?)
         })
@@ -354,9 +449,9 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let id: Option<String> = tx
                 .query_row(
-                    "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1 \
+                    "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, claims = claims + 1 \
                      WHERE seq = (SELECT seq FROM tasks \
-                         WHERE status NOT IN ('done', 'failed', 'cancelled') \
+                         WHERE status NOT IN ('done', 'failed', 'cancelled', 'proving') \
                            AND (lease_owner IS NULL OR lease_expires_at < ?3) \
                          ORDER BY seq LIMIT 1) \
                      RETURNING id",
@@ -389,12 +484,19 @@ impl Store for SqliteStore {
 
     async fn release_all_leases(&self) -> Result<u64> {
         self.with(|conn| {
-            let n = conn.execute(
-                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE lease_owner IS NOT NULL",
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL",
                 [],
             )?;
-            Ok(n as u64)
+            // In-process provers died with the previous process; remote workers' leases stand.
+            let p = tx.execute(
+                "UPDATE prover_leases SET outcome = 'expired', reason = 'service restarted' \
+                 WHERE outcome IS NULL AND worker LIKE 'local-%'",
+                [],
+            )?;
+            tx.commit()?;
+            Ok((n + p) as u64)
         })
         .await
     }
@@ -416,7 +518,7 @@ impl Store for SqliteStore {
                 None => (None, None),
             };
             let n = tx.execute(
-                "UPDATE tasks SET status = ?1, updated_at = ?2, \
+                "UPDATE tasks SET status = ?1, updated_at = ?2, claims = 0, \
                     input = COALESCE(?3, input), receipt = COALESCE(?4, receipt), \
                     journal = COALESCE(?5, journal), result = COALESCE(?6, result), \
                     user_cycles = COALESCE(?7, user_cycles), logs = COALESCE(?8, logs), \
@@ -509,6 +611,205 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn lease_proving(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> Result<Option<ProverLease>> {
+        let worker = worker.to_owned();
+        self.with(move |conn| {
+            let now = now_ms();
+            let expires = now.saturating_add(lease_ms(lease));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Re-delivery: the worker's own open lease.
+            let open: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT pl.lease_id, pl.task_id FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+                     WHERE pl.worker = ?1 AND pl.outcome IS NULL AND pl.expires_at > ?2 AND t.status = 'proving' \
+                     ORDER BY pl.issued_at LIMIT 1",
+                    params![worker, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((lease_id, task_id)) = open {
+                tx.execute("UPDATE prover_leases SET expires_at = ?1 WHERE lease_id = ?2", params![expires, lease_id])?;
+                let task = read_task(&tx, &task_id)?.ok_or_else(|| StoreError::Corrupt("leased task vanished".into()))?;
+                tx.commit()?;
+                return Ok(Some(ProverLease { lease_id, task, expires_at: expires }));
+            }
+            tx.execute(
+                "UPDATE prover_leases SET outcome = 'expired' WHERE outcome IS NULL AND expires_at <= ?1",
+                [now],
+            )?;
+            // Unleased proving tasks, those this worker has tried least first, then oldest.
+            let candidates: Vec<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
+                     AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id AND pl.outcome IS NULL) \
+                     ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = ?1), t.seq \
+                     LIMIT 32",
+                )?;
+                let rows = stmt.query_map([&worker], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for task_id in candidates {
+                let attempts: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1", [&task_id], |r| r.get(0))?;
+                if attempts >= i64::from(max_attempts) {
+                    fail_proving(&tx, &task_id, now)?;
+                    continue;
+                }
+                let lease_id = format!("{task_id}/{}", attempts + 1);
+                tx.execute(
+                    "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![lease_id, task_id, worker, now, expires],
+                )?;
+                tx.execute("UPDATE tasks SET attempts = attempts + 1, updated_at = ?1 WHERE id = ?2", params![now, task_id])?;
+                let task = read_task(&tx, &task_id)?.ok_or_else(|| StoreError::Corrupt("leased task vanished".into()))?;
+                tx.commit()?;
+                return Ok(Some(ProverLease { lease_id, task, expires_at: expires }));
+            }
+            tx.commit()?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn renew_prover_lease(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease: Duration,
+    ) -> Result<RenewOutcome> {
+        let (task_id, lease_id) = (task_id.to_owned(), lease_id.to_owned());
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let row: Option<(Option<String>, i64, String)> = tx
+                .query_row(
+                    "SELECT pl.outcome, pl.expires_at, t.status FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+                     WHERE pl.lease_id = ?1 AND pl.task_id = ?2",
+                    params![lease_id, task_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((outcome, expires_at, status)) = row else { return Ok(RenewOutcome::Unknown) };
+            if status == "cancelled" {
+                return Ok(RenewOutcome::Cancelled);
+            }
+            if status != "proving" || outcome.is_some() {
+                return Ok(RenewOutcome::Lost);
+            }
+            // An expired lease may be revived only while nobody else holds the task.
+            if expires_at <= now {
+                let others: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1 AND lease_id <> ?2 \
+                     AND outcome IS NULL AND expires_at > ?3",
+                    params![task_id, lease_id, now],
+                    |r| r.get(0),
+                )?;
+                if others > 0 {
+                    return Ok(RenewOutcome::Lost);
+                }
+            }
+            tx.execute(
+                "UPDATE prover_leases SET expires_at = ?1 WHERE lease_id = ?2",
+                params![now.saturating_add(lease_ms(lease)), lease_id],
+            )?;
+            tx.commit()?;
+            Ok(RenewOutcome::Renewed)
+        })
+        .await
+    }
+
+    async fn fail_attempt(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        outcome: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<AttemptOutcome> {
+        let (task_id, lease_id, outcome, reason) =
+            (task_id.to_owned(), lease_id.to_owned(), outcome.to_owned(), reason.to_owned());
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(status) = lease_task_status(&tx, &task_id, &lease_id)? else {
+                return Ok(AttemptOutcome::Unknown);
+            };
+            if status != TaskStatus::Proving {
+                return Ok(AttemptOutcome::NotProving(status));
+            }
+            tx.execute(
+                "UPDATE prover_leases SET outcome = ?1, reason = ?2 WHERE lease_id = ?3",
+                params![outcome, reason, lease_id],
+            )?;
+            let attempts: i64 =
+                tx.query_row("SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1", [&task_id], |r| r.get(0))?;
+            let open: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1 AND outcome IS NULL AND expires_at > ?2",
+                params![task_id, now],
+                |r| r.get(0),
+            )?;
+            let result = if attempts >= i64::from(max_attempts) && open == 0 {
+                fail_proving(&tx, &task_id, now)?;
+                AttemptOutcome::TaskFailed
+            } else {
+                AttemptOutcome::Retrying
+            };
+            tx.commit()?;
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn accept_proof(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        receipt: Vec<u8>,
+        journal: Vec<u8>,
+        user_cycles: u64,
+    ) -> Result<AttemptOutcome> {
+        let (task_id, lease_id) = (task_id.to_owned(), lease_id.to_owned());
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(status) = lease_task_status(&tx, &task_id, &lease_id)? else {
+                return Ok(AttemptOutcome::Unknown);
+            };
+            if status != TaskStatus::Proving {
+                return Ok(AttemptOutcome::NotProving(status));
+            }
+            tx.execute("UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = ?1", [&lease_id])?;
+            tx.execute(
+                "UPDATE prover_leases SET outcome = 'superseded' WHERE task_id = ?1 AND outcome IS NULL",
+                [&task_id],
+            )?;
+            tx.execute(
+                "UPDATE tasks SET status = 'delivering', updated_at = ?1, claims = 0, receipt = ?2, journal = ?3, \
+                 user_cycles = ?4 WHERE id = ?5",
+                params![now, receipt, journal, user_cycles as i64, task_id],
+            )?;
+            for status in ["verifying", "delivering"] {
+                tx.execute(
+                    "INSERT INTO task_events (task_id, status, at) VALUES (?1, ?2, ?3)",
+                    params![task_id, status, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(AttemptOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>> {
+        let task_id = task_id.to_owned();
+        self.with(move |conn| read_attempts(conn, &task_id)).await
+    }
+
     async fn status_counts(&self) -> Result<StatusCounts> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
@@ -579,13 +880,13 @@ mod tests {
         let a = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("t1");
         let b = s.claim_next("b", Duration::from_secs(60)).await.expect("claim").expect("t2");
         assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
-        assert_eq!((a.attempts, b.attempts), (1, 1));
+        assert_eq!((a.claims, b.claims), (1, 1));
         assert!(s.claim_next("c", Duration::from_secs(60)).await.expect("claim").is_none());
         // An expired lease is claimable again.
         assert!(s.extend_lease("t1", "a", Duration::ZERO).await.expect("extend"));
         std::thread::sleep(Duration::from_millis(5));
         let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
-        assert_eq!((c.id.as_str(), c.attempts), ("t1", 2));
+        assert_eq!((c.id.as_str(), c.claims), ("t1", 2));
         assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
     }
 
@@ -630,6 +931,116 @@ mod tests {
         let events = s.task_events("t").await.expect("events");
         assert_eq!(events.len(), 3);
         assert!(s.claim_next("a", Duration::from_secs(60)).await.expect("claim").is_none());
+    }
+
+    /// Puts task `id` in proving (as the runner does after witnessing).
+    async fn proving(s: &SqliteStore, id: &str) {
+        s.insert_task(task(id), None).await.expect("insert");
+        s.claim_next("r", Duration::from_secs(60)).await.expect("claim").expect("claimed");
+        let to_proving = StageUpdate { input: Some(vec![1]), release_lease: true, ..Default::default() };
+        for (from, to, u) in [
+            (TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default()),
+            (TaskStatus::Witnessing, TaskStatus::Proving, to_proving),
+        ] {
+            assert!(s.transition(id, "r", from, to, u).await.expect("tx"));
+        }
+    }
+
+    #[tokio::test]
+    async fn prover_leases_redeliver_retry_elsewhere_and_give_up() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        proving(&s, "t").await;
+        let lease = Duration::from_secs(60);
+        // Runners never claim a proving task.
+        assert!(s.claim_next("r", lease).await.expect("claim").is_none());
+        let a = s.lease_proving("w1", lease, 3).await.expect("lease").expect("t");
+        assert_eq!((a.task.id.as_str(), a.task.attempts), ("t", 1));
+        // Asking again returns the same lease (re-delivery); nobody else gets the task.
+        let again = s.lease_proving("w1", lease, 3).await.expect("lease").expect("redelivered");
+        assert_eq!(again.lease_id, a.lease_id);
+        assert!(s.lease_proving("w2", lease, 3).await.expect("lease").is_none());
+        assert_eq!(
+            s.renew_prover_lease("t", &a.lease_id, lease).await.expect("renew"),
+            RenewOutcome::Renewed
+        );
+        assert_eq!(s.renew_prover_lease("t", "t/9", lease).await.expect("renew"), RenewOutcome::Unknown);
+        // A failed attempt: retried, preferably by another worker.
+        let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
+        assert_eq!(out, AttemptOutcome::Retrying);
+        proving(&s, "u").await;
+        let b = s.lease_proving("w1", lease, 3).await.expect("lease").expect("a task");
+        assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
+        let c = s.lease_proving("w2", lease, 3).await.expect("lease").expect("t again");
+        assert_eq!((c.task.id.as_str(), c.task.attempts), ("t", 2));
+        // An expired lease lets another worker in; the late holder can no longer renew...
+        assert_eq!(
+            s.renew_prover_lease("t", &c.lease_id, Duration::ZERO).await.expect("renew"),
+            RenewOutcome::Renewed
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let d = s.lease_proving("w3", lease, 3).await.expect("lease").expect("t a third time");
+        assert_eq!(d.task.attempts, 3);
+        assert_eq!(s.renew_prover_lease("t", &c.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+        // ... but its valid late proof is still accepted while the task is proving.
+        let accepted = s.accept_proof("t", &c.lease_id, vec![7], vec![8], 99).await.expect("accept");
+        assert_eq!(accepted, AttemptOutcome::Accepted);
+        let t = s.task("t").await.expect("get").expect("t");
+        assert_eq!(
+            (t.status, t.receipt.clone(), t.user_cycles),
+            (TaskStatus::Delivering, Some(vec![7]), Some(99))
+        );
+        let outcomes: Vec<_> = s
+            .prover_attempts("t")
+            .await
+            .expect("attempts")
+            .into_iter()
+            .map(|a| (a.worker, a.outcome.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("w1".into(), "invalid".into()),
+                ("w2".into(), "accepted".into()),
+                ("w3".into(), "superseded".into())
+            ]
+        );
+        // The superseded holder learns it lost; its result is refused.
+        assert_eq!(s.renew_prover_lease("t", &d.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+        let late = s.accept_proof("t", &d.lease_id, vec![1], vec![1], 1).await.expect("accept");
+        assert_eq!(late, AttemptOutcome::NotProving(TaskStatus::Delivering));
+        // Out of attempts: the task fails with the list of attempts.
+        let out = s.fail_attempt("u", &b.lease_id, "failed", "boom", 2).await.expect("fail");
+        assert_eq!(out, AttemptOutcome::Retrying);
+        let l = s.lease_proving("w9", lease, 2).await.expect("lease").expect("u");
+        assert_eq!((l.task.id.as_str(), l.task.attempts), ("u", 2));
+        let out = s.fail_attempt("u", &l.lease_id, "failed", "boom again", 2).await.expect("fail");
+        assert_eq!(out, AttemptOutcome::TaskFailed);
+        let u = s.task("u").await.expect("get").expect("u");
+        assert_eq!(u.status, TaskStatus::Failed);
+        let error = u.error.expect("error");
+        assert_eq!(error.code, "prover_failed");
+        assert!(error.message.contains("u/1 on w1") && error.message.contains("boom"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn cancelled_tasks_stop_their_prover_and_restarts_free_local_leases() {
+        let s = SqliteStore::in_memory().expect("open");
+        s.put_program(program("p")).await.expect("put");
+        proving(&s, "t").await;
+        let lease = Duration::from_secs(60);
+        let a = s.lease_proving("local-x-0", lease, 3).await.expect("lease").expect("t");
+        assert!(s.lease_proving("remote", lease, 3).await.expect("lease").is_none());
+        s.release_all_leases().await.expect("restart");
+        let b = s.lease_proving("remote", lease, 3).await.expect("lease").expect("freed by the restart");
+        assert_ne!(a.lease_id, b.lease_id);
+        s.cancel("t").await.expect("cancel");
+        assert_eq!(
+            s.renew_prover_lease("t", &b.lease_id, lease).await.expect("renew"),
+            RenewOutcome::Cancelled
+        );
+        let refused = s.accept_proof("t", &b.lease_id, vec![1], vec![1], 1).await.expect("accept");
+        assert_eq!(refused, AttemptOutcome::NotProving(TaskStatus::Cancelled));
     }
 
     #[tokio::test]

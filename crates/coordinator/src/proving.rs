@@ -1,0 +1,229 @@
+//! Proving through leases: in-process provers and remote workers take the same path.
+//!
+//! A task in `proving` is leased to one prover at a time. The prover renews its lease while it
+//! proves and submits a receipt or a failure. A receipt is verified (image id, receipt kind,
+//! journal root) before it is accepted; an invalid one counts as a failed attempt of that
+//! worker, and the task is leased again, preferably to another worker. A valid receipt from an
+//! expired lease is still accepted while the task is proving. After `max_attempts` attempts
+//! without a proof the task fails with `prover_failed` and the list of attempts.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use zkcoproc_store::{AttemptOutcome, ProverLease, RenewOutcome, TaskRecord};
+use zkcoproc_types::journal;
+
+use crate::{blocking, Coordinator, CoordinatorError};
+
+/// The verdict on a submitted receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProofVerdict {
+    /// what the store did
+    pub outcome: AttemptOutcome,
+    /// why the receipt was rejected, if it was
+    pub rejected: Option<String>,
+}
+
+impl Coordinator {
+    /// Starts [`Config::provers`](crate::Config::provers) in-process provers; each leases
+    /// proving tasks exactly as a remote worker does.
+    pub fn spawn_provers(self: &Arc<Self>, instance: &str) -> Vec<JoinHandle<()>> {
+        (0..self.config.provers)
+            .map(|i| {
+                let this = self.clone();
+                let name = format!("local-{instance}-p{i}");
+                tokio::spawn(async move { this.prover_loop(name).await })
+            })
+            .collect()
+    }
+
+    async fn prover_loop(self: Arc<Self>, name: String) {
+        loop {
+            match self.lease_proving(&name).await {
+                Ok(Some(lease)) => self.prove_leased(&name, lease).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.provable.notified() => {}
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot lease a proving task");
+                    tokio::time::sleep(self.config.poll_interval).await;
+                }
+            }
+        }
+    }
+
+    async fn prove_leased(self: &Arc<Self>, name: &str, lease: ProverLease) {
+        let task = &lease.task;
+        let heartbeat = self.prover_heartbeat(task.id.clone(), lease.lease_id.clone());
+        let proved = match (task.input.clone(), self.circuit(&task.program_id).await) {
+            (Some(input), Ok(image)) => {
+                let prover = self.prover.clone();
+                blocking(move || Ok(prover.prove(&image, &input))).await
+            }
+            (None, _) => {
+                Err(CoordinatorError::Internal("task reached proving without a circuit input".into()))
+            }
+            (_, Err(e)) => Err(e),
+        };
+        heartbeat.abort();
+        let submitted = match proved {
+            Ok(Ok(p)) => {
+                tracing::info!(task = %task.id, prover = name, cycles = p.user_cycles, segments = p.segments,
+                    ms = p.elapsed.as_millis() as u64, kind = p.receipt.kind.as_str(), "proved");
+                self.submit_proof(&task.id, &lease.lease_id, name, p.receipt.bytes, Some(p.user_cycles))
+                    .await
+                    .map(|v| v.outcome)
+            }
+            Ok(Err(e)) => {
+                self.submit_failure(&task.id, &lease.lease_id, name, &format!("{}: {e}", e.code())).await
+            }
+            Err(e) => self.submit_failure(&task.id, &lease.lease_id, name, &e.to_string()).await,
+        };
+        if let Err(e) = submitted {
+            tracing::error!(task = %task.id, error = %e, "cannot record the proving outcome; the lease will expire");
+        }
+    }
+
+    fn prover_heartbeat(self: &Arc<Self>, task_id: String, lease_id: String) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.config.prover_lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match this.renew(&task_id, &lease_id).await {
+                    Ok(RenewOutcome::Renewed) => {}
+                    Ok(other) => {
+                        tracing::info!(task = %task_id, outcome = ?other, "lease ended; the proof will be discarded");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(task = %task_id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    /// Leases a proving task to `worker` (its own open lease again, if it has one).
+    pub async fn lease_proving(&self, worker: &str) -> Result<Option<ProverLease>, CoordinatorError> {
+        let lease =
+            self.store.lease_proving(worker, self.config.prover_lease, self.config.max_attempts).await?;
+        if let Some(l) = &lease {
+            tracing::info!(task = %l.task.id, lease = %l.lease_id, worker, "task leased for proving");
+            self.changed(&l.task.id);
+        }
+        Ok(lease)
+    }
+
+    /// Renews a prover lease; tells the prover to stop when the task was cancelled or the lease
+    /// was lost.
+    pub async fn renew(&self, task_id: &str, lease_id: &str) -> Result<RenewOutcome, CoordinatorError> {
+        Ok(self.store.renew_prover_lease(task_id, lease_id, self.config.prover_lease).await?)
+    }
+
+    /// A prover's receipt: verified against the program's image id, the task's receipt kind and
+    /// root, then accepted (the task moves on to delivery) or counted as a failed attempt.
+    pub async fn submit_proof(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        worker: &str,
+        receipt: Vec<u8>,
+        user_cycles: Option<u64>,
+    ) -> Result<ProofVerdict, CoordinatorError> {
+        let task = self.task(task_id).await?;
+        match self.check_receipt(&task, receipt.clone()).await? {
+            Ok(journal) => {
+                let outcome = self
+                    .store
+                    .accept_proof(task_id, lease_id, receipt, journal, user_cycles.unwrap_or(0))
+                    .await?;
+                if outcome == AttemptOutcome::Accepted {
+                    tracing::info!(task = %task_id, lease = %lease_id, worker, "proof accepted");
+                    self.observe_stage(&task, zkcoproc_store::TaskStatus::Proving);
+                    self.changed(task_id);
+                    self.wake.notify_one();
+                }
+                Ok(ProofVerdict { outcome, rejected: None })
+            }
+            Err((code, reason)) => {
+                tracing::warn!(task = %task_id, lease = %lease_id, worker, %code, %reason, "receipt rejected");
+                self.metrics.failed(&code);
+                let reason = format!("{code}: {reason}");
+                let outcome = self.record_failure(task_id, lease_id, "invalid", &reason).await?;
+                Ok(ProofVerdict { outcome, rejected: Some(reason) })
+            }
+        }
+    }
+
+    /// A prover gave up on a task (with its reason): a failed attempt.
+    pub async fn submit_failure(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        worker: &str,
+        reason: &str,
+    ) -> Result<AttemptOutcome, CoordinatorError> {
+        tracing::warn!(task = %task_id, lease = %lease_id, worker, reason, "proving attempt failed");
+        self.record_failure(task_id, lease_id, "failed", reason).await
+    }
+
+    async fn record_failure(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        outcome: &str,
+        reason: &str,
+    ) -> Result<AttemptOutcome, CoordinatorError> {
+        let reason: String = reason.chars().take(4096).collect();
+        let out =
+            self.store.fail_attempt(task_id, lease_id, outcome, &reason, self.config.max_attempts).await?;
+        match out {
+            AttemptOutcome::Retrying => self.provable.notify_one(),
+            AttemptOutcome::TaskFailed => self.metrics.failed("prover_failed"),
+            _ => {}
+        }
+        self.changed(task_id);
+        Ok(out)
+    }
+
+    /// Verifies `receipt` for `task`: the program's image id, the task's receipt kind, and a
+    /// journal that starts with the task's root. Returns the journal, or (code, reason).
+    pub(crate) async fn check_receipt(
+        &self,
+        task: &TaskRecord,
+        receipt: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, (String, String)>, CoordinatorError> {
+        let image_id = self.image_id(&task.program_id).await?;
+        let verifier = self.verifier;
+        let verified = blocking(move || Ok(verifier.verify(&receipt, image_id))).await?;
+        let v = match verified {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(("verification_failed".into(), e.to_string()))),
+        };
+        if v.kind.as_str() != task.receipt_kind {
+            let reason =
+                format!("receipt is {} but the task asked for {}", v.kind.as_str(), task.receipt_kind);
+            return Ok(Err(("verification_failed".into(), reason)));
+        }
+        Ok(match journal::split(&v.journal) {
+            Some((root, _)) if root == task.root => Ok(v.journal),
+            Some((root, _)) => Err((
+                "root_mismatch".into(),
+                format!(
+                    "journal is bound to root {} but the task was pinned to {}",
+                    hex::encode(root),
+                    hex::encode(task.root)
+                ),
+            )),
+            None => Err(("root_mismatch".into(), "journal is shorter than a root".into())),
+        })
+    }
+
+    /// A loaded circuit by image id (what remote workers download), if a program uses it.
+    pub async fn circuit_by_image_id(&self, image_id: &str) -> Result<Option<Vec<u8>>, CoordinatorError> {
+        Ok(self.store.circuit_by_image_id(image_id).await?)
+    }
+}
