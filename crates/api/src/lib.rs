@@ -10,6 +10,8 @@
 
 mod error;
 mod views;
+mod worker;
+pub mod worker_auth;
 
 use std::sync::Arc;
 
@@ -42,12 +44,16 @@ impl Default for ApiConfig {
     }
 }
 
-type AppState = Arc<Coordinator>;
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type AppState = Arc<Coordinator>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-/// The v1 router over `coordinator`.
-pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
+/// The v1 router over `coordinator`; `workers` authenticates prover workers.
+pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig, workers: worker_auth::WorkerAuth) -> Router {
     Router::new()
+        .route("/v1/worker/lease", post(worker::lease))
+        .route("/v1/worker/circuits/{image_id}", get(worker::circuit))
+        .route("/v1/worker/tasks/{id}/heartbeat", post(worker::heartbeat))
+        .route("/v1/worker/tasks/{id}/result", post(worker::result))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/programs", post(deploy))
@@ -65,6 +71,7 @@ pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
+        .layer(axum::Extension(Arc::new(workers)))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(coordinator)

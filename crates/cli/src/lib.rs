@@ -7,6 +7,7 @@
 
 mod client;
 mod serve;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Default address of the service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:37281";
-const DEFAULT_SERVER: &str = "http://127.0.0.1:37281";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:37281";
 
 #[derive(Parser, Debug)]
 #[command(name = "zkcoproc", version, about = "zkcoproc: a ZK coprocessor service and its client")]
@@ -37,6 +38,8 @@ pub enum ProverChoice {
 enum Command {
     /// Run the service.
     Serve(serve::ServeArgs),
+    /// Run a prover worker that leases proving tasks from a service.
+    Worker(worker::WorkerArgs),
     /// Build an app (APP_DIR/controller and APP_DIR/circuit) into controller.wasm and circuit.bin.
     Build {
         /// The app directory.
@@ -163,7 +166,7 @@ struct ServerArg {
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    init_tracing(matches!(cli.command, Command::Serve(_) | Command::Worker(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -191,6 +194,7 @@ fn init_tracing(serving: bool) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Worker(args) => worker::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Build { app_dir, out } => {
             let built = tokio::task::spawn_blocking(move || {
                 zkcoproc_build::build_app(

@@ -29,6 +29,13 @@ pub(crate) struct ServeArgs {
     /// proving tasks exactly as remote `zkcoproc worker`s do; 0 runs none.
     #[arg(long)]
     workers: Option<usize>,
+    /// Secrets of remote prover workers (`name:secret` lines); repeatable. Without one, remote
+    /// workers are refused.
+    #[arg(long)]
+    worker_secret_file: Vec<PathBuf>,
+    /// How long a prover lease lasts without a heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    prover_lease_ms: u64,
     /// Runners of the controller stages (witnessing, delivery); default: one per core.
     #[arg(long)]
     runners: Option<usize>,
@@ -90,15 +97,24 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         provers: args.workers.unwrap_or(default_workers),
         runners: args.runners.unwrap_or(cores),
+        prover_lease: Duration::from_millis(args.prover_lease_ms.max(300)),
         volume_size,
         ..Config::default()
     };
     let coordinator = Arc::new(Coordinator::new(Arc::new(store), runtime, prover, verifier, config));
     let runners = coordinator.spawn_runners().await?;
 
+    let mut secrets = Vec::new();
+    for file in &args.worker_secret_file {
+        secrets.extend(zkcoproc_api::worker_auth::read_secrets(file).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    if secrets.is_empty() {
+        tracing::info!("no --worker-secret-file: remote prover workers are refused");
+    }
     let app = zkcoproc_api::router(
         coordinator.clone(),
         &zkcoproc_api::ApiConfig { max_body_bytes: args.max_body_bytes },
+        zkcoproc_api::worker_auth::WorkerAuth::new(secrets),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -99,9 +99,13 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     assert_eq!(status, 200);
     assert_eq!(verdict["valid"], false, "{verdict}");
 
-    // Prometheus metrics (OpenMetrics text) count what happened.
-    let metrics =
-        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    // Prometheus metrics (OpenMetrics text) count what happened (counters are bumped right
+    // after the commit the task JSON shows, so wait for them).
+    let metrics = zkcoproc_testing::poll(Duration::from_secs(10), || {
+        let m = reqwest::blocking::get(format!("{}/metrics", server.url))?.text()?;
+        Ok(m.contains("zkcoproc_stage_duration_seconds_count{stage=\"delivering\"} 1").then_some(m))
+    })
+    .expect("metrics");
     assert!(metrics.contains("zkcoproc_tasks{status=\"done\"} 1"), "{metrics}");
     assert!(metrics.contains("zkcoproc_queue_depth 0"), "{metrics}");
     assert!(metrics.contains("zkcoproc_stage_duration_seconds_count{stage=\"proving\"} 1"), "{metrics}");
@@ -156,10 +160,12 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
     assert!(t["error"]["message"].as_str().unwrap_or_default().contains("n must be in"), "{t}");
     assert!(t["journal"].is_null());
 
-    // Failures are counted by code.
-    let metrics =
-        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
-    assert!(metrics.contains("zkcoproc_task_failures_total{code=\"controller_error\"} 1"), "{metrics}");
+    // Failures are counted by code (right after the commit the task is seen by, so poll).
+    zkcoproc_testing::poll(Duration::from_secs(10), || {
+        let metrics = reqwest::blocking::get(format!("{}/metrics", server.url))?.text()?;
+        Ok(metrics.contains("zkcoproc_task_failures_total{code=\"controller_error\"} 1").then_some(()))
+    })
+    .expect("failure counted");
 
     // The proof of a failed task is not available.
     let (status, body) = api.get(&format!("/v1/tasks/{task}/proof")).expect("proof");

@@ -223,6 +223,21 @@ impl Coordinator {
         self.verifier
     }
 
+    /// The kind of receipt this service's tasks need (fake for a dev service).
+    pub fn receipt_kind(&self) -> ReceiptKind {
+        self.prover.receipt_kind()
+    }
+
+    /// The worker a prover lease was issued to, if that lease belongs to that task.
+    pub async fn lease_worker(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+    ) -> Result<Option<String>, CoordinatorError> {
+        let attempts = self.store.prover_attempts(task_id).await?;
+        Ok(attempts.into_iter().find(|a| a.lease_id == lease_id).map(|a| a.worker))
+    }
+
     /// The prover's name (`cpu` or `dev`).
     pub fn prover_name(&self) -> &'static str {
         self.prover.name()

@@ -117,6 +117,11 @@ impl Coordinator {
         Ok(lease)
     }
 
+    /// How often a prover should renew its lease.
+    pub fn renew_interval(&self) -> std::time::Duration {
+        self.config.prover_lease / 3
+    }
+
     /// Renews a prover lease; tells the prover to stop when the task was cancelled or the lease
     /// was lost.
     pub async fn renew(&self, task_id: &str, lease_id: &str) -> Result<RenewOutcome, CoordinatorError> {

@@ -24,6 +24,9 @@ use risc0_zkvm::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The risc0-zkvm version this build proves and verifies with; prover and verifier must agree.
+pub const RISC0_VERSION: &str = risc0_zkvm::VERSION;
+
 /// Largest receipt [`Verifier::verify`] decodes.
 pub const MAX_RECEIPT_BYTES: u64 = 128 << 20;
 

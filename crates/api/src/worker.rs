@@ -1,0 +1,261 @@
+//! The prover-worker protocol: `POST /v1/worker/lease`, `GET /v1/worker/circuits/{image_id}`,
+//! `POST /v1/worker/tasks/{id}/heartbeat`, `POST /v1/worker/tasks/{id}/result`.
+//! Every request is authenticated (see [`crate::worker_auth`]); workers are untrusted, so every
+//! receipt they submit is verified before it is accepted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::{de::DeserializeOwned, Deserialize};
+use serde_json::json;
+use zkcoproc_store::{AttemptOutcome, RenewOutcome};
+use zkcoproc_zkvm::ReceiptKind;
+
+use crate::worker_auth::{AuthError, WorkerAuth};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Longest a lease request waits for work.
+const MAX_WAIT: Duration = Duration::from_secs(25);
+
+fn auth_error(e: &AuthError) -> ApiError {
+    let (status, code) = match e {
+        AuthError::Disabled => (StatusCode::FORBIDDEN, "workers_disabled"),
+        AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
+        AuthError::Stale => (StatusCode::UNAUTHORIZED, "stale_request"),
+        AuthError::Malformed(_) | AuthError::BadSignature => (StatusCode::UNAUTHORIZED, "unauthorized"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// Authenticates the request and parses its JSON body.
+fn authed<T: DeserializeOwned>(
+    auth: &WorkerAuth,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<(String, T)> {
+    let worker = auth.verify(method.as_str(), uri.path(), headers, body).map_err(|e| auth_error(&e))?;
+    let parsed = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+        .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?;
+    Ok((worker, parsed))
+}
+
+fn conflict(code: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeaseRequest {
+    zkcoproc_version: String,
+    risc0_version: String,
+    /// `cpu` or `dev`: what the worker can make
+    prover: String,
+    /// how long to wait for work, in ms (at most 25 s)
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+fn minor(version: &str) -> Option<(&str, &str)> {
+    let mut parts = version.split('.');
+    Some((parts.next()?, parts.next()?))
+}
+
+pub(crate) async fn lease(
+    State(c): State<AppState>,
+    Extension(auth): Extension<Arc<WorkerAuth>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (worker, req): (String, LeaseRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    if req.risc0_version != risc0_zkvm::VERSION {
+        return Err(conflict(
+            "incompatible_worker",
+            format!(
+                "the service proves and verifies with risc0-zkvm {}, the worker runs {}: receipts would not agree",
+                risc0_zkvm::VERSION,
+                req.risc0_version
+            ),
+        ));
+    }
+    let ours = env!("CARGO_PKG_VERSION");
+    if minor(&req.zkcoproc_version).is_none() || minor(&req.zkcoproc_version) != minor(ours) {
+        return Err(conflict(
+            "incompatible_worker",
+            format!(
+                "the service speaks the worker protocol of zkcoproc {ours}, the worker is {}",
+                req.zkcoproc_version
+            ),
+        ));
+    }
+    let makes = match req.prover.as_str() {
+        "dev" => ReceiptKind::Fake,
+        "cpu" => ReceiptKind::Composite,
+        other => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                format!("unknown prover `{other}` (cpu or dev)"),
+            ))
+        }
+    };
+    if makes != c.receipt_kind() {
+        return Err(conflict(
+            "incompatible_worker",
+            format!(
+                "this service's tasks need {} receipts; a `{}` worker makes {}",
+                c.receipt_kind().as_str(),
+                req.prover,
+                makes.as_str()
+            ),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+    loop {
+        if let Some(lease) = c.lease_proving(&worker).await? {
+            let task = lease.task;
+            let input = task.input.as_deref().unwrap_or_default();
+            let image_id = c.image_id(&task.program_id).await?;
+            return Ok(Json(json!({
+                "task_id": task.id,
+                "lease_id": lease.lease_id,
+                "program_id": task.program_id,
+                "image_id": image_id.to_string(),
+                "receipt_kind": task.receipt_kind,
+                "input": base64::engine::general_purpose::STANDARD.encode(input),
+                "lease_expires_at_ms": lease.expires_at,
+                "renew_every_ms": c.renew_interval().as_millis() as u64,
+            }))
+            .into_response());
+        }
+        if Instant::now() >= deadline {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(deadline - Instant::now())).await;
+    }
+}
+
+pub(crate) async fn circuit(
+    State(c): State<AppState>,
+    Extension(auth): Extension<Arc<WorkerAuth>>,
+    Path(image_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let _: (String, serde_json::Value) = authed(&auth, &method, &uri, &headers, &body)?;
+    if image_id.len() != 64 || !image_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("bad_image_id", "image id must be 32 bytes of hex"));
+    }
+    match c.circuit_by_image_id(&image_id.to_ascii_lowercase()).await? {
+        Some(bytes) => {
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        None => Err(ApiError::not_found(format!("no circuit with image id {image_id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeartbeatRequest {
+    lease_id: String,
+}
+
+/// Checks that `lease_id` is a lease of `task_id` issued to `worker`.
+async fn own_lease(c: &AppState, task_id: &str, lease_id: &str, worker: &str) -> ApiResult<()> {
+    match c.lease_worker(task_id, lease_id).await? {
+        Some(holder) if holder == worker => Ok(()),
+        Some(_) => Err(conflict("no_lease", format!("lease {lease_id} was not issued to {worker}"))),
+        None => Err(conflict("no_lease", format!("task {task_id} has no lease {lease_id}"))),
+    }
+}
+
+pub(crate) async fn heartbeat(
+    State(c): State<AppState>,
+    Extension(auth): Extension<Arc<WorkerAuth>>,
+    Path(task_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (worker, req): (String, HeartbeatRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    own_lease(&c, &task_id, &req.lease_id, &worker).await?;
+    let status = match c.renew(&task_id, &req.lease_id).await? {
+        RenewOutcome::Renewed => "renewed",
+        RenewOutcome::Cancelled => "cancelled",
+        RenewOutcome::Lost => "lost",
+        RenewOutcome::Unknown => {
+            return Err(conflict("no_lease", format!("task {task_id} has no lease {}", req.lease_id)))
+        }
+    };
+    Ok(Json(json!({ "status": status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResultRequest {
+    lease_id: String,
+    /// the receipt, base64 (bincode of a RISC Zero receipt)
+    receipt: Option<String>,
+    /// informational: user cycles of the proven run
+    user_cycles: Option<u64>,
+    /// the worker could not prove: why
+    error: Option<String>,
+}
+
+fn outcome_name(o: AttemptOutcome) -> &'static str {
+    match o {
+        AttemptOutcome::Accepted => "accepted",
+        AttemptOutcome::Retrying => "retrying",
+        AttemptOutcome::TaskFailed => "task_failed",
+        AttemptOutcome::NotProving(_) => "not_proving",
+        AttemptOutcome::Unknown => "unknown",
+    }
+}
+
+pub(crate) async fn result(
+    State(c): State<AppState>,
+    Extension(auth): Extension<Arc<WorkerAuth>>,
+    Path(task_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (worker, req): (String, ResultRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    own_lease(&c, &task_id, &req.lease_id, &worker).await?;
+    let (outcome, rejected) = match (req.receipt, req.error) {
+        (Some(receipt), None) => {
+            let receipt = base64::engine::general_purpose::STANDARD
+                .decode(receipt.trim())
+                .map_err(|e| ApiError::bad_request("bad_base64", format!("`receipt` is not base64: {e}")))?;
+            let verdict = c.submit_proof(&task_id, &req.lease_id, &worker, receipt, req.user_cycles).await?;
+            (verdict.outcome, verdict.rejected)
+        }
+        (None, Some(error)) => (c.submit_failure(&task_id, &req.lease_id, &worker, &error).await?, None),
+        _ => return Err(ApiError::bad_request("bad_request", "give either `receipt` or `error`")),
+    };
+    match outcome {
+        AttemptOutcome::NotProving(status) => {
+            Err(conflict("task_not_proving", format!("task {task_id} is {status}: the result is not needed")))
+        }
+        AttemptOutcome::Unknown => {
+            Err(conflict("no_lease", format!("task {task_id} has no lease {}", req.lease_id)))
+        }
+        other => Ok(Json(json!({
+            "accepted": other == AttemptOutcome::Accepted,
+            "outcome": outcome_name(other),
+            "reason": rejected,
+        }))),
+    }
+}

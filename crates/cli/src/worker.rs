@@ -1,0 +1,222 @@
+//! `zkcoproc worker`: a prover worker that leases proving tasks from a service over HTTP.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use zkcoproc_api::worker_auth;
+use zkcoproc_zkvm::{CircuitImage, CpuProver, DevProver, Prover, ReceiptKind, DEFAULT_MAX_CYCLES};
+
+use crate::ProverChoice;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkerArgs {
+    /// The service's URL.
+    #[arg(long, env = "ZKCOPROC_SERVER", default_value = crate::DEFAULT_SERVER)]
+    server: String,
+    /// File with this worker's secret (`name:secret`, or a bare secret).
+    #[arg(long)]
+    secret_file: PathBuf,
+    /// Worker name (default: the name in the secret file).
+    #[arg(long)]
+    name: Option<String>,
+    /// Prover backend: `cpu` (real proofs) or `dev` (fake receipts, for dev services only).
+    #[arg(long, value_enum, default_value = "cpu")]
+    prover: ProverChoice,
+    /// Stop after this many tasks (default: run until killed).
+    #[arg(long)]
+    max_tasks: Option<u64>,
+    /// Cap on a circuit's user cycles.
+    #[arg(long, default_value_t = DEFAULT_MAX_CYCLES)]
+    max_cycles: u64,
+    /// Dev prover only: add this many milliseconds to every proof (models proving cost).
+    #[arg(long, default_value_t = 0)]
+    dev_delay_ms: u64,
+}
+
+/// A client that signs every request with the worker's secret.
+struct Signed {
+    base: String,
+    http: reqwest::Client,
+    name: String,
+    secret: Vec<u8>,
+}
+
+impl Signed {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+        let timestamp = worker_auth::unix_now();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let signature = worker_auth::sign(&self.secret, method.as_str(), path, timestamp, &nonce, &body);
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(worker_auth::HEADER_WORKER, &self.name)
+            .header(worker_auth::HEADER_TIMESTAMP, timestamp.to_string())
+            .header(worker_auth::HEADER_NONCE, nonce)
+            .header(worker_auth::HEADER_SIGNATURE, signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the service at {}", self.base))?;
+        Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let (status, bytes) = self.call(method, path, Some(body)).await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+}
+
+fn refusal(status: u16, body: &Value) -> anyhow::Error {
+    anyhow!(
+        "the service refused this worker (HTTP {status}): {} ({})",
+        body["error"]["message"].as_str().unwrap_or("no reason given"),
+        body["error"]["code"].as_str().unwrap_or("?")
+    )
+}
+
+pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let secrets = worker_auth::read_secrets(&args.secret_file).map_err(|e| anyhow!(e))?;
+    let (name, secret) = match &args.name {
+        Some(n) => secrets
+            .into_iter()
+            .find(|(name, _)| name == n || name == "worker")
+            .map(|(_, s)| (n.clone(), s))
+            .ok_or_else(|| anyhow!("{} has no secret for worker `{n}`", args.secret_file.display()))?,
+        None => secrets.into_iter().next().ok_or_else(|| anyhow!("no secret"))?,
+    };
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let client = Arc::new(Signed {
+        base: args.server.trim_end_matches('/').to_owned(),
+        http,
+        name: name.clone(),
+        secret,
+    });
+    let prover: Arc<dyn Prover> = match args.prover {
+        ProverChoice::Cpu => Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?),
+        ProverChoice::Dev => {
+            Arc::new(DevProver::new(args.max_cycles, Duration::from_millis(args.dev_delay_ms)))
+        }
+    };
+    let prover_name = match args.prover {
+        ProverChoice::Cpu => "cpu",
+        ProverChoice::Dev => "dev",
+    };
+    tracing::info!(worker = %name, server = %client.base, prover = prover_name, "worker started");
+    let mut circuits: HashMap<String, CircuitImage> = HashMap::new();
+    let mut done = 0u64;
+    while args.max_tasks.is_none_or(|max| done < max) {
+        let request = json!({
+            "zkcoproc_version": env!("CARGO_PKG_VERSION"),
+            "risc0_version": zkcoproc_zkvm::RISC0_VERSION,
+            "prover": prover_name,
+            "wait_ms": 20_000,
+        });
+        let (status, lease) = match client.json(reqwest::Method::POST, "/v1/worker/lease", &request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease request failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match status {
+            200 => {}
+            204 => continue,
+            401 | 403 | 409 => return Err(refusal(status, &lease)),
+            _ => {
+                tracing::warn!(status, body = %lease, "unexpected lease answer; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        work(&client, prover.clone(), &mut circuits, &lease).await?;
+        done += 1;
+    }
+    tracing::info!(tasks = done, "worker finished");
+    Ok(())
+}
+
+/// Proves one leased task and reports the outcome.
+async fn work(
+    client: &Arc<Signed>,
+    prover: Arc<dyn Prover>,
+    circuits: &mut HashMap<String, CircuitImage>,
+    lease: &Value,
+) -> anyhow::Result<()> {
+    let field =
+        |k: &str| lease[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("lease without `{k}`: {lease}"));
+    let (task_id, lease_id, image_id) = (field("task_id")?, field("lease_id")?, field("image_id")?);
+    tracing::info!(task = %task_id, lease = %lease_id, "leased");
+    let input =
+        base64::engine::general_purpose::STANDARD.decode(field("input")?).context("input is not base64")?;
+    if !circuits.contains_key(&image_id) {
+        let (status, bytes) =
+            client.call(reqwest::Method::GET, &format!("/v1/worker/circuits/{image_id}"), None).await?;
+        if status != 200 {
+            bail!("cannot fetch circuit {image_id}: HTTP {status}");
+        }
+        let image = tokio::task::spawn_blocking(move || CircuitImage::load(&bytes)).await??;
+        // The service is trusted for work, not for bytes: the circuit must be the one named.
+        if image.image_id().to_string() != image_id {
+            bail!("the service sent circuit {} for image id {image_id}", image.image_id());
+        }
+        circuits.insert(image_id.clone(), image);
+    }
+    let image = circuits.get(&image_id).cloned().ok_or_else(|| anyhow!("circuit cache"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let renew_every = Duration::from_millis(lease["renew_every_ms"].as_u64().unwrap_or(20_000).max(100));
+    let heartbeat = {
+        let (client, stop, path) =
+            (client.clone(), stop.clone(), format!("/v1/worker/tasks/{task_id}/heartbeat"));
+        let body = json!({ "lease_id": lease_id });
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                match client.json(reqwest::Method::POST, &path, &body).await {
+                    Ok((200, v)) if v["status"] == "renewed" => {}
+                    Ok((status, v)) => {
+                        tracing::warn!(status, answer = %v, "lease ended; the proof will be discarded");
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    };
+    let proved = tokio::task::spawn_blocking(move || prover.prove(&image, &input)).await?;
+    heartbeat.abort();
+    if stop.load(Ordering::Relaxed) {
+        tracing::info!(task = %task_id, "not submitting: the task was cancelled or the lease lost");
+        return Ok(());
+    }
+    let body = match proved {
+        Ok(p) => json!({
+            "lease_id": lease_id,
+            "receipt": base64::engine::general_purpose::STANDARD.encode(&p.receipt.bytes),
+            "user_cycles": p.user_cycles,
+        }),
+        Err(e) => json!({ "lease_id": lease_id, "error": format!("{}: {e}", e.code()) }),
+    };
+    let (status, answer) =
+        client.json(reqwest::Method::POST, &format!("/v1/worker/tasks/{task_id}/result"), &body).await?;
+    tracing::info!(task = %task_id, status, answer = %answer, "result submitted");
+    Ok(())
+}
