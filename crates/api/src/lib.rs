@@ -262,13 +262,16 @@ fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
 
 async fn task(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let task = c.task(task_id(&id)?).await?;
-    Ok(Json(views::task(&task)))
+    let attempts = c.prover_attempts(&task.id).await?;
+    Ok(Json(views::task(&task, &attempts)))
 }
 
 async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = task_id(&id)?;
     match c.cancel(id).await? {
-        CancelOutcome::Cancelled(_) => Ok(Json(views::task(&c.task(id).await?))),
+        CancelOutcome::Cancelled(_) => {
+            Ok(Json(views::task(&c.task(id).await?, &c.prover_attempts(id).await?)))
+        }
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "task_finished",

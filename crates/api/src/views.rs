@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use zkcoproc_coordinator::DryRun;
-use zkcoproc_store::{ProgramInfo, TaskRecord, TaskStatus};
+use zkcoproc_store::{ProgramInfo, ProverAttempt, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, Witness};
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -35,7 +35,7 @@ pub(crate) fn dry_run(d: &DryRun) -> Value {
 
 /// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, and on
 /// success the journal, output, receipt kind and the entrypoint's result.
-pub(crate) fn task(t: &TaskRecord) -> Value {
+pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
     let mut timestamps = Map::new();
     for e in &t.history {
         timestamps.entry(e.status.as_str()).or_insert_with(|| json!(rfc3339(e.at)));
@@ -79,6 +79,16 @@ pub(crate) fn task(t: &TaskRecord) -> Value {
         "timestamps": timestamps,
         "durations_ms": durations,
         "history": history,
+        "provers": attempts
+            .iter()
+            .map(|a| json!({
+                "lease_id": a.lease_id,
+                "worker": a.worker,
+                "issued_at": rfc3339(a.issued_at),
+                "outcome": a.outcome.as_deref().unwrap_or("open"),
+                "reason": a.reason,
+            }))
+            .collect::<Vec<_>>(),
         "error": t.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
         "journal": t.journal.as_ref().map(hex::encode),
         "output": output,

@@ -99,6 +99,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runners: args.runners.unwrap_or(cores),
         prover_lease: Duration::from_millis(args.prover_lease_ms.max(300)),
         volume_size,
+        max_cycles: args.max_cycles,
         ..Config::default()
     };
     let coordinator = Arc::new(Coordinator::new(Arc::new(store), runtime, prover, verifier, config));

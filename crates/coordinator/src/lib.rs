@@ -64,6 +64,8 @@ pub struct Config {
     pub volume_size: u64,
     /// Controller calls running at once (each holds a blocking thread and a core).
     pub controller_concurrency: usize,
+    /// Cap on a circuit's user cycles in the preflight execution.
+    pub max_cycles: u64,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             cached_circuits: 64,
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,
             controller_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            max_cycles: zkcoproc_zkvm::DEFAULT_MAX_CYCLES,
         }
     }
 }
@@ -226,6 +229,14 @@ impl Coordinator {
     /// The kind of receipt this service's tasks need (fake for a dev service).
     pub fn receipt_kind(&self) -> ReceiptKind {
         self.prover.receipt_kind()
+    }
+
+    /// A task's proving attempts, oldest first.
+    pub async fn prover_attempts(
+        &self,
+        task_id: &str,
+    ) -> Result<Vec<zkcoproc_store::ProverAttempt>, CoordinatorError> {
+        Ok(self.store.prover_attempts(task_id).await?)
     }
 
     /// The worker a prover lease was issued to, if that lease belongs to that task.

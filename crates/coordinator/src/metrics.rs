@@ -89,7 +89,7 @@ impl Metrics {
     }
 
     pub(crate) fn failed(&self, code: &str) {
-        if matches!(code, "verification_failed" | "root_mismatch") {
+        if matches!(code, "verification_failed" | "root_mismatch" | "journal_mismatch") {
             self.verification_failures.inc();
         }
         self.failures.get_or_create(&CodeLabel { code: code.into() }).inc();

@@ -213,6 +213,13 @@ impl Coordinator {
                 format!("receipt is {} but the task asked for {}", v.kind.as_str(), task.receipt_kind);
             return Ok(Err(("verification_failed".into(), reason)));
         }
+        if task.expected_journal.as_ref().is_some_and(|expected| *expected != v.journal) {
+            return Ok(Err((
+                "journal_mismatch".into(),
+                "the receipt proves another run: its journal differs from this task's preflight execution"
+                    .into(),
+            )));
+        }
         Ok(match journal::split(&v.journal) {
             Some((root, _)) if root == task.root => Ok(v.journal),
             Some((root, _)) => Err((
@@ -225,6 +232,18 @@ impl Coordinator {
             )),
             None => Err(("root_mismatch".into(), "journal is shorter than a root".into())),
         })
+    }
+
+    /// Executes the program's circuit on `input` without proving; returns the journal or why the
+    /// circuit rejected the input.
+    pub(crate) async fn preflight(
+        &self,
+        program_id: &str,
+        input: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, zkcoproc_zkvm::ZkvmError>, CoordinatorError> {
+        let image = self.circuit(program_id).await?;
+        let max_cycles = self.config.max_cycles;
+        blocking(move || Ok(zkcoproc_zkvm::execute(&image, &input, max_cycles).map(|e| e.journal))).await
     }
 
     /// A loaded circuit by image id (what remote workers download), if a program uses it.

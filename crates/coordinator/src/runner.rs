@@ -221,9 +221,25 @@ impl Coordinator {
                 let volume = volume_update(&task.program_id, out.volume);
                 let input = CircuitInput { root, witnesses: out.value }.encode();
                 let logs = append_logs(&task.logs, "witnessing", &out.logs);
+                // Preflight: run the circuit on this input (no proof). A circuit that rejects the
+                // input fails here, before any prover time is spent, and the journal it commits
+                // binds every receipt to this exact input.
+                let expected = match self.preflight(&task.program_id, input.clone()).await {
+                    Ok(Ok(journal)) => journal,
+                    Ok(Err(e)) => {
+                        return Step::Fail { code: e.code().into(), message: e.to_string(), logs: Some(logs) }
+                    }
+                    Err(e) => return Step::fail("internal", e.to_string()),
+                };
                 Step::Advance(
                     TaskStatus::Proving,
-                    StageUpdate { input: Some(input), logs: Some(logs), volume, ..Default::default() },
+                    StageUpdate {
+                        input: Some(input),
+                        logs: Some(logs),
+                        volume,
+                        expected_journal: Some(expected),
+                        ..Default::default()
+                    },
                 )
             }
             Ok(Err(e)) => Step::Fail {

@@ -226,6 +226,8 @@ pub struct TaskRecord {
     /// runner claims in the current stage (reset by every transition): a task claimed again
     /// and again without progress is crash-looping the process
     pub claims: u32,
+    /// the journal of the preflight execution of this task's input: a receipt must match it
+    pub expected_journal: Option<Vec<u8>>,
 }
 
 /// Fields a stage transition sets, besides the status.
@@ -249,6 +251,8 @@ pub struct StageUpdate {
     pub release_lease: bool,
     /// replace a program's volume image (program id, image), in the same transaction
     pub volume: Option<(String, Vec<u8>)>,
+    /// set the expected journal (from the preflight execution)
+    pub expected_journal: Option<Vec<u8>>,
 }
 
 /// One status change of a task, in order.

@@ -86,11 +86,14 @@ CREATE INDEX prover_leases_open ON prover_leases(worker) WHERE outcome IS NULL;
 CREATE INDEX tasks_proving ON tasks(seq) WHERE status = 'proving';
 ALTER TABLE tasks ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+ALTER TABLE tasks ADD COLUMN expected_journal BLOB;
+"#,
 ];
 
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims";
+    user_cycles, lease_owner, claims, expected_journal";
 
 /// SQLite store in one file (WAL mode). One process owns a data directory at a time: opening
 /// takes an exclusive lock on `zkcoproc.lock` beside the database.
@@ -307,6 +310,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
         user_cycles: user_cycles.map(|c| c as u64),
         lease_owner: r.get(17)?,
         claims: u32::try_from(r.get::<_, i64>(18)?).unwrap_or(u32::MAX),
+        expected_journal: r.get(19)?,
     }))
 }
 
@@ -522,6 +526,7 @@ impl Store for SqliteStore {
                     input = COALESCE(?3, input), receipt = COALESCE(?4, receipt), \
                     journal = COALESCE(?5, journal), result = COALESCE(?6, result), \
                     user_cycles = COALESCE(?7, user_cycles), logs = COALESCE(?8, logs), \
+                    expected_journal = COALESCE(?15, expected_journal), \
                     error_code = COALESCE(?9, error_code), \
                     error_message = COALESCE(?10, error_message), \
                     lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
@@ -542,6 +547,7 @@ impl Store for SqliteStore {
                     id,
                     from.as_str(),
                     owner,
+                    u.expected_journal,
                 ],
             )?;
             if n == 0 {

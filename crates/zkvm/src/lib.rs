@@ -311,6 +311,48 @@ impl Prover for CpuProver {
     }
 }
 
+/// What executing a circuit (no proving) produced.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// the journal the guest committed
+    pub journal: Vec<u8>,
+    /// user cycles
+    pub user_cycles: u64,
+    /// segments
+    pub segments: usize,
+}
+
+/// Runs the guest on `input` without proving; fails like proving would (guest panic, exit
+/// code, cycle limit). Execution costs about a thousandth of proving.
+fn run_session(
+    image: &CircuitImage,
+    input: &[u8],
+    max_cycles: u64,
+) -> Result<(risc0_zkvm::Session, usize), ZkvmError> {
+    let env = executor_env(input, max_cycles)?;
+    let mut exec = ExecutorImpl::from_elf(env, image.binary())
+        .map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
+    let mut segments = 0usize;
+    let session = exec
+        .run_with_callback(|_segment| {
+            segments += 1;
+            Ok(Box::new(NullSegmentRef))
+        })
+        .map_err(|e| guest_error(&e))?;
+    if session.exit_code != ExitCode::Halted(0) {
+        return Err(ZkvmError::GuestFailed(format!("guest exited with {:?}", session.exit_code)));
+    }
+    Ok((session, segments))
+}
+
+/// Executes the circuit on `input` (no proof) and returns its journal: the service's preflight,
+/// which also binds every later receipt to this exact input.
+pub fn execute(image: &CircuitImage, input: &[u8], max_cycles: u64) -> Result<Executed, ZkvmError> {
+    let (session, segments) = run_session(image, input, max_cycles)?;
+    let user_cycles = session.user_cycles;
+    Ok(Executed { journal: session.journal.map(|j| j.bytes).unwrap_or_default(), user_cycles, segments })
+}
+
 /// Dev backend: executes the guest for real and returns a receipt marked fake.
 #[derive(Debug, Clone)]
 pub struct DevProver {
@@ -336,19 +378,7 @@ impl Prover for DevProver {
 
     fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError> {
         let start = Instant::now();
-        let env = executor_env(input, self.max_cycles)?;
-        let mut exec = ExecutorImpl::from_elf(env, image.binary())
-            .map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
-        let mut segments = 0usize;
-        let session = exec
-            .run_with_callback(|_segment| {
-                segments += 1;
-                Ok(Box::new(NullSegmentRef))
-            })
-            .map_err(|e| guest_error(&e))?;
-        if session.exit_code != ExitCode::Halted(0) {
-            return Err(ZkvmError::GuestFailed(format!("guest exited with {:?}", session.exit_code)));
-        }
+        let (session, segments) = run_session(image, input, self.max_cycles)?;
         let claim = session.claim().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
         let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
         let receipt = risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
