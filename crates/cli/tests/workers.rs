@@ -1,0 +1,307 @@
+//! Remote prover workers with real processes over real HTTP: authentication and replay,
+//! leases and results, invalid receipts, a killed worker, and a batch drained by two workers.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use zkcoproc_api::worker_auth;
+use zkcoproc_testing::{hello_app, poll, Server};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
+}
+
+const SECRETS: &str = "w1:secret-of-worker-one\nw2:secret-of-worker-two\nevil:secret-of-the-evil-one\n";
+
+fn secrets_file(dir: &Path) -> PathBuf {
+    let path = dir.join("workers.secrets");
+    std::fs::write(&path, SECRETS).expect("write secrets");
+    path
+}
+
+/// The test speaking the worker protocol itself (to misbehave where needed).
+struct Speaker {
+    url: String,
+    name: String,
+    secret: Vec<u8>,
+    http: reqwest::blocking::Client,
+}
+
+struct Signed {
+    timestamp: u64,
+    nonce: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+impl Speaker {
+    fn new(url: &str, name: &str, secret: &str) -> Speaker {
+        Speaker {
+            url: url.into(),
+            name: name.into(),
+            secret: secret.as_bytes().to_vec(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    fn sign(&self, method: &str, path: &str, body: &Value) -> Signed {
+        let body = serde_json::to_vec(body).expect("json");
+        let timestamp = worker_auth::unix_now();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let signature = worker_auth::sign(&self.secret, method, path, timestamp, &nonce, &body);
+        Signed { timestamp, nonce, signature, body }
+    }
+
+    fn send(&self, method: &str, path: &str, s: &Signed) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header(worker_auth::HEADER_WORKER, &self.name)
+            .header(worker_auth::HEADER_TIMESTAMP, s.timestamp.to_string())
+            .header(worker_auth::HEADER_NONCE, &s.nonce)
+            .header(worker_auth::HEADER_SIGNATURE, &s.signature)
+            .header("content-type", "application/json")
+            .body(s.body.clone())
+            .send()
+            .expect("request");
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    }
+
+    fn call(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(method, path, &self.sign(method, path, body))
+    }
+
+    fn lease(&self, wait_ms: u64) -> (u16, Value) {
+        self.call("POST", "/v1/worker/lease", &lease_request("dev", zkcoproc_zkvm::RISC0_VERSION, wait_ms))
+    }
+}
+
+fn lease_request(prover: &str, risc0: &str, wait_ms: u64) -> Value {
+    json!({"zkcoproc_version": env!("CARGO_PKG_VERSION"), "risc0_version": risc0, "prover": prover, "wait_ms": wait_ms})
+}
+
+/// A `zkcoproc worker` process, SIGKILLed on drop.
+struct Worker(Child);
+
+impl Worker {
+    fn start(server: &Server, secrets: &Path, name: &str, extra: &[&str]) -> Worker {
+        let log =
+            std::fs::File::create(server.data.with_file_name(format!("worker-{name}.log"))).expect("log");
+        let child = Command::new(bin())
+            .args(["worker", "--server", &server.url, "--name", name, "--prover", "dev", "--secret-file"])
+            .arg(secrets)
+            .args(extra)
+            .env("ZKCOPROC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("worker");
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn provers(t: &Value) -> Vec<(String, String)> {
+    t["provers"]
+        .as_array()
+        .expect("provers")
+        .iter()
+        .map(|p| {
+            (p["worker"].as_str().unwrap_or("").to_owned(), p["outcome"].as_str().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn authentication_replays_versions_and_foreign_leases_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Without a secret, remote workers are refused.
+    let closed =
+        Server::start(bin(), &tmp.path().join("closed"), "dev", &["--workers", "0"]).expect("server");
+    let (status, body) = Speaker::new(&closed.url, "w1", "secret-of-worker-one").lease(0);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("workers_disabled")), "{body}");
+    drop(closed);
+
+    let secrets = secrets_file(tmp.path());
+    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let w1 = Speaker::new(&server.url, "w1", "secret-of-worker-one");
+    let w2 = Speaker::new(&server.url, "w2", "secret-of-worker-two");
+
+    // Wrong secret, unknown worker: 401.
+    let (status, body) = Speaker::new(&server.url, "w1", "not-the-right-secret").lease(0);
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, _) = Speaker::new(&server.url, "stranger", "secret-of-worker-one").lease(0);
+    assert_eq!(status, 401);
+    // No work: 204. The same request captured and sent again: refused.
+    let request = lease_request("dev", zkcoproc_zkvm::RISC0_VERSION, 0);
+    let signed = w1.sign("POST", "/v1/worker/lease", &request);
+    assert_eq!(w1.send("POST", "/v1/worker/lease", &signed).0, 204);
+    let (status, body) = w1.send("POST", "/v1/worker/lease", &signed);
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("replayed_request")), "{body}");
+    // Incompatible workers are told why.
+    let (status, body) = w1.call("POST", "/v1/worker/lease", &lease_request("dev", "2.0.0", 0));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("incompatible_worker")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("risc0-zkvm"), "{body}");
+    let (status, body) =
+        w1.call("POST", "/v1/worker/lease", &lease_request("cpu", zkcoproc_zkvm::RISC0_VERSION, 0));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("incompatible_worker")), "{body}");
+
+    // A task: w1 leases it; asking again gives the same lease back.
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 2})).expect("prove");
+    let (status, lease) = w1.lease(10_000);
+    assert_eq!(status, 200, "{lease}");
+    assert_eq!(lease["task_id"].as_str(), Some(task.as_str()));
+    let lease_id = lease["lease_id"].as_str().expect("lease id").to_owned();
+    let (_, again) = w1.lease(0);
+    assert_eq!(again["lease_id"].as_str(), Some(lease_id.as_str()), "re-delivery");
+    // The circuit is served by image id to authenticated workers only.
+    let image = lease["image_id"].as_str().expect("image id");
+    assert_eq!(w1.call("GET", &format!("/v1/worker/circuits/{image}"), &Value::Null).0, 200);
+
+    // Results and heartbeats for leases one does not hold: 409.
+    let result_path = format!("/v1/worker/tasks/{task}/result");
+    let (status, body) = w2.call("POST", &result_path, &json!({"lease_id": lease_id, "error": "mine now"}));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("no_lease")), "{body}");
+    let (status, _) = w1.call("POST", &result_path, &json!({"lease_id": "made-up", "error": "x"}));
+    assert_eq!(status, 409);
+
+    // Cancel while leased: the worker learns it at its next heartbeat, and its result is refused.
+    let heartbeat = format!("/v1/worker/tasks/{task}/heartbeat");
+    assert_eq!(w1.call("POST", &heartbeat, &json!({"lease_id": lease_id})).1["status"], "renewed");
+    let resp = reqwest::blocking::Client::new()
+        .delete(format!("{}/v1/tasks/{task}", server.url))
+        .send()
+        .expect("delete");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(w1.call("POST", &heartbeat, &json!({"lease_id": lease_id})).1["status"], "cancelled");
+    let (status, body) = w1.call("POST", &result_path, &json!({"lease_id": lease_id, "receipt": "AAAA"}));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("task_not_proving")), "{body}");
+}
+
+#[test]
+fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+
+    // A genuine receipt of the same circuit, for another input (n = 4), proven by w1.
+    let other = api.prove(&program, &json!({"n": 4})).expect("prove");
+    {
+        let _w1 = Worker::start(&server, &secrets, "w1", &["--max-tasks", "1"]);
+        let t = api.wait_task(&other, Duration::from_secs(60)).expect("task");
+        assert_eq!(t["status"], "done", "{t}");
+    }
+    let (_, proof) = api.get(&format!("/v1/tasks/{other}/proof")).expect("proof");
+
+    let task = api.prove(&program, &json!({"n": 3})).expect("prove");
+    let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
+    let result_path = format!("/v1/worker/tasks/{task}/result");
+    for (receipt, reason) in [
+        (json!("AAAAAAAA"), "verification_failed"),
+        // Valid for the circuit, but it proves another run: bound to its input, rejected.
+        (proof["receipt"].clone(), "journal_mismatch"),
+    ] {
+        let (status, lease) = evil.lease(10_000);
+        assert_eq!((status, lease["task_id"].as_str()), (200, Some(task.as_str())), "{lease}");
+        let (status, verdict) =
+            evil.call("POST", &result_path, &json!({"lease_id": lease["lease_id"], "receipt": receipt}));
+        assert_eq!(status, 200, "{verdict}");
+        assert_eq!(
+            (verdict["accepted"].as_bool(), verdict["outcome"].as_str()),
+            (Some(false), Some("retrying"))
+        );
+        assert!(verdict["reason"].as_str().unwrap_or_default().contains(reason), "{verdict}");
+    }
+    let _w2 = Worker::start(&server, &secrets, "w2", &[]);
+    let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
+    assert_eq!(t["status"], "done", "{t}");
+    assert_eq!(t["result"]["n"], 3, "{t}");
+    assert_eq!(
+        provers(&t),
+        [
+            ("evil".into(), "invalid".into()),
+            ("evil".into(), "invalid".into()),
+            ("w2".into(), "accepted".into())
+        ]
+    );
+    let (_, m) = api.get("/health").expect("health");
+    assert_eq!(m["tasks"]["done"], 2);
+}
+
+#[test]
+fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = [
+        "--workers",
+        "0",
+        "--prover-lease-ms",
+        "1500",
+        "--worker-secret-file",
+        secrets.to_str().expect("path"),
+    ];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 5})).expect("prove");
+
+    // w1 takes the task and would take a minute; it is SIGKILLed mid-task.
+    let w1 = Worker::start(&server, &secrets, "w1", &["--dev-delay-ms", "60000"]);
+    poll(Duration::from_secs(30), || {
+        let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
+        Ok((!provers(&t).is_empty()).then_some(()))
+    })
+    .expect("w1 leases the task");
+    drop(w1);
+
+    let _w2 = Worker::start(&server, &secrets, "w2", &[]);
+    let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
+    assert_eq!(t["status"], "done", "{t}");
+    assert_eq!(t["attempts"], 2);
+    assert_eq!(provers(&t), [("w1".into(), "expired".into()), ("w2".into(), "accepted".into())]);
+}
+
+#[test]
+fn two_workers_drain_a_batch_each_task_done_exactly_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let tasks: Vec<String> =
+        (0..16).map(|i| api.prove(&program, &json!({"n": i + 1})).expect("prove")).collect();
+    let _w1 = Worker::start(&server, &secrets, "w1", &["--dev-delay-ms", "100"]);
+    let _w2 = Worker::start(&server, &secrets, "w2", &["--dev-delay-ms", "100"]);
+
+    let mut used = HashSet::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let t = api.wait_task(task, Duration::from_secs(120)).expect("task");
+        assert_eq!(t["status"], "done", "{t}");
+        assert_eq!(t["result"]["n"], i + 1);
+        let history: Vec<&str> =
+            t["history"].as_array().expect("history").iter().filter_map(|e| e["status"].as_str()).collect();
+        assert_eq!(history, ["queued", "witnessing", "proving", "verifying", "delivering", "done"], "{t}");
+        let p = provers(&t);
+        assert_eq!(p.len(), 1, "{t}");
+        assert_eq!(p[0].1, "accepted");
+        used.insert(p[0].0.clone());
+    }
+    assert_eq!(used, HashSet::from(["w1".to_owned(), "w2".to_owned()]), "both workers should have proved");
+}
