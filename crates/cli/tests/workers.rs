@@ -275,6 +275,10 @@ fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(t["attempts"], 2);
     assert_eq!(provers(&t), [("w1".into(), "expired".into()), ("w2".into(), "accepted".into())]);
+    let metrics =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    assert!(metrics.contains("zkcoproc_prover_leases{outcome=\"expired\"} 1"), "{metrics}");
+    assert!(metrics.contains("zkcoproc_workers 2"), "{metrics}");
 }
 
 #[test]

@@ -19,6 +19,11 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: String,
 }
@@ -34,6 +39,8 @@ pub(crate) struct Metrics {
     retries: Counter,
     verification_failures: Counter,
     failures: Family<CodeLabel, Counter>,
+    leases: Family<OutcomeLabel, Gauge>,
+    workers: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,17 +62,29 @@ impl Metrics {
         let retries = Counter::default();
         let verification_failures = Counter::default();
         let failures = Family::<CodeLabel, Counter>::default();
+        let leases = Family::<OutcomeLabel, Gauge>::default();
+        let workers = Gauge::default();
         registry.register("stage_duration_seconds", "Time tasks spent in each stage", stage_seconds.clone());
         registry.register("tasks", "Tasks by status (from the store)", tasks.clone());
         registry.register("queue_depth", "Tasks waiting to be claimed (queued)", queue_depth.clone());
-        registry.register("runners", "In-process runners (workers) of this process", runners.clone());
+        registry.register("runners", "In-process provers of this process", runners.clone());
         registry.register("retries", "Claims of a task that had been claimed before", retries.clone());
         registry.register(
             "verification_failures",
-            "Receipts that failed verification or the root check",
+            "Receipts that failed verification, the root check or the preflight journal check",
             verification_failures.clone(),
         );
         registry.register("task_failures", "Failed tasks by error code", failures.clone());
+        registry.register(
+            "prover_leases",
+            "Prover leases by outcome: open, accepted, failed, invalid, expired, superseded (from the store)",
+            leases.clone(),
+        );
+        registry.register(
+            "workers",
+            "Provers (in-process or remote) that took a lease in the last 5 minutes",
+            workers.clone(),
+        );
         Metrics {
             registry,
             stage_seconds,
@@ -75,6 +94,8 @@ impl Metrics {
             retries,
             verification_failures,
             failures,
+            leases,
+            workers,
         }
     }
 
@@ -110,6 +131,14 @@ impl Metrics {
                 self.queue_depth.set(n);
             }
         }
+        let (by_outcome, workers) = store.lease_stats(zkcoproc_store::now_ms() - 5 * 60 * 1000).await?;
+        for outcome in ["open", "accepted", "failed", "invalid", "expired", "superseded"] {
+            let n = by_outcome.iter().find(|(o, _)| o == outcome).map_or(0, |(_, n)| *n);
+            self.leases
+                .get_or_create(&OutcomeLabel { outcome: outcome.into() })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.workers.set(i64::try_from(workers).unwrap_or(i64::MAX));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .map_err(|e| StoreError::Database(format!("cannot encode metrics: {e}")))?;

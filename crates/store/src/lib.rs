@@ -422,6 +422,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<AttemptOutcome>;
     /// A task's proving attempts, oldest first.
     async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>>;
+    /// Prover leases by outcome (`open` for leases still running) and the number of distinct
+    /// workers that took a lease since `since_ms`.
+    async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
 }

@@ -816,6 +816,26 @@ impl Store for SqliteStore {
         self.with(move |conn| read_attempts(conn, &task_id)).await
     }
 
+    async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)> {
+        self.with(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn.prepare_cached(
+                "SELECT CASE WHEN outcome IS NOT NULL THEN outcome \
+                             WHEN expires_at <= ?1 THEN 'expired' ELSE 'open' END AS o, COUNT(*) \
+                 FROM prover_leases GROUP BY o",
+            )?;
+            let rows = stmt.query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            let by_outcome = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let workers: i64 = conn.query_row(
+                "SELECT COUNT(DISTINCT worker) FROM prover_leases WHERE issued_at >= ?1 OR outcome IS NULL",
+                [since_ms],
+                |r| r.get(0),
+            )?;
+            Ok((by_outcome, workers as u64))
+        })
+        .await
+    }
+
     async fn status_counts(&self) -> Result<StatusCounts> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM tasks GROUP BY status")?;
