@@ -6,6 +6,9 @@
 //! - `dev-latency [--tasks K]`: dev-mode task latency (submit → done, durable) p50/p90/max.
 //! - `witnesses [--calls K]`: `get-witnesses` of `examples/hello` in the sandbox with a cached
 //!   module vs the same logic natively, p50/p99 and ratio; and the dry-run endpoint over HTTP.
+//! - `workers [--tasks K] [--cost-ms 50]`: prover-lease round trip over HTTP (HMAC-signed), and
+//!   dev-mode tasks/s drained by 1, 2 and 4 `zkcoproc worker` processes whose proofs cost a
+//!   fixed time, with the scaling ratio.
 //! - `vfs-write [--count K]`: latency of writing a 256 KiB file: in memory, and committed
 //!   through the service (controller call + 16 MiB image committed with the stage).
 
@@ -49,6 +52,15 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         calls: usize,
     },
+    /// Lease round trip, and throughput of 1/2/4 remote workers with fixed-cost mock proving.
+    Workers {
+        /// Tasks per run.
+        #[arg(long, default_value_t = 60)]
+        tasks: usize,
+        /// Modelled proving cost per task, in ms.
+        #[arg(long, default_value_t = 50)]
+        cost_ms: u64,
+    },
     /// VFS write latency for a 256 KiB file.
     VfsWrite {
         /// Writes to time.
@@ -75,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Bench::DevLatency { tasks } => dev_latency(&bin, tasks),
         Bench::Witnesses { calls } => witnesses(&bin, calls),
         Bench::VfsWrite { count } => vfs_write(&bin, count),
+        Bench::Workers { tasks, cost_ms } => workers(&bin, tasks, cost_ms),
     }
 }
 
@@ -258,6 +271,123 @@ fn vfs_write(bin: &Path, count: usize) -> anyhow::Result<()> {
             ("committed via the service (witnessing stage: call + image commit)", committed),
         ],
     );
+    Ok(())
+}
+
+fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
+    use zkcoproc_api::worker_auth;
+    let tmp = tempfile::tempdir()?;
+    let names: Vec<String> = (0..64).map(|i| format!("b{i}")).collect();
+    let secrets: String = names.iter().map(|n| format!("{n}:bench-secret-{n}-0123456789\n")).collect();
+    let secrets_file = tmp.path().join("secrets");
+    std::fs::write(&secrets_file, secrets)?;
+    let secrets_arg = secrets_file.to_str().context("path")?.to_owned();
+
+    // Lease round trip: tasks wait in proving (no in-process prover); each lease call by a fresh
+    // worker identity gets one immediately.
+    let server = Server::start(
+        bin,
+        &tmp.path().join("rtt"),
+        "dev",
+        &["--workers", "0", "--worker-secret-file", &secrets_arg],
+    )?;
+    let api = server.api();
+    let program = api.deploy(hello_app())?;
+    for i in 0..names.len() {
+        api.prove(&program, &json!({ "n": i + 1 }))?;
+    }
+    zkcoproc_testing::poll(Duration::from_secs(60), || {
+        let (_, h) = api.get("/health")?;
+        Ok((h["tasks"]["proving"].as_u64() == Some(names.len() as u64)).then_some(()))
+    })?;
+    let http = reqwest::blocking::Client::new();
+    let mut rtt = Vec::new();
+    for name in &names {
+        let body = serde_json::to_vec(&json!({
+            "zkcoproc_version": env!("CARGO_PKG_VERSION"),
+            "risc0_version": zkcoproc_zkvm::RISC0_VERSION,
+            "prover": "dev",
+            "wait_ms": 0,
+        }))?;
+        let start = Instant::now();
+        let (ts, nonce) = (worker_auth::unix_now(), uuid::Uuid::new_v4().simple().to_string());
+        let secret = format!("bench-secret-{name}-0123456789");
+        let sig = worker_auth::sign(secret.as_bytes(), "POST", "/v1/worker/lease", ts, &nonce, &body);
+        let resp = http
+            .post(format!("{}/v1/worker/lease", server.url))
+            .header(worker_auth::HEADER_WORKER, name)
+            .header(worker_auth::HEADER_TIMESTAMP, ts.to_string())
+            .header(worker_auth::HEADER_NONCE, nonce)
+            .header(worker_auth::HEADER_SIGNATURE, sig)
+            .body(body)
+            .send()?;
+        let status = resp.status().as_u16();
+        let _ = resp.bytes()?;
+        rtt.push(start.elapsed().as_secs_f64() * 1e3);
+        if status != 200 {
+            bail!("lease answered {status}");
+        }
+    }
+    drop(server);
+    println!(
+        "prover lease round trip (signed POST /v1/worker/lease returning a task), {} leases:",
+        rtt.len()
+    );
+    table("latency (ms)", &[0.5, 0.99], &mut [("lease round trip", rtt)]);
+
+    // Throughput: K tasks drained by N worker processes, each proof costing `cost_ms`.
+    let mut rates = Vec::new();
+    for n in [1usize, 2, 4] {
+        let server = Server::start(
+            bin,
+            &tmp.path().join(format!("drain{n}")),
+            "dev",
+            &["--workers", "0", "--worker-secret-file", &secrets_arg],
+        )?;
+        let api = server.api();
+        let program = api.deploy(hello_app())?;
+        let ids: Vec<String> =
+            (0..tasks).map(|i| api.prove(&program, &json!({ "n": i % 50 + 1 }))).collect::<Result<_, _>>()?;
+        let start = Instant::now();
+        let mut workers: Vec<std::process::Child> = (0..n)
+            .map(|i| {
+                std::process::Command::new(bin)
+                    .args([
+                        "worker",
+                        "--server",
+                        &server.url,
+                        "--prover",
+                        "dev",
+                        "--name",
+                        &names[i],
+                        "--secret-file",
+                        &secrets_arg,
+                    ])
+                    .args(["--dev-delay-ms", &cost_ms.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            let t = api.wait_task(id, Duration::from_secs(600))?;
+            if t["status"] != "done" {
+                bail!("task failed: {t}");
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        for w in &mut workers {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        rates.push((n, tasks as f64 / elapsed));
+    }
+    println!("dev-mode tasks drained by remote workers, {tasks} tasks, proof cost {cost_ms} ms (ideal per worker: {:.1}/s):", 1000.0 / cost_ms as f64);
+    println!("| workers | tasks/s | speed-up vs 1 |");
+    println!("|---|---|---|");
+    for (n, rate) in &rates {
+        println!("| {n} | {rate:.1} | {:.2} |", rate / rates[0].1);
+    }
     Ok(())
 }
 

@@ -139,7 +139,9 @@ pub(crate) async fn lease(
         if Instant::now() >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        tokio::time::sleep(Duration::from_millis(200).min(deadline - Instant::now())).await;
+        // Woken when a task enters proving; the short fallback covers a wake-up missed between
+        // the lease attempt above and this wait.
+        c.wait_for_provable(Duration::from_millis(100).min(deadline - Instant::now())).await;
     }
 }
 

@@ -117,6 +117,21 @@ impl Coordinator {
         Ok(lease)
     }
 
+    /// Wakes every prover waiting for work (long-polling workers included), and leaves a permit
+    /// for an in-process prover that is about to wait.
+    pub(crate) fn work_to_prove(&self) {
+        self.provable.notify_waiters();
+        self.provable.notify_one();
+    }
+
+    /// Waits until a task may have become provable, or `at_most` passed.
+    pub async fn wait_for_provable(&self, at_most: std::time::Duration) {
+        tokio::select! {
+            _ = self.provable.notified() => {}
+            _ = tokio::time::sleep(at_most) => {}
+        }
+    }
+
     /// How often a prover should renew its lease.
     pub fn renew_interval(&self) -> std::time::Duration {
         self.config.prover_lease / 3
@@ -186,7 +201,7 @@ impl Coordinator {
         let out =
             self.store.fail_attempt(task_id, lease_id, outcome, &reason, self.config.max_attempts).await?;
         match out {
-            AttemptOutcome::Retrying => self.provable.notify_one(),
+            AttemptOutcome::Retrying => self.work_to_prove(),
             AttemptOutcome::TaskFailed => self.metrics.failed("prover_failed"),
             _ => {}
         }

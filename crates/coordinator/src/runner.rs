@@ -166,7 +166,7 @@ impl Coordinator {
                     self.metrics.failed(error);
                 }
                 if to == TaskStatus::Proving {
-                    self.provable.notify_one();
+                    self.work_to_prove();
                 }
                 true
             }
