@@ -309,3 +309,46 @@ fn two_workers_drain_a_batch_each_task_done_exactly_once() {
     }
     assert_eq!(used, HashSet::from(["w1".to_owned(), "w2".to_owned()]), "both workers should have proved");
 }
+
+#[test]
+fn a_task_out_of_attempts_fails_with_the_list_and_its_entrypoint_hears_of_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 2})).expect("prove");
+    let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let (status, lease) = evil.lease(10_000);
+        assert_eq!(status, 200, "{lease}");
+        let (_, verdict) = evil.call(
+            "POST",
+            &format!("/v1/worker/tasks/{task}/result"),
+            &json!({"lease_id": lease["lease_id"], "receipt": "AAAAAAAA"}),
+        );
+        outcomes.push(verdict["outcome"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(outcomes, ["retrying", "retrying", "task_failed"]);
+    let t = api.wait_task(&task, Duration::from_secs(10)).expect("task");
+    assert_eq!(
+        (t["status"].as_str(), t["error"]["code"].as_str()),
+        (Some("failed"), Some("prover_failed")),
+        "{t}"
+    );
+    assert!(t["error"]["message"].as_str().unwrap_or_default().contains("3 attempts"), "{t}");
+    // The entrypoint got the failure event and recorded it in the program's volume.
+    let t = poll(Duration::from_secs(30), || {
+        let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
+        Ok(t["result"]["failure_log"].is_string().then_some(t))
+    })
+    .expect("failure delivered");
+    let path = t["result"]["failure_log"].as_str().expect("path");
+    let bytes = reqwest::blocking::get(format!("{}/v1/programs/{program}/fs{path}", server.url))
+        .expect("read")
+        .text()
+        .expect("text");
+    assert!(bytes.contains("prover_failed"), "{bytes}");
+}

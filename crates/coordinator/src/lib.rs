@@ -475,7 +475,7 @@ impl Coordinator {
 
     /// Serializes the controller calls of one program that may write its volume: held from
     /// loading the volume until the stage that carries the new image is committed.
-    async fn volume_lock(&self, program_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn volume_lock(&self, program_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = match self.volume_locks.lock() {
             Ok(mut locks) => locks.entry(program_id.to_owned()).or_default().clone(),
             // A poisoned map only means another thread panicked while inserting; a fresh

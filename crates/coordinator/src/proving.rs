@@ -107,14 +107,43 @@ impl Coordinator {
     }
 
     /// Leases a proving task to `worker` (its own open lease again, if it has one).
-    pub async fn lease_proving(&self, worker: &str) -> Result<Option<ProverLease>, CoordinatorError> {
-        let lease =
+    pub async fn lease_proving(
+        self: &Arc<Self>,
+        worker: &str,
+    ) -> Result<Option<ProverLease>, CoordinatorError> {
+        let leased =
             self.store.lease_proving(worker, self.config.prover_lease, self.config.max_attempts).await?;
-        if let Some(l) = &lease {
+        for task_id in leased.failed {
+            self.prover_failed(task_id);
+        }
+        if let Some(l) = &leased.lease {
             tracing::info!(task = %l.task.id, lease = %l.lease_id, worker, "task leased for proving");
             self.changed(&l.task.id);
         }
-        Ok(lease)
+        Ok(leased.lease)
+    }
+
+    /// A task ran out of proving attempts: tell its entrypoint (in the background, under the
+    /// program's volume lock), as for any failed task.
+    fn prover_failed(self: &Arc<Self>, task_id: String) {
+        self.metrics.failed("prover_failed");
+        self.changed(&task_id);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let task = match this.task(&task_id).await {
+                Ok(t) => t,
+                Err(e) => return tracing::warn!(task = %task_id, error = %e, "cannot load the failed task"),
+            };
+            let Some(error) = task.error.clone() else { return };
+            let _guard = this.volume_lock(&task.program_id).await;
+            if let crate::runner::Step::FailDelivered { update, .. } =
+                this.deliver_failure(&task, error.code, error.message, None).await
+            {
+                if let Err(e) = this.store.record_failure_delivery(&task_id, update).await {
+                    tracing::warn!(task = %task_id, error = %e, "cannot record the failure delivery");
+                }
+            }
+        });
     }
 
     /// Wakes every prover waiting for work (long-polling workers included), and leaves a permit
@@ -146,7 +175,7 @@ impl Coordinator {
     /// A prover's receipt: verified against the program's image id, the task's receipt kind and
     /// root, then accepted (the task moves on to delivery) or counted as a failed attempt.
     pub async fn submit_proof(
-        &self,
+        self: &Arc<Self>,
         task_id: &str,
         lease_id: &str,
         worker: &str,
@@ -180,7 +209,7 @@ impl Coordinator {
 
     /// A prover gave up on a task (with its reason): a failed attempt.
     pub async fn submit_failure(
-        &self,
+        self: &Arc<Self>,
         task_id: &str,
         lease_id: &str,
         worker: &str,
@@ -191,7 +220,7 @@ impl Coordinator {
     }
 
     async fn record_failure(
-        &self,
+        self: &Arc<Self>,
         task_id: &str,
         lease_id: &str,
         outcome: &str,
@@ -202,10 +231,12 @@ impl Coordinator {
             self.store.fail_attempt(task_id, lease_id, outcome, &reason, self.config.max_attempts).await?;
         match out {
             AttemptOutcome::Retrying => self.work_to_prove(),
-            AttemptOutcome::TaskFailed => self.metrics.failed("prover_failed"),
+            AttemptOutcome::TaskFailed => self.prover_failed(task_id.to_owned()),
             _ => {}
         }
-        self.changed(task_id);
+        if out != AttemptOutcome::TaskFailed {
+            self.changed(task_id);
+        }
         Ok(out)
     }
 

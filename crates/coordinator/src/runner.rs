@@ -13,7 +13,7 @@ use zkcoproc_types::{journal, CircuitInput};
 use crate::{Coordinator, CoordinatorError};
 
 /// What one stage decided.
-enum Step {
+pub(crate) enum Step {
     /// Move to the next status with these fields.
     Advance(TaskStatus, StageUpdate),
     /// Fail the task.
@@ -315,7 +315,7 @@ impl Coordinator {
     /// Tells the entrypoint that the task failed (status `failed` and the error), so
     /// controllers can record failures. The task fails with the original error either way; the
     /// entrypoint's result, logs and volume writes are kept when it succeeds.
-    async fn deliver_failure(
+    pub(crate) async fn deliver_failure(
         &self,
         task: &TaskRecord,
         code: String,

@@ -288,6 +288,16 @@ pub struct ProverLease {
     pub expires_at: i64,
 }
 
+/// What a lease request did: the lease, if any, and the tasks it failed on the way because
+/// their attempts were used up (their entrypoint still has to hear of it).
+#[derive(Clone, Debug, Default)]
+pub struct Leased {
+    /// the lease
+    pub lease: Option<ProverLease>,
+    /// ids of tasks that failed with `prover_failed`
+    pub failed: Vec<String>,
+}
+
 /// One proving attempt: a lease and how it ended.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProverAttempt {
@@ -386,12 +396,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// if it has one (re-delivery), else the oldest unleased proving task, preferring tasks this
     /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
     /// fails with `prover_failed` instead of being leased.
-    async fn lease_proving(
-        &self,
-        worker: &str,
-        lease: Duration,
-        max_attempts: u32,
-    ) -> Result<Option<ProverLease>>;
+    async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased>;
     /// Renews a prover lease.
     async fn renew_prover_lease(
         &self,
@@ -422,6 +427,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<AttemptOutcome>;
     /// A task's proving attempts, oldest first.
     async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>>;
+    /// Records what the entrypoint did with the failure event of a task that failed outside a
+    /// runner (result, logs, new volume), in one transaction.
+    async fn record_failure_delivery(&self, task_id: &str, update: StageUpdate) -> Result<()>;
     /// Prover leases by outcome (`open` for leases still running) and the number of distinct
     /// workers that took a lease since `since_ms`.
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)>;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo,
+    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewProgram, NewTask, ProgramInfo,
     ProverAttempt, ProverLease, RenewOutcome, Result, StageUpdate, StatusCounts, Store, StoreError,
     TaskError, TaskEvent, TaskRecord, TaskStatus,
 };
@@ -221,8 +221,8 @@ fn lease_task_status(conn: &Connection, task_id: &str, lease_id: &str) -> Result
         .transpose()
 }
 
-/// Fails a proving task whose attempts are used up, listing them.
-fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<()> {
+/// Fails a proving task whose attempts are used up, listing them. Returns whether it moved.
+fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<bool> {
     conn.execute(
         "UPDATE prover_leases SET outcome = 'expired' WHERE task_id = ?1 AND outcome IS NULL",
         [task_id],
@@ -250,7 +250,7 @@ fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<()> {
             params![task_id, now],
         )?;
     }
-    Ok(())
+    Ok(n == 1)
 }
 
 fn put_volume(conn: &Connection, program_id: &str, image: &[u8], now: i64) -> Result<()> {
@@ -617,12 +617,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn lease_proving(
-        &self,
-        worker: &str,
-        lease: Duration,
-        max_attempts: u32,
-    ) -> Result<Option<ProverLease>> {
+    async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased> {
         let worker = worker.to_owned();
         self.with(move |conn| {
             let now = now_ms();
@@ -642,7 +637,7 @@ impl Store for SqliteStore {
                 tx.execute("UPDATE prover_leases SET expires_at = ?1 WHERE lease_id = ?2", params![expires, lease_id])?;
                 let task = read_task(&tx, &task_id)?.ok_or_else(|| StoreError::Corrupt("leased task vanished".into()))?;
                 tx.commit()?;
-                return Ok(Some(ProverLease { lease_id, task, expires_at: expires }));
+                return Ok(Leased { lease: Some(ProverLease { lease_id, task, expires_at: expires }), failed: vec![] });
             }
             tx.execute(
                 "UPDATE prover_leases SET outcome = 'expired' WHERE outcome IS NULL AND expires_at <= ?1",
@@ -659,11 +654,14 @@ impl Store for SqliteStore {
                 let rows = stmt.query_map([&worker], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
+            let mut failed = Vec::new();
             for task_id in candidates {
                 let attempts: i64 =
                     tx.query_row("SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1", [&task_id], |r| r.get(0))?;
                 if attempts >= i64::from(max_attempts) {
-                    fail_proving(&tx, &task_id, now)?;
+                    if fail_proving(&tx, &task_id, now)? {
+                        failed.push(task_id);
+                    }
                     continue;
                 }
                 let lease_id = format!("{task_id}/{}", attempts + 1);
@@ -674,10 +672,10 @@ impl Store for SqliteStore {
                 tx.execute("UPDATE tasks SET attempts = attempts + 1, updated_at = ?1 WHERE id = ?2", params![now, task_id])?;
                 let task = read_task(&tx, &task_id)?.ok_or_else(|| StoreError::Corrupt("leased task vanished".into()))?;
                 tx.commit()?;
-                return Ok(Some(ProverLease { lease_id, task, expires_at: expires }));
+                return Ok(Leased { lease: Some(ProverLease { lease_id, task, expires_at: expires }), failed });
             }
             tx.commit()?;
-            Ok(None)
+            Ok(Leased { lease: None, failed })
         })
         .await
     }
@@ -807,6 +805,27 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(AttemptOutcome::Accepted)
+        })
+        .await
+    }
+
+    async fn record_failure_delivery(&self, task_id: &str, u: StageUpdate) -> Result<()> {
+        let task_id = task_id.to_owned();
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "UPDATE tasks SET result = COALESCE(?1, result), logs = COALESCE(?2, logs), updated_at = ?3 \
+                 WHERE id = ?4 AND status = 'failed'",
+                params![u.result, u.logs, now, task_id],
+            )?;
+            if n == 1 {
+                if let Some((program_id, image)) = u.volume {
+                    put_volume(&tx, &program_id, &image, now)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -980,12 +999,12 @@ mod tests {
         let lease = Duration::from_secs(60);
         // Runners never claim a proving task.
         assert!(s.claim_next("r", lease).await.expect("claim").is_none());
-        let a = s.lease_proving("w1", lease, 3).await.expect("lease").expect("t");
+        let a = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("t");
         assert_eq!((a.task.id.as_str(), a.task.attempts), ("t", 1));
         // Asking again returns the same lease (re-delivery); nobody else gets the task.
-        let again = s.lease_proving("w1", lease, 3).await.expect("lease").expect("redelivered");
+        let again = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("redelivered");
         assert_eq!(again.lease_id, a.lease_id);
-        assert!(s.lease_proving("w2", lease, 3).await.expect("lease").is_none());
+        assert!(s.lease_proving("w2", lease, 3).await.expect("lease").lease.is_none());
         assert_eq!(
             s.renew_prover_lease("t", &a.lease_id, lease).await.expect("renew"),
             RenewOutcome::Renewed
@@ -995,9 +1014,9 @@ mod tests {
         let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
         assert_eq!(out, AttemptOutcome::Retrying);
         proving(&s, "u").await;
-        let b = s.lease_proving("w1", lease, 3).await.expect("lease").expect("a task");
+        let b = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("a task");
         assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
-        let c = s.lease_proving("w2", lease, 3).await.expect("lease").expect("t again");
+        let c = s.lease_proving("w2", lease, 3).await.expect("lease").lease.expect("t again");
         assert_eq!((c.task.id.as_str(), c.task.attempts), ("t", 2));
         // An expired lease lets another worker in; the late holder can no longer renew...
         assert_eq!(
@@ -1005,7 +1024,7 @@ mod tests {
             RenewOutcome::Renewed
         );
         std::thread::sleep(Duration::from_millis(5));
-        let d = s.lease_proving("w3", lease, 3).await.expect("lease").expect("t a third time");
+        let d = s.lease_proving("w3", lease, 3).await.expect("lease").lease.expect("t a third time");
         assert_eq!(d.task.attempts, 3);
         assert_eq!(s.renew_prover_lease("t", &c.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
         // ... but its valid late proof is still accepted while the task is proving.
@@ -1038,7 +1057,7 @@ mod tests {
         // Out of attempts: the task fails with the list of attempts.
         let out = s.fail_attempt("u", &b.lease_id, "failed", "boom", 2).await.expect("fail");
         assert_eq!(out, AttemptOutcome::Retrying);
-        let l = s.lease_proving("w9", lease, 2).await.expect("lease").expect("u");
+        let l = s.lease_proving("w9", lease, 2).await.expect("lease").lease.expect("u");
         assert_eq!((l.task.id.as_str(), l.task.attempts), ("u", 2));
         let out = s.fail_attempt("u", &l.lease_id, "failed", "boom again", 2).await.expect("fail");
         assert_eq!(out, AttemptOutcome::TaskFailed);
@@ -1055,10 +1074,11 @@ mod tests {
         s.put_program(program("p")).await.expect("put");
         proving(&s, "t").await;
         let lease = Duration::from_secs(60);
-        let a = s.lease_proving("local-x-0", lease, 3).await.expect("lease").expect("t");
-        assert!(s.lease_proving("remote", lease, 3).await.expect("lease").is_none());
+        let a = s.lease_proving("local-x-0", lease, 3).await.expect("lease").lease.expect("t");
+        assert!(s.lease_proving("remote", lease, 3).await.expect("lease").lease.is_none());
         s.release_all_leases().await.expect("restart");
-        let b = s.lease_proving("remote", lease, 3).await.expect("lease").expect("freed by the restart");
+        let b =
+            s.lease_proving("remote", lease, 3).await.expect("lease").lease.expect("freed by the restart");
         assert_ne!(a.lease_id, b.lease_id);
         s.cancel("t").await.expect("cancel");
         assert_eq!(
