@@ -221,6 +221,7 @@ fn outcome_name(o: AttemptOutcome) -> &'static str {
         AttemptOutcome::Retrying => "retrying",
         AttemptOutcome::TaskFailed => "task_failed",
         AttemptOutcome::NotProving(_) => "not_proving",
+        AttemptOutcome::LeaseEnded => "lease_ended",
         AttemptOutcome::Unknown => "unknown",
     }
 }
@@ -254,6 +255,10 @@ pub(crate) async fn result(
         AttemptOutcome::Unknown => {
             Err(conflict("no_lease", format!("task {task_id} has no lease {}", req.lease_id)))
         }
+        AttemptOutcome::LeaseEnded => Err(conflict(
+            "lease_ended",
+            format!("lease {} already had its verdict; lease the task again", req.lease_id),
+        )),
         other => Ok(Json(json!({
             "accepted": other == AttemptOutcome::Accepted,
             "outcome": outcome_name(other),

@@ -227,6 +227,10 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
             (Some(false), Some("retrying"))
         );
         assert!(verdict["reason"].as_str().unwrap_or_default().contains(reason), "{verdict}");
+        // The same lease cannot try again.
+        let (status, again) =
+            evil.call("POST", &result_path, &json!({"lease_id": lease["lease_id"], "receipt": "AAAA"}));
+        assert_eq!((status, again["error"]["code"].as_str()), (409, Some("lease_ended")), "{again}");
     }
     let _w2 = Worker::start(&server, &secrets, "w2", &[]);
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");

@@ -341,6 +341,8 @@ pub enum AttemptOutcome {
     TaskFailed,
     /// The task is no longer proving (done, failed, cancelled): nothing changed.
     NotProving(TaskStatus),
+    /// This lease already had its verdict (failed, invalid, ...): a lease is judged once.
+    LeaseEnded,
     /// No such lease for that task.
     Unknown,
 }

@@ -206,19 +206,32 @@ fn read_attempts(conn: &Connection, task_id: &str) -> Result<Vec<ProverAttempt>>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The status of the task a lease belongs to, or `None` if the lease is not that task's.
-fn lease_task_status(conn: &Connection, task_id: &str, lease_id: &str) -> Result<Option<TaskStatus>> {
-    let status: Option<String> = conn
+/// The status of the task a lease belongs to and the lease's outcome so far, or `None` if the
+/// lease is not that task's.
+fn lease_task_status(
+    conn: &Connection,
+    task_id: &str,
+    lease_id: &str,
+) -> Result<Option<(TaskStatus, Option<String>)>> {
+    let row: Option<(String, Option<String>)> = conn
         .query_row(
-            "SELECT t.status FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+            "SELECT t.status, pl.outcome FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
              WHERE pl.lease_id = ?1 AND pl.task_id = ?2",
             params![lease_id, task_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    status
-        .map(|s| TaskStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}"))))
-        .transpose()
+    row.map(|(s, outcome)| {
+        TaskStatus::parse(&s)
+            .map(|status| (status, outcome))
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}")))
+    })
+    .transpose()
+}
+
+/// Whether a lease may still report: open, or expired (a late result is still welcome).
+fn lease_may_report(outcome: Option<&str>) -> bool {
+    matches!(outcome, None | Some("expired"))
 }
 
 /// Fails a proving task whose attempts are used up, listing them. Returns whether it moved.
@@ -740,11 +753,14 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(status) = lease_task_status(&tx, &task_id, &lease_id)? else {
+            let Some((status, judged)) = lease_task_status(&tx, &task_id, &lease_id)? else {
                 return Ok(AttemptOutcome::Unknown);
             };
             if status != TaskStatus::Proving {
                 return Ok(AttemptOutcome::NotProving(status));
+            }
+            if !lease_may_report(judged.as_deref()) {
+                return Ok(AttemptOutcome::LeaseEnded);
             }
             tx.execute(
                 "UPDATE prover_leases SET outcome = ?1, reason = ?2 WHERE lease_id = ?3",
@@ -781,11 +797,14 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(status) = lease_task_status(&tx, &task_id, &lease_id)? else {
+            let Some((status, judged)) = lease_task_status(&tx, &task_id, &lease_id)? else {
                 return Ok(AttemptOutcome::Unknown);
             };
             if status != TaskStatus::Proving {
                 return Ok(AttemptOutcome::NotProving(status));
+            }
+            if !lease_may_report(judged.as_deref()) {
+                return Ok(AttemptOutcome::LeaseEnded);
             }
             tx.execute("UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = ?1", [&lease_id])?;
             tx.execute(
@@ -1013,6 +1032,11 @@ mod tests {
         // A failed attempt: retried, preferably by another worker.
         let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
         assert_eq!(out, AttemptOutcome::Retrying);
+        // A lease is judged once: neither a second verdict nor a later proof on it counts.
+        let again = s.fail_attempt("t", &a.lease_id, "failed", "again", 3).await.expect("fail");
+        assert_eq!(again, AttemptOutcome::LeaseEnded);
+        let late = s.accept_proof("t", &a.lease_id, vec![1], vec![1], 1).await.expect("accept");
+        assert_eq!(late, AttemptOutcome::LeaseEnded);
         proving(&s, "u").await;
         let b = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("a task");
         assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
