@@ -229,9 +229,20 @@ fn lease_task_status(
     .transpose()
 }
 
-/// Whether a lease may still report: open, or expired (a late result is still welcome).
-fn lease_may_report(outcome: Option<&str>) -> bool {
-    matches!(outcome, None | Some("expired"))
+/// Whether `lease_id` may report a result for `task_id` now: it must be a lease of that task,
+/// the task must still be proving, and the lease must not have had its verdict yet (open, or
+/// expired: a late result is still welcome). `Err` carries why not.
+fn may_report(conn: &Connection, task_id: &str, lease_id: &str) -> Result<Result<(), AttemptOutcome>> {
+    let Some((status, judged)) = lease_task_status(conn, task_id, lease_id)? else {
+        return Ok(Err(AttemptOutcome::Unknown));
+    };
+    if status != TaskStatus::Proving {
+        return Ok(Err(AttemptOutcome::NotProving(status)));
+    }
+    if !matches!(judged.as_deref(), None | Some("expired")) {
+        return Ok(Err(AttemptOutcome::LeaseEnded));
+    }
+    Ok(Ok(()))
 }
 
 /// Fails a proving task whose attempts are used up, listing them. Returns whether it moved.
@@ -753,14 +764,8 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((status, judged)) = lease_task_status(&tx, &task_id, &lease_id)? else {
-                return Ok(AttemptOutcome::Unknown);
-            };
-            if status != TaskStatus::Proving {
-                return Ok(AttemptOutcome::NotProving(status));
-            }
-            if !lease_may_report(judged.as_deref()) {
-                return Ok(AttemptOutcome::LeaseEnded);
+            if let Err(refused) = may_report(&tx, &task_id, &lease_id)? {
+                return Ok(refused);
             }
             tx.execute(
                 "UPDATE prover_leases SET outcome = ?1, reason = ?2 WHERE lease_id = ?3",
@@ -797,14 +802,8 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((status, judged)) = lease_task_status(&tx, &task_id, &lease_id)? else {
-                return Ok(AttemptOutcome::Unknown);
-            };
-            if status != TaskStatus::Proving {
-                return Ok(AttemptOutcome::NotProving(status));
-            }
-            if !lease_may_report(judged.as_deref()) {
-                return Ok(AttemptOutcome::LeaseEnded);
+            if let Err(refused) = may_report(&tx, &task_id, &lease_id)? {
+                return Ok(refused);
             }
             tx.execute("UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = ?1", [&lease_id])?;
             tx.execute(
