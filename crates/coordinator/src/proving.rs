@@ -41,12 +41,7 @@ impl Coordinator {
         loop {
             match self.lease_proving(&name).await {
                 Ok(Some(lease)) => self.prove_leased(&name, lease).await,
-                Ok(None) => {
-                    tokio::select! {
-                        _ = self.provable.notified() => {}
-                        _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    }
-                }
+                Ok(None) => self.wait_for_provable(self.config.poll_interval).await,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot lease a proving task");
                     tokio::time::sleep(self.config.poll_interval).await;
