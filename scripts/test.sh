@@ -24,4 +24,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test" >&2
 # Example apps are built by the tests themselves (zkcoproc-build), into $CARGO_TARGET_DIR.
-cargo test --workspace -- --test-threads 2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace -- --test-threads 2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo's last summary line is the last doc-test crate's (often "0 passed"): close with the total.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
