@@ -235,9 +235,10 @@ impl Coordinator {
         Ok(out)
     }
 
-    /// Verifies `receipt` for `task`: the program's image id, the task's receipt kind, and a
-    /// journal that starts with the task's root. Returns the journal, or (code, reason).
-    pub(crate) async fn check_receipt(
+    /// Verifies `receipt` for `task`: the program's image id, the task's receipt kind, a journal
+    /// equal to the preflight's and starting with the task's root. Returns the journal, or
+    /// (code, reason).
+    async fn check_receipt(
         &self,
         task: &TaskRecord,
         receipt: Vec<u8>,

@@ -97,9 +97,14 @@ impl Coordinator {
             let step = match task.status {
                 TaskStatus::Queued => Step::Advance(TaskStatus::Witnessing, StageUpdate::default()),
                 TaskStatus::Witnessing => self.witness(&task).await,
-                TaskStatus::Verifying => self.verify(&task).await,
                 TaskStatus::Delivering => self.deliver(&task).await,
-                TaskStatus::Proving | TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled => break,
+                // `verifying` is never a stored status: a prover's receipt is verified when it is
+                // submitted, and accepted straight into `delivering`.
+                TaskStatus::Proving
+                | TaskStatus::Verifying
+                | TaskStatus::Done
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled => break,
             };
             // A failure before delivery still reaches the controller's entrypoint.
             let step = match step {
@@ -247,22 +252,6 @@ impl Coordinator {
                 message: e.error.to_string(),
                 logs: Some(append_logs(&task.logs, "witnessing", &e.logs)),
             },
-            Err(e) => Step::fail("internal", e.to_string()),
-        }
-    }
-
-    /// Verifies a stored receipt (tasks stored in `verifying`; provers' receipts are verified
-    /// when submitted).
-    async fn verify(&self, task: &TaskRecord) -> Step {
-        let Some(receipt) = task.receipt.clone() else {
-            return Step::fail("internal", "task reached verifying without a receipt");
-        };
-        match self.check_receipt(task, receipt).await {
-            Ok(Ok(journal)) => Step::Advance(
-                TaskStatus::Delivering,
-                StageUpdate { journal: Some(journal), ..Default::default() },
-            ),
-            Ok(Err((code, reason))) => Step::fail(&code, reason),
             Err(e) => Step::fail("internal", e.to_string()),
         }
     }

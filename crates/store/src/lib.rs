@@ -230,19 +230,14 @@ pub struct TaskRecord {
     pub expected_journal: Option<Vec<u8>>,
 }
 
-/// Fields a stage transition sets, besides the status.
+/// Fields a stage transition of a runner sets, besides the status. (Receipt, journal and
+/// cycles come from provers, through [`Store::accept_proof`].)
 #[derive(Clone, Debug, Default)]
 pub struct StageUpdate {
     /// set the circuit input
     pub input: Option<Vec<u8>>,
-    /// set the receipt
-    pub receipt: Option<Vec<u8>>,
-    /// set the journal
-    pub journal: Option<Vec<u8>>,
     /// set the entrypoint result
     pub result: Option<String>,
-    /// set user cycles
-    pub user_cycles: Option<u64>,
     /// replace the logs (JSON array)
     pub logs: Option<String>,
     /// set the error (for failed)

@@ -547,31 +547,26 @@ impl Store for SqliteStore {
             };
             let n = tx.execute(
                 "UPDATE tasks SET status = ?1, updated_at = ?2, claims = 0, \
-                    input = COALESCE(?3, input), receipt = COALESCE(?4, receipt), \
-                    journal = COALESCE(?5, journal), result = COALESCE(?6, result), \
-                    user_cycles = COALESCE(?7, user_cycles), logs = COALESCE(?8, logs), \
-                    expected_journal = COALESCE(?15, expected_journal), \
-                    error_code = COALESCE(?9, error_code), \
-                    error_message = COALESCE(?10, error_message), \
-                    lease_owner = CASE WHEN ?11 THEN NULL ELSE lease_owner END, \
-                    lease_expires_at = CASE WHEN ?11 THEN NULL ELSE lease_expires_at END \
-                 WHERE id = ?12 AND status = ?13 AND lease_owner = ?14",
+                    input = COALESCE(?3, input), result = COALESCE(?4, result), \
+                    logs = COALESCE(?5, logs), expected_journal = COALESCE(?6, expected_journal), \
+                    error_code = COALESCE(?7, error_code), \
+                    error_message = COALESCE(?8, error_message), \
+                    lease_owner = CASE WHEN ?9 THEN NULL ELSE lease_owner END, \
+                    lease_expires_at = CASE WHEN ?9 THEN NULL ELSE lease_expires_at END \
+                 WHERE id = ?10 AND status = ?11 AND lease_owner = ?12",
                 params![
                     to.as_str(),
                     now,
                     u.input,
-                    u.receipt,
-                    u.journal,
                     u.result,
-                    u.user_cycles.map(|c| c as i64),
                     u.logs,
+                    u.expected_journal,
                     error_code,
                     error_message,
                     u.release_lease,
                     id,
                     from.as_str(),
                     owner,
-                    u.expected_journal,
                 ],
             )?;
             if n == 0 {
