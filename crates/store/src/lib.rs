@@ -384,8 +384,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<bool>;
     /// A program's volume image, if it has one yet.
     async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>>;
-    /// Replaces a program's volume image atomically.
-    async fn put_volume(&self, program_id: &str, image: Vec<u8>) -> Result<()>;
     /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;

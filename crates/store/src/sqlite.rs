@@ -595,17 +595,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_volume(&self, program_id: &str, image: Vec<u8>) -> Result<()> {
-        let id = program_id.to_owned();
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            put_volume(&tx, &id, &image, now_ms())?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
         let id = id.to_owned();
         self.with(move |conn| {
@@ -1174,8 +1163,6 @@ mod tests {
             .await
             .expect("tx"));
         assert_eq!(s.volume("p").await.expect("get"), Some(b"v1".to_vec()));
-        s.put_volume("p", b"v2".to_vec()).await.expect("put");
-        assert_eq!(s.volume("p").await.expect("get"), Some(b"v2".to_vec()));
     }
 
     #[tokio::test]
