@@ -12,6 +12,25 @@ if ! command -v fsck.fat >/dev/null || ! command -v mtype >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dosfstools mtools >&2
 fi
 
+# A real Ethereum node (anvil) and solc-js for the domain tests: npm packages, pinned, installed
+# under ~/.cache/zkcoproc/npm (the tests find them there).
+NPM_DIR="$HOME/.cache/zkcoproc/npm"
+ANVIL_VERSION=1.7.1
+SOLC_VERSION=0.8.37
+if ! "$NPM_DIR/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "Version: $ANVIL_VERSION" \
+    || ! "$NPM_DIR/node_modules/.bin/solcjs" --version 2>/dev/null | grep -q "^$SOLC_VERSION"; then
+    if ! command -v npm >/dev/null; then
+        echo "== installing nodejs and npm" >&2
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >&2
+    fi
+    echo "== installing anvil $ANVIL_VERSION and solc $SOLC_VERSION (npm)" >&2
+    mkdir -p "$NPM_DIR"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --silent \
+        "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
+fi
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 # The example and test apps are workspaces of their own.

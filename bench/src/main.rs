@@ -67,6 +67,18 @@ enum Bench {
         #[arg(long, default_value_t = 40)]
         count: usize,
     },
+    /// Guest cycles to verify one account proof and 0..N storage proofs (real anvil data).
+    StateProofs {
+        /// Largest number of slots measured.
+        #[arg(long, default_value_t = 16)]
+        max_slots: usize,
+    },
+    /// Header-follow throughput from anvil: checked headers inserted per second.
+    Follow {
+        /// Blocks mined before the service starts following from genesis.
+        #[arg(long, default_value_t = 5000)]
+        blocks: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +100,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Witnesses { calls } => witnesses(&bin, calls),
         Bench::VfsWrite { count } => vfs_write(&bin, count),
         Bench::Workers { tasks, cost_ms } => workers(&bin, tasks, cost_ms),
+        Bench::StateProofs { max_slots } => state_proofs(max_slots),
+        Bench::Follow { blocks } => follow(&bin, blocks),
     }
 }
 
@@ -189,7 +203,7 @@ fn witnesses(bin: &Path, calls: usize) -> anyhow::Result<()> {
     let app = hello_app();
     let runtime = Runtime::new(Limits::default())?;
     let controller = runtime.prepare("bench", &std::fs::read(&app.controller)?)?;
-    let ctx = CallContext { program_id: "bench".into(), root: EMPTY_ROOT, task_id: None };
+    let ctx = CallContext { program_id: "bench".into(), root: EMPTY_ROOT, task_id: None, domains: None };
     let args = r#"{"n": 1000}"#;
     let mut wasm = Vec::with_capacity(calls);
     let mut native = Vec::with_capacity(calls);
@@ -392,6 +406,120 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
 }
 
 /// Sorts each row's samples and prints a markdown table of the given percentiles (1.0 = max).
+fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
+    use zkcoproc_smt::{BlockCommitment, Sha2, Tree};
+    use zkcoproc_testing::anvil::Anvil;
+    let anvil = Anvil::start()?;
+    let accounts = anvil.accounts()?;
+    let token = anvil.deploy_token(&accounts[0], 1 << 60)?;
+    // Give distinct holders balances, so each proven slot is a real leaf of the storage trie.
+    let holders: Vec<String> = (1..=max_slots.max(1)).map(|i| format!("0x{:040x}", 0x1000 + i)).collect();
+    for h in &holders {
+        anvil.transfer(&token, &accounts[0], h, 1000)?;
+    }
+    let block = anvil.block_number()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rpc = zkcoproc_eth::RpcClient::new(&anvil.url, Duration::from_secs(30))?;
+    let header = rt.block_on(rpc.header(block))?;
+    let key = zkcoproc_smt::key::<Sha2>("ethereum", block);
+    let tree = Tree::new()
+        .insert(key, BlockCommitment { block_hash: header.hash.0, state_root: header.state_root.0 });
+    let slot = |holder: &str| -> anyhow::Result<[u8; 32]> {
+        let mut preimage = [0u8; 64];
+        hex::decode_to_slice(holder.trim_start_matches("0x"), &mut preimage[12..32])?;
+        Ok(alloy_primitives::keccak256(preimage).0)
+    };
+    let slots: Vec<[u8; 32]> = holders.iter().map(|h| slot(h)).collect::<anyhow::Result<_>>()?;
+    let token_addr: [u8; 20] = hex::decode(token.trim_start_matches("0x"))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("token address"))?;
+
+    let dir = zkcoproc_testing::repo_root().join("testing/apps/stateproof/circuit");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| zkcoproc_testing::repo_root().join("target"))
+        .join("zkcoproc-test-apps/stateproof");
+    eprintln!("building the state-proof bench circuit ...");
+    let image = zkcoproc_zkvm::CircuitImage::load(&zkcoproc_build::build_circuit(&dir, &target)?)?;
+    let cycles = |n: usize| -> anyhow::Result<u64> {
+        let mut proof = rt.block_on(rpc.get_proof(token_addr, &slots[..n], block))?;
+        proof.domain = "ethereum".into();
+        proof.header = header.rlp.clone();
+        proof.opening = Some(tree.open(&key));
+        let input = CircuitInput { root: tree.root(), witnesses: vec![Witness::StateProof(Box::new(proof))] };
+        let run = zkcoproc_zkvm::execute(&image, &input.encode(), zkcoproc_zkvm::DEFAULT_MAX_CYCLES)?;
+        Ok(run.user_cycles)
+    };
+    let empty = CircuitInput { root: tree.root(), witnesses: vec![] };
+    let base =
+        zkcoproc_zkvm::execute(&image, &empty.encode(), zkcoproc_zkvm::DEFAULT_MAX_CYCLES)?.user_cycles;
+    println!("state-proof verification in the guest (user cycles; anvil state trie, software keccak)");
+    println!("{:>6} {:>12} {:>14}", "slots", "cycles", "over no proof");
+    println!("{:>6} {:>12} {:>14}", "none", base, 0);
+    let mut rows = Vec::new();
+    let mut n = 0;
+    loop {
+        let c = cycles(n)?;
+        println!("{n:>6} {c:>12} {:>14}", c - base);
+        rows.push((n, c));
+        if n >= max_slots {
+            break;
+        }
+        n = if n == 0 { 1 } else { (n * 2).min(max_slots) };
+    }
+    if let (Some(&(1, one)), Some(&(last_n, last))) = (rows.iter().find(|(n, _)| *n == 1), rows.last()) {
+        if last_n > 1 {
+            println!("per extra slot: {:.0} cycles", (last - one) as f64 / (last_n - 1) as f64);
+        }
+    }
+    Ok(())
+}
+
+fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
+    use zkcoproc_testing::anvil::Anvil;
+    let anvil = Anvil::start()?;
+    anvil.mine(blocks)?;
+    let genesis = anvil.block_hash(0)?;
+    let tmp = tempfile::tempdir()?;
+    let domain = format!("ethereum={}", anvil.url);
+    let checkpoint = format!("ethereum=0:{genesis}");
+    let args = [
+        "--domain",
+        &domain,
+        "--checkpoint",
+        &checkpoint,
+        "--confirmations",
+        "0",
+        "--follow-interval-ms",
+        "20",
+    ];
+    let start = Instant::now();
+    let server = Server::start(bin, &tmp.path().join("data"), "dev", &args)?;
+    let api = server.api();
+    let started = start.elapsed();
+    let begin = Instant::now();
+    loop {
+        let (status, v) = api.get("/v1/domains/ethereum/latest")?;
+        if status == 200 && v["number"].as_u64() >= Some(blocks) {
+            break;
+        }
+        if begin.elapsed() > Duration::from_secs(1800) {
+            bail!("the service did not catch up: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = begin.elapsed().as_secs_f64();
+    println!(
+        "header follow from anvil: {} headers (fetched in batches of {}, hash and link checked, inserted \
+         and committed) in {secs:.2} s = {:.0} headers/s (service start {:.2} s)",
+        blocks + 1,
+        zkcoproc_eth::MAX_BATCH,
+        (blocks + 1) as f64 / secs,
+        started.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn table(unit: &str, percentiles: &[f64], rows: &mut [(&str, Vec<f64>)]) {
     let head: Vec<String> = percentiles
         .iter()

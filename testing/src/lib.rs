@@ -3,6 +3,8 @@
 //!
 //! Not for production code. Start from [`Server::start`] and [`hello_app`].
 
+pub mod anvil;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +32,15 @@ pub fn build_example(app: &str) -> anyhow::Result<zkcoproc_build::Built> {
     let options = zkcoproc_build::Options { out_dir: Some(apps_out_dir(app)), target_dir: None };
     zkcoproc_build::build_app(&repo_root().join("examples").join(app), &options)
         .with_context(|| format!("building examples/{app}"))
+}
+
+/// `examples/erc20-balance`, built once per test process.
+pub fn erc20_app() -> &'static zkcoproc_build::Built {
+    static ERC20: OnceLock<zkcoproc_build::Built> = OnceLock::new();
+    ERC20.get_or_init(|| match build_example("erc20-balance") {
+        Ok(b) => b,
+        Err(e) => panic!("{e:#}"),
+    })
 }
 
 /// `examples/hello`, built once per test process.
@@ -152,6 +163,11 @@ impl Api {
             .build()
             .unwrap_or_else(|_| reqwest::blocking::Client::new());
         Api { url: url.to_owned(), http }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// GET `path`; returns the status and the JSON body (Null when not JSON).

@@ -57,7 +57,16 @@ impl From<CoordinatorError> for ApiError {
     fn from(e: CoordinatorError) -> Self {
         match e {
             CoordinatorError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            CoordinatorError::Invalid { code, message } => ApiError::bad_request(code, message),
+            CoordinatorError::Invalid { code, message } => {
+                let status = match code {
+                    "unlinked_header" | "conflicting_block" | "smt_conflict" | "no_blocks" => {
+                        StatusCode::CONFLICT
+                    }
+                    "domain_rpc" => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, code, message)
+            }
             CoordinatorError::Controller { error, logs } => {
                 let mut err =
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string());

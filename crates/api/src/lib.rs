@@ -8,6 +8,7 @@
 //!
 //! Start from [`router`].
 
+mod domains;
 mod error;
 mod views;
 mod worker;
@@ -29,6 +30,7 @@ use zkcoproc_store::CancelOutcome;
 use zkcoproc_types::journal;
 use zkcoproc_zkvm::ImageId;
 
+pub use domains::{FeederAuth, MAX_FEED_HEADERS};
 pub use error::ApiError;
 
 /// API settings.
@@ -47,8 +49,14 @@ impl Default for ApiConfig {
 pub(crate) type AppState = Arc<Coordinator>;
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-/// The v1 router over `coordinator`; `workers` authenticates prover workers.
-pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig, workers: worker_auth::WorkerAuth) -> Router {
+/// The v1 router over `coordinator`; `workers` authenticates prover workers and `feeders`
+/// block feeders.
+pub fn router(
+    coordinator: Arc<Coordinator>,
+    config: &ApiConfig,
+    workers: worker_auth::WorkerAuth,
+    feeders: FeederAuth,
+) -> Router {
     Router::new()
         .route("/v1/worker/lease", post(worker::lease))
         .route("/v1/worker/circuits/{image_id}", get(worker::circuit))
@@ -67,11 +75,17 @@ pub fn router(coordinator: Arc<Coordinator>, config: &ApiConfig, workers: worker
         .route("/v1/tasks/{id}/proof", get(proof))
         .route("/v1/tasks/{id}/events", get(events))
         .route("/v1/verify", post(verify))
+        .route("/v1/root", get(domains::root))
+        .route("/v1/roots/{root}", get(domains::root_info))
+        .route("/v1/domains/{name}/latest", get(domains::latest))
+        .route("/v1/domains/{name}/blocks", post(domains::feed))
+        .route("/v1/domains/{name}/blocks/{number}/opening", get(domains::opening))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
         .layer(axum::Extension(Arc::new(workers)))
+        .layer(axum::Extension(Arc::new(feeders)))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(coordinator)
@@ -253,7 +267,7 @@ async fn submit(
     ))
 }
 
-fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
+pub(crate) fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
     let mut root = [0u8; 32];
     hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut root)
         .map_err(|_| ApiError::bad_request("bad_root", "root must be 32 bytes of hex"))?;

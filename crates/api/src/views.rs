@@ -28,6 +28,24 @@ pub(crate) fn dry_run(d: &DryRun) -> Value {
         .iter()
         .map(|w| match w {
             Witness::Data(bytes) => json!({"kind": "data", "data": hex::encode(bytes)}),
+            Witness::StateProof(sp) => json!({
+                "kind": "state_proof",
+                "domain": sp.domain,
+                "block": sp.block,
+                "address": format!("0x{}", hex::encode(sp.address)),
+                "nonce": sp.account.nonce,
+                "balance": format!("0x{}", hex::encode(sp.account.balance)),
+                "storage_root": format!("0x{}", hex::encode(sp.account.storage_root)),
+                "code_hash": format!("0x{}", hex::encode(sp.account.code_hash)),
+                "account_proof_nodes": sp.account_proof.len(),
+                "storage": sp.storage.iter().map(|s| json!({
+                    "key": format!("0x{}", hex::encode(s.key)),
+                    "value": format!("0x{}", hex::encode(s.value)),
+                    "proof_nodes": s.proof.len(),
+                })).collect::<Vec<_>>(),
+                "header": format!("0x{}", hex::encode(&sp.header)),
+                "opening": sp.opening.as_ref().map(|o| hex::encode(o.encode())),
+            }),
         })
         .collect();
     json!({"witnesses": witnesses, "input_len": d.input_len, "logs": d.logs})

@@ -251,6 +251,23 @@ impl Client {
                 }
                 println!("root:   {}", hex::encode(root));
                 println!("output: {}", hex::encode(output));
+                // The receipt is valid on its own; whether its root is one the service has had
+                // (so the chain facts it proves are the ones the service checked) is the
+                // service's answer, reported apart from it.
+                let url = format!("{}/v1/roots/{}", self.base, hex::encode(root));
+                match self.send(self.http.get(url)).await {
+                    Ok(info) if info["known"] == true => println!(
+                        "root known to {}: yes (history position {}{})",
+                        self.base,
+                        info["seq"],
+                        info["block"]["domain"]
+                            .as_str()
+                            .map(|d| format!(", after {d} block {}", info["block"]["number"]))
+                            .unwrap_or_default()
+                    ),
+                    Ok(_) => println!("root known to {}: NO, the service never had this root", self.base),
+                    Err(e) => println!("root known: unknown ({e:#})"),
+                }
                 Ok(true)
             }
             Err(VerifyError::FakeRejected) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use zkcoproc_coordinator::{Config, Coordinator};
+use zkcoproc_coordinator::{Config, Coordinator, DomainConfig};
 use zkcoproc_runtime::{Limits, Runtime};
 use zkcoproc_store::SqliteStore;
 use zkcoproc_zkvm::{CpuProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
@@ -60,9 +60,104 @@ pub(crate) struct ServeArgs {
     /// Controller sandbox: linear memory cap per call, in MiB.
     #[arg(long, default_value_t = (Limits::default().max_memory_bytes >> 20) as u64)]
     controller_memory_mb: u64,
-    /// Controller sandbox: host calls (log, context, fs) per call.
+    /// Controller sandbox: host calls (log, context, fs, domain) per call.
     #[arg(long, default_value_t = Limits::default().max_host_calls)]
     controller_host_calls: u64,
+    /// Follow an external chain: `NAME=JSON-RPC-URL` (e.g. `ethereum=http://127.0.0.1:8545`);
+    /// repeatable.
+    #[arg(long = "domain", value_name = "NAME=URL")]
+    domains: Vec<String>,
+    /// Trusted first block of a domain: `NAME=NUMBER:0xHASH`; repeatable. Without one, the
+    /// node's confirmed block at start-up is taken (and logged).
+    #[arg(long = "checkpoint", value_name = "NAME=NUMBER:0xHASH")]
+    checkpoints: Vec<String>,
+    /// Only blocks at least this many blocks below the node's head are inserted (reorg safety).
+    #[arg(long)]
+    confirmations: Option<u64>,
+    /// How often domains are polled for new blocks, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    follow_interval_ms: u64,
+    /// Secrets of block feeders (`name:secret` lines) for `POST /v1/domains/{name}/blocks`;
+    /// repeatable. Without one, feeding is refused.
+    #[arg(long)]
+    feeder_secret_file: Vec<PathBuf>,
+    /// A TOML config file with `[domains.NAME]` tables (`rpc`, `checkpoint`, `confirmations`);
+    /// command-line flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Default `--confirmations`: deep enough that ordinary Ethereum reorgs never reach it.
+const DEFAULT_CONFIRMATIONS: u64 = 12;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    domains: std::collections::BTreeMap<String, DomainFileEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainFileEntry {
+    rpc: String,
+    checkpoint: Option<String>,
+    confirmations: Option<u64>,
+}
+
+fn parse_checkpoint(s: &str) -> anyhow::Result<(u64, [u8; 32])> {
+    let (number, hash) =
+        s.split_once(':').ok_or_else(|| anyhow::anyhow!("checkpoint `{s}` is not NUMBER:0xHASH"))?;
+    let number: u64 = number.parse().with_context(|| format!("checkpoint block number `{number}`"))?;
+    let hash = hex::decode(hash.strip_prefix("0x").unwrap_or(hash))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| anyhow::anyhow!("checkpoint hash `{hash}` is not 32 bytes of hex"))?;
+    Ok((number, hash))
+}
+
+/// The domains from the config file and the flags (flags win).
+fn domain_configs(args: &ServeArgs) -> anyhow::Result<Vec<DomainConfig>> {
+    let file: ConfigFile = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let poll_interval = Duration::from_millis(args.follow_interval_ms.max(10));
+    let mut domains: std::collections::BTreeMap<String, DomainConfig> = std::collections::BTreeMap::new();
+    for (name, e) in file.domains {
+        let checkpoint = e.checkpoint.as_deref().map(parse_checkpoint).transpose()?;
+        let confirmations = args.confirmations.or(e.confirmations).unwrap_or(DEFAULT_CONFIRMATIONS);
+        let config =
+            DomainConfig { name: name.clone(), rpc_url: e.rpc, checkpoint, confirmations, poll_interval };
+        domains.insert(name, config);
+    }
+    for d in &args.domains {
+        let (name, url) =
+            d.split_once('=').ok_or_else(|| anyhow::anyhow!("--domain `{d}` is not NAME=URL"))?;
+        let confirmations = args.confirmations.unwrap_or(DEFAULT_CONFIRMATIONS);
+        let entry = domains.entry(name.to_owned()).or_insert_with(|| DomainConfig {
+            name: name.to_owned(),
+            rpc_url: String::new(),
+            checkpoint: None,
+            confirmations,
+            poll_interval,
+        });
+        entry.rpc_url = url.to_owned();
+    }
+    for c in &args.checkpoints {
+        let (name, cp) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--checkpoint `{c}` is not NAME=NUMBER:0xHASH"))?;
+        let entry = domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow::anyhow!("--checkpoint for `{name}`, which no --domain configures"))?;
+        entry.checkpoint = Some(parse_checkpoint(cp)?);
+    }
+    Ok(domains.into_values().collect())
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -102,8 +197,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_cycles: args.max_cycles,
         ..Config::default()
     };
-    let coordinator = Arc::new(Coordinator::new(Arc::new(store), runtime, prover, verifier, config));
-    let runners = coordinator.spawn_runners().await?;
+    let domains = domain_configs(&args)?;
+    let coordinator = Arc::new(
+        Coordinator::new(Arc::new(store), runtime, prover, verifier, config)
+            .with_domains(domains)
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let mut runners = coordinator.spawn_domains().await.map_err(|e| anyhow::anyhow!(e))?;
+    runners.extend(coordinator.spawn_runners().await?);
 
     let mut secrets = Vec::new();
     for file in &args.worker_secret_file {
@@ -112,10 +213,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if secrets.is_empty() {
         tracing::info!("no --worker-secret-file: remote prover workers are refused");
     }
+    let mut feeders = Vec::new();
+    for file in &args.feeder_secret_file {
+        feeders.extend(zkcoproc_api::worker_auth::read_secrets(file).map_err(|e| anyhow::anyhow!(e))?);
+    }
     let app = zkcoproc_api::router(
         coordinator.clone(),
         &zkcoproc_api::ApiConfig { max_body_bytes: args.max_body_bytes },
         zkcoproc_api::worker_auth::WorkerAuth::new(secrets),
+        zkcoproc_api::FeederAuth(zkcoproc_api::worker_auth::WorkerAuth::new(feeders)),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -73,12 +73,14 @@ fn a_real_cpu_proof_verifies_and_tampering_is_rejected() {
         .expect("cli proof");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(bin())
-        .args(["verify", "--image-id", &app.image_id, "--receipt"])
+        .args(["verify", "--server", &server.url, "--image-id", &app.image_id, "--receipt"])
         .arg(&file)
         .output()
         .expect("cli verify");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("verified: composite receipt"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("verified: composite receipt"), "{stdout}");
+    assert!(stdout.contains(&format!("root known to {}: yes", server.url)), "{stdout}");
 
     let mut bad = receipt.clone();
     bad[receipt.len() / 2] ^= 0x80;

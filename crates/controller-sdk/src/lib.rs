@@ -33,9 +33,34 @@ pub use bindings::zkcoproc::controller::context;
 /// The program's FAT-16 volume (`read`, `write`, `list`, `remove`, `exists`).
 pub use bindings::zkcoproc::controller::fs;
 pub use bindings::zkcoproc::controller::log::Level;
+pub use bindings::zkcoproc::controller::types::{Account, EthProof, StorageSlot};
 /// The trait a controller implements (`get-witnesses` and `entrypoint`).
 pub use bindings::Guest as Controller;
 pub use bindings::Witness;
+
+/// External chains (domains) the service follows, as seen from the task's root.
+pub mod domain {
+    use super::bindings::zkcoproc::controller::domain as host;
+    use super::EthProof;
+
+    /// The newest block of `domain` under the task's root.
+    pub fn latest(domain: &str) -> Result<u64, String> {
+        host::latest(domain)
+    }
+
+    /// An account + storage proof of `address` and `slots` at `block` of `domain` (the block
+    /// must be under the task's root). Return it as [`Witness::StateProof`](crate::Witness) and
+    /// the circuit SDK verifies it against the root before the circuit's app sees it.
+    pub fn state_proof(
+        domain: &str,
+        block: u64,
+        address: &[u8; 20],
+        slots: &[[u8; 32]],
+    ) -> Result<EthProof, String> {
+        let slots: Vec<Vec<u8>> = slots.iter().map(|s| s.to_vec()).collect();
+        host::state_proof(domain, block, address, &slots)
+    }
+}
 
 /// Logs a line at `level` through the host; the host stores it with the task.
 pub fn log(level: Level, message: &str) {

@@ -15,10 +15,12 @@
 //! Start from [`Coordinator::new`], [`Coordinator::deploy`], [`Coordinator::submit`] and
 //! [`Coordinator::spawn_runners`].
 
+mod domains;
 mod metrics;
 mod proving;
 mod runner;
 
+pub use domains::{AppendOutcome, BlockInfo, BlockOpening, DomainConfig, RootInfo};
 pub use proving::ProofVerdict;
 
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ use zkcoproc_runtime::{CallContext, LogLine, Runtime, RuntimeError};
 use zkcoproc_store::{
     CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord,
 };
-use zkcoproc_types::{Root, Witness, EMPTY_ROOT};
+use zkcoproc_types::{Root, Witness};
 use zkcoproc_vfs::{Entry, VfsError, Volume};
 use zkcoproc_zkvm::{CircuitImage, ImageId, Prover, ReceiptKind, Verifier, ZkvmError};
 
@@ -176,6 +178,7 @@ pub struct Coordinator {
     provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
     metrics: metrics::Metrics,
+    domains: Arc<domains::Domains>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -213,7 +216,14 @@ impl Coordinator {
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),
+            domains: Arc::new(domains::Domains::empty()),
         }
+    }
+
+    /// This coordinator, following `domains` (started by [`Coordinator::spawn_domains`]).
+    pub fn with_domains(mut self, domains: Vec<DomainConfig>) -> Result<Self, CoordinatorError> {
+        self.domains = Arc::new(domains::Domains::new(domains)?);
+        Ok(self)
     }
 
     /// The store.
@@ -252,17 +262,6 @@ impl Coordinator {
     /// The prover's name (`cpu` or `dev`).
     pub fn prover_name(&self) -> &'static str {
         self.prover.name()
-    }
-
-    /// The coprocessor root new tasks are pinned to. All-zero until the service follows an
-    /// external chain (the SMT of chain blocks arrives with the domains).
-    pub fn current_root(&self) -> Root {
-        EMPTY_ROOT
-    }
-
-    /// Whether `root` is a root the service has had.
-    pub fn is_known_root(&self, root: &Root) -> bool {
-        *root == self.current_root()
     }
 
     /// Validates and stores a program. Idempotent: the same pair gives the same id.
@@ -308,7 +307,12 @@ impl Coordinator {
     /// Runs the controller's `get-witnesses` without proving.
     pub async fn dry_run(&self, program_id: &str, args: &str) -> Result<DryRun, CoordinatorError> {
         check_args_json(args)?;
-        let ctx = CallContext { program_id: program_id.to_owned(), root: self.current_root(), task_id: None };
+        let ctx = CallContext {
+            program_id: program_id.to_owned(),
+            root: self.current_root(),
+            task_id: None,
+            domains: self.domain_host(),
+        };
         let controller = self.controller(program_id).await?;
         // A copy of the volume: the dry run sees the files, and its writes are discarded.
         let volume = self.load_volume(program_id).await?;
@@ -322,8 +326,10 @@ impl Coordinator {
                     .map_err(|e| CoordinatorError::Controller { error: e.error, logs: e.logs })
             })
             .await?;
-        let input_len = zkcoproc_types::CircuitInput { root, witnesses: out.value.clone() }.encode().len();
-        Ok(DryRun { witnesses: out.value, input_len, logs: out.logs })
+        let mut witnesses = out.value;
+        self.attach_openings(&root, &mut witnesses).await?;
+        let input_len = zkcoproc_types::CircuitInput { root, witnesses: witnesses.clone() }.encode().len();
+        Ok(DryRun { witnesses, input_len, logs: out.logs })
     }
 
     /// Enqueues a proof of `program_id` for `args`, pinned to `root` (default: the current

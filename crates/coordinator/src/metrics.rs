@@ -28,6 +28,11 @@ struct CodeLabel {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainLabel {
+    domain: String,
+}
+
 /// The coordinator's metrics. Counters and histograms are kept in memory (per process); task
 /// counts and queue depth are read from the store at scrape time, so they survive restarts.
 pub(crate) struct Metrics {
@@ -41,6 +46,7 @@ pub(crate) struct Metrics {
     failures: Family<CodeLabel, Counter>,
     leases: Family<OutcomeLabel, Gauge>,
     workers: Gauge,
+    blocks: Family<DomainLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +70,12 @@ impl Metrics {
         let failures = Family::<CodeLabel, Counter>::default();
         let leases = Family::<OutcomeLabel, Gauge>::default();
         let workers = Gauge::default();
+        let blocks = Family::<DomainLabel, Counter>::default();
+        registry.register(
+            "domain_blocks_inserted",
+            "Checked blocks inserted into the coprocessor tree",
+            blocks.clone(),
+        );
         registry.register("stage_duration_seconds", "Time tasks spent in each stage", stage_seconds.clone());
         registry.register("tasks", "Tasks by status (from the store)", tasks.clone());
         registry.register("queue_depth", "Tasks waiting to be claimed (queued)", queue_depth.clone());
@@ -96,6 +108,7 @@ impl Metrics {
             failures,
             leases,
             workers,
+            blocks,
         }
     }
 
@@ -107,6 +120,10 @@ impl Metrics {
         if attempts > 1 {
             self.retries.inc();
         }
+    }
+
+    pub(crate) fn blocks_inserted(&self, domain: &str, n: u64) {
+        self.blocks.get_or_create(&DomainLabel { domain: domain.into() }).inc_by(n);
     }
 
     pub(crate) fn failed(&self, code: &str) {

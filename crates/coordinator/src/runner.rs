@@ -203,8 +203,13 @@ impl Coordinator {
         })
     }
 
-    fn call_context(task: &TaskRecord) -> CallContext {
-        CallContext { program_id: task.program_id.clone(), root: task.root, task_id: Some(task.id.clone()) }
+    fn call_context(&self, task: &TaskRecord) -> CallContext {
+        CallContext {
+            program_id: task.program_id.clone(),
+            root: task.root,
+            task_id: Some(task.id.clone()),
+            domains: self.domain_host(),
+        }
     }
 
     async fn witness(&self, task: &TaskRecord) -> Step {
@@ -217,15 +222,26 @@ impl Coordinator {
             Err(e) => return Step::fail("internal", e.to_string()),
         };
         let runtime = self.runtime.clone();
-        let (ctx, args, root) = (Self::call_context(task), task.args.clone(), task.root);
+        let (ctx, args, root) = (self.call_context(task), task.args.clone(), task.root);
         let out = self
             .controller_call(move || Ok(runtime.get_witnesses(&controller, ctx, Some(volume), &args)))
             .await;
         match out {
-            Ok(Ok(out)) => {
+            Ok(Ok(mut out)) => {
+                let logs = append_logs(&task.logs, "witnessing", &out.logs);
+                // Every state proof gets its header and its opening under the task's root.
+                if let Err(e) = self.attach_openings(&root, &mut out.value).await {
+                    let (code, message) = match e {
+                        CoordinatorError::Invalid { code, message } => (code, message),
+                        CoordinatorError::NotFound { what, id } => {
+                            ("unknown_domain", format!("{what} {id} not found"))
+                        }
+                        other => ("internal", other.to_string()),
+                    };
+                    return Step::Fail { code: code.into(), message, logs: Some(logs) };
+                }
                 let volume = volume_update(&task.program_id, out.volume);
                 let input = CircuitInput { root, witnesses: out.value }.encode();
-                let logs = append_logs(&task.logs, "witnessing", &out.logs);
                 // Preflight: run the circuit on this input (no proof). A circuit that rejects the
                 // input fails here, before any prover time is spent, and the journal it commits
                 // binds every receipt to this exact input.
@@ -297,7 +313,7 @@ impl Coordinator {
         let controller = self.controller(&task.program_id).await?;
         let volume = self.load_volume(&task.program_id).await?;
         let runtime = self.runtime.clone();
-        let ctx = Self::call_context(task);
+        let ctx = self.call_context(task);
         self.controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event))).await
     }
 

@@ -2,9 +2,12 @@
 //!
 //! A circuit is a `#![no_main]` RISC Zero guest whose only job is the application function;
 //! [`entry!`] wires it up. The SDK reads the [`CircuitInput`] the service wrote to stdin
-//! (panicking, and so making no proof, on a malformed one), commits the input's root as the
-//! journal's first 32 bytes *before* the application runs, then commits the application's output.
-//! The journal is therefore always `root ‖ output`, whatever the application does.
+//! (panicking, and so making no proof, on a malformed one), verifies every state-proof witness
+//! against the input's root (see [`state`]; a failure panics, so no proof exists), commits the
+//! root as the journal's first 32 bytes *before* the application runs, then commits the
+//! application's output. The journal is therefore always `root ‖ output`, and every
+//! [`Witness::StateProof`] the application sees is a verified fact of the chain under that root,
+//! whatever the application does.
 //!
 //! Not for host code: this crate is `no_std` and only meaningful on `riscv32im-risc0-zkvm-elf`.
 //!
@@ -18,9 +21,14 @@
 
 extern crate alloc;
 
+pub mod state;
+
 use alloc::vec::Vec;
 
-pub use zkcoproc_types::{journal, CircuitInput, Root, Witness};
+pub use zkcoproc_types::{journal, Account, CircuitInput, Root, StateProof, StorageSlot, Witness};
+
+/// The `alloy-primitives` the SDK verifies with (keccak, U256, Address), for apps to share.
+pub use alloy_primitives;
 
 /// The pinned RISC Zero guest crate (use it for `env`, accelerated `sha`, ...), so an app never
 /// pins a second, possibly disagreeing, risc0 version.
@@ -45,14 +53,27 @@ pub fn read_input() -> CircuitInput {
     }
 }
 
-/// Runs `app` as a zkcoproc circuit: reads the input, commits its root, runs the app and
-/// commits its output. Use [`entry!`] rather than calling this directly.
+/// Verifies every state-proof witness of `input` against its root, panicking (so that no proof
+/// can exist) on the first that fails.
+pub fn verify_state_proofs(input: &CircuitInput) {
+    for (i, w) in input.witnesses.iter().enumerate() {
+        if let Witness::StateProof(proof) = w {
+            if let Err(e) = state::verify_state_proof::<state::Risc0Sha256>(&input.root, proof) {
+                panic!("witness {i}: {e}");
+            }
+        }
+    }
+}
+
+/// Runs `app` as a zkcoproc circuit: reads the input, verifies its state proofs, commits its
+/// root, runs the app and commits its output. Use [`entry!`] rather than calling this directly.
 pub fn run<F>(app: F)
 where
     F: FnOnce(&CircuitInput) -> Vec<u8>,
 {
     use risc0_zkvm::guest::env;
     let input = read_input();
+    verify_state_proofs(&input);
     // The root goes first and before the app runs: the journal layout cannot be broken.
     env::commit_slice(&input.root);
     let output = app(&input);

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use zkcoproc_types::Witness;
+use zkcoproc_types::{Account, StateProof, StorageSlot, Witness};
 use zkcoproc_vfs::{VfsError, Volume};
 
 use crate::{CallContext, Limits};
@@ -20,7 +20,7 @@ mod bindings {
     });
 }
 
-use bindings::zkcoproc::controller::{context, fs, log, types};
+use bindings::zkcoproc::controller::{context, domain, fs, log, types};
 pub(crate) use bindings::{Controller, ControllerPre};
 
 /// One log line a controller wrote.
@@ -242,9 +242,113 @@ impl context::Host for HostState {
     }
 }
 
-pub(crate) fn to_witness(w: types::Witness) -> Witness {
+impl domain::Host for HostState {
+    fn latest(&mut self, domain: String) -> wasmtime::Result<Result<u64, String>> {
+        self.charge()?;
+        Ok(match &self.ctx.domains {
+            None => Err("this service follows no domain".into()),
+            Some(d) => d.latest(&domain, &self.ctx.root),
+        })
+    }
+
+    fn state_proof(
+        &mut self,
+        domain: String,
+        block: u64,
+        address: Vec<u8>,
+        slots: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Result<types::EthProof, String>> {
+        self.charge()?;
+        let Some(domains) = self.ctx.domains.clone() else {
+            return Ok(Err("this service follows no domain".into()));
+        };
+        let Ok(address) = <[u8; 20]>::try_from(address.as_slice()) else {
+            return Ok(Err(format!("address must be 20 bytes, not {}", address.len())));
+        };
+        if slots.len() > zkcoproc_types::state::MAX_SLOTS {
+            return Ok(Err(format!(
+                "{} slots exceed the limit of {}",
+                slots.len(),
+                zkcoproc_types::state::MAX_SLOTS
+            )));
+        }
+        let mut keys = Vec::with_capacity(slots.len());
+        for (i, s) in slots.iter().enumerate() {
+            match <[u8; 32]>::try_from(s.as_slice()) {
+                Ok(k) => keys.push(k),
+                Err(_) => return Ok(Err(format!("slot {i} must be 32 bytes, not {}", s.len()))),
+            }
+        }
+        Ok(domains
+            .state_proof(&domain, block, address, &keys, &self.ctx.root)
+            .map(|sp| from_state_proof(&sp)))
+    }
+}
+
+fn from_state_proof(sp: &StateProof) -> types::EthProof {
+    types::EthProof {
+        domain: sp.domain.clone(),
+        block: sp.block,
+        address: sp.address.to_vec(),
+        account: types::Account {
+            nonce: sp.account.nonce,
+            balance: sp.account.balance.to_vec(),
+            storage_root: sp.account.storage_root.to_vec(),
+            code_hash: sp.account.code_hash.to_vec(),
+        },
+        account_proof: sp.account_proof.clone(),
+        storage: sp
+            .storage
+            .iter()
+            .map(|s| types::StorageSlot {
+                key: s.key.to_vec(),
+                value: s.value.to_vec(),
+                proof: s.proof.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn bytes<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], String> {
+    let len = v.len();
+    <[u8; N]>::try_from(v).map_err(|_| format!("state proof: {what} must be {N} bytes, not {len}"))
+}
+
+/// Converts a controller's witness, checking every length: a malformed state proof is the
+/// controller's bad output, reported before any circuit runs.
+pub(crate) fn to_witness(w: types::Witness) -> Result<Witness, String> {
     match w {
-        types::Witness::Data(bytes) => Witness::Data(bytes),
+        types::Witness::Data(bytes) => Ok(Witness::Data(bytes)),
+        types::Witness::StateProof(sp) => {
+            let mut storage = Vec::with_capacity(sp.storage.len());
+            for s in sp.storage {
+                storage.push(StorageSlot {
+                    key: bytes(s.key, "slot key")?,
+                    value: bytes(s.value, "slot value")?,
+                    proof: s.proof,
+                });
+            }
+            let proof = StateProof {
+                domain: sp.domain,
+                block: sp.block,
+                address: bytes(sp.address, "address")?,
+                account: Account {
+                    nonce: sp.account.nonce,
+                    balance: bytes(sp.account.balance, "balance")?,
+                    storage_root: bytes(sp.account.storage_root, "storage root")?,
+                    code_hash: bytes(sp.account.code_hash, "code hash")?,
+                },
+                account_proof: sp.account_proof,
+                storage,
+                header: Vec::new(),
+                opening: None,
+            };
+            if !zkcoproc_types::smt::valid_domain(&proof.domain) {
+                return Err(format!("state proof: invalid domain name {:?}", proof.domain));
+            }
+            proof.check_limits().map_err(|e| e.to_string())?;
+            Ok(Witness::StateProof(Box::new(proof)))
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
-use zkcoproc_types::{Root, Witness};
+use zkcoproc_types::{Root, StateProof, Witness};
 pub use zkcoproc_vfs::Volume;
 
 pub use host::LogLine;
@@ -131,7 +131,25 @@ pub struct CallOutput<T> {
     pub volume: Option<Volume>,
 }
 
-/// What a call runs for; exposed to the controller through the `context` import.
+/// The external chains (domains) a controller may read through the `domain` import, as the
+/// service provides them. Calls block (they may go to a JSON-RPC node); controllers run on
+/// blocking threads.
+pub trait DomainHost: Send + Sync + std::fmt::Debug {
+    /// The newest block of `domain` under `root`.
+    fn latest(&self, domain: &str, root: &Root) -> Result<u64, String>;
+    /// `eth_getProof` of `address` and `slots` at `block` of `domain`, which must be under
+    /// `root`. The proof comes without header and opening.
+    fn state_proof(
+        &self,
+        domain: &str,
+        block: u64,
+        address: [u8; 20],
+        slots: &[[u8; 32]],
+        root: &Root,
+    ) -> Result<StateProof, String>;
+}
+
+/// What a call runs for; exposed to the controller through the `context` and `domain` imports.
 #[derive(Clone, Debug)]
 pub struct CallContext {
     /// hex program id
@@ -140,6 +158,8 @@ pub struct CallContext {
     pub root: Root,
     /// the task, or none for a dry run
     pub task_id: Option<String>,
+    /// the domains the controller may read (none: every `domain` call fails)
+    pub domains: Option<Arc<dyn DomainHost>>,
 }
 
 /// A compiled, type-checked controller, ready to instantiate.
@@ -259,20 +279,22 @@ impl Runtime {
     ) -> Result<CallOutput<Vec<Witness>>, CallError> {
         self.check_args(args)?;
         let limit = self.limits.max_witness_bytes;
-        self.call(controller, ctx, volume, |bindings, store| {
-            let out = bindings.call_get_witnesses(&mut *store, args)?;
-            Ok(out.map(|ws| ws.into_iter().map(host::to_witness).collect::<Vec<_>>()))
-        })
-        .and_then(|out| {
-            let size: usize = out.value.iter().map(Witness::encoded_len).sum();
-            if size > limit {
-                return Err(CallError {
-                    error: RuntimeError::OutputTooLarge { size, limit },
-                    logs: out.logs,
-                });
-            }
-            Ok(out)
-        })
+        self.call(controller, ctx, volume, |bindings, store| bindings.call_get_witnesses(&mut *store, args))
+            .and_then(|out| {
+                let value = match out.value.into_iter().map(host::to_witness).collect::<Result<Vec<_>, _>>() {
+                    Ok(v) => v,
+                    Err(e) => return Err(CallError { error: RuntimeError::BadOutput(e), logs: out.logs }),
+                };
+                let out = CallOutput { value, logs: out.logs, volume: out.volume };
+                let size: usize = out.value.iter().map(Witness::encoded_len).sum();
+                if size > limit {
+                    return Err(CallError {
+                        error: RuntimeError::OutputTooLarge { size, limit },
+                        logs: out.logs,
+                    });
+                }
+                Ok(out)
+            })
     }
 
     /// Calls `entrypoint(event)`; the result must be JSON.

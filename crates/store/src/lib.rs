@@ -345,6 +345,42 @@ pub enum AttemptOutcome {
 /// Counts of tasks by status.
 pub type StatusCounts = Vec<(TaskStatus, u64)>;
 
+/// One insert into the coprocessor's sparse Merkle tree: a checked block of a domain, and the
+/// root after it. Updates form a chain (`prev_root` of one is `root` of the one before), the
+/// history of every root the service has had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtUpdate {
+    /// position in the history, from 1
+    pub seq: u64,
+    /// the domain (chain) name
+    pub domain: String,
+    /// the block number
+    pub number: u64,
+    /// the block's hash
+    pub block_hash: [u8; 32],
+    /// the block's state root
+    pub state_root: [u8; 32],
+    /// the root before this update
+    pub prev_root: [u8; 32],
+    /// the root after this update
+    pub root: [u8; 32],
+}
+
+/// A block to append to the tree, with the root it leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBlock {
+    /// the block number
+    pub number: u64,
+    /// the block's hash
+    pub block_hash: [u8; 32],
+    /// the block's state root
+    pub state_root: [u8; 32],
+    /// the block's RLP header
+    pub header: Vec<u8>,
+    /// the tree's root after inserting this block
+    pub root: [u8; 32],
+}
+
 /// Persistence for zkcoproc. Every method is atomic.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -430,6 +466,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
+
+    /// Appends blocks of `domain` to the tree's history, in order, if the newest stored root is
+    /// still `prev_root` (the empty root for an empty history). `false`, and nothing written,
+    /// when another writer moved the history on first. Each block's `root` is the root after it.
+    async fn append_blocks(&self, domain: &str, prev_root: [u8; 32], blocks: Vec<NewBlock>) -> Result<bool>;
+    /// The tree's history after `seq` (0 for all of it), oldest first.
+    async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>>;
+    /// The RLP header of a stored block.
+    async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>>;
 }
 
 /// Milliseconds since the Unix epoch.

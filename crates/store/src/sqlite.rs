@@ -8,9 +8,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewProgram, NewTask, ProgramInfo,
-    ProverAttempt, ProverLease, RenewOutcome, Result, StageUpdate, StatusCounts, Store, StoreError,
-    TaskError, TaskEvent, TaskRecord, TaskStatus,
+    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock, NewProgram, NewTask,
+    ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts,
+    Store, StoreError, TaskError, TaskEvent, TaskRecord, TaskStatus,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -88,6 +88,20 @@ ALTER TABLE tasks ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
 "#,
     r#"
 ALTER TABLE tasks ADD COLUMN expected_journal BLOB;
+"#,
+    r#"
+CREATE TABLE smt_updates (
+    seq          INTEGER PRIMARY KEY,
+    domain       TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    block_hash   BLOB NOT NULL,
+    state_root   BLOB NOT NULL,
+    header       BLOB NOT NULL,
+    prev_root    BLOB NOT NULL,
+    root         BLOB NOT NULL,
+    inserted_at  INTEGER NOT NULL,
+    UNIQUE (domain, number)
+);
 "#,
 ];
 
@@ -872,6 +886,105 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn append_blocks(&self, domain: &str, prev_root: [u8; 32], blocks: Vec<NewBlock>) -> Result<bool> {
+        let domain = domain.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (mut seq, newest): (i64, Option<Vec<u8>>) = tx
+                .query_row("SELECT seq, root FROM smt_updates ORDER BY seq DESC LIMIT 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?
+                .map_or((0, None), |(s, r)| (s, Some(r)));
+            if newest.as_deref().unwrap_or(&[0u8; 32][..]) != prev_root {
+                return Ok(false);
+            }
+            let now = now_ms();
+            let mut prev = prev_root;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO smt_updates (seq, domain, number, block_hash, state_root, header, \
+                     prev_root, root, inserted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for b in &blocks {
+                    seq += 1;
+                    let number = i64::try_from(b.number)
+                        .map_err(|_| StoreError::Database(format!("block number {} too large", b.number)))?;
+                    stmt.execute(params![
+                        seq,
+                        domain,
+                        number,
+                        b.block_hash.to_vec(),
+                        b.state_root.to_vec(),
+                        b.header,
+                        prev.to_vec(),
+                        b.root.to_vec(),
+                        now
+                    ])?;
+                    prev = b.root;
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, domain, number, block_hash, state_root, prev_root, root FROM smt_updates \
+                 WHERE seq > ?1 ORDER BY seq",
+            )?;
+            let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+            let rows = stmt.query_map([after], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            })?;
+            let hash = |v: Vec<u8>| {
+                <[u8; 32]>::try_from(v.as_slice())
+                    .map_err(|_| StoreError::Corrupt("smt_updates: hash is not 32 bytes".into()))
+            };
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, domain, number, block_hash, state_root, prev_root, root) = row?;
+                out.push(SmtUpdate {
+                    seq: seq as u64,
+                    domain,
+                    number: number as u64,
+                    block_hash: hash(block_hash)?,
+                    state_root: hash(state_root)?,
+                    prev_root: hash(prev_root)?,
+                    root: hash(root)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>> {
+        let domain = domain.to_owned();
+        self.with(move |conn| {
+            let number = i64::try_from(number).unwrap_or(i64::MAX);
+            Ok(conn
+                .query_row(
+                    "SELECT header FROM smt_updates WHERE domain = ?1 AND number = ?2",
+                    params![domain, number],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -895,6 +1008,35 @@ mod tests {
             root: [0; 32],
             receipt_kind: "composite".into(),
         }
+    }
+
+    fn block(number: u64, root: u8) -> NewBlock {
+        NewBlock {
+            number,
+            block_hash: [number as u8; 32],
+            state_root: [number as u8 + 1; 32],
+            header: vec![0xc0, number as u8],
+            root: [root; 32],
+        }
+    }
+
+    #[tokio::test]
+    async fn smt_history_appends_only_on_top_of_the_newest_root() {
+        let s = SqliteStore::in_memory().expect("store");
+        assert!(s.append_blocks("eth", [0; 32], vec![block(5, 1), block(6, 2)]).await.expect("append"));
+        // A writer that saw an older root is refused, and writes nothing.
+        assert!(!s.append_blocks("eth", [1; 32], vec![block(7, 3)]).await.expect("stale"));
+        assert!(s.append_blocks("eth", [2; 32], vec![block(7, 3)]).await.expect("append"));
+        let all = s.smt_updates(0).await.expect("updates");
+        assert_eq!(all.iter().map(|u| (u.seq, u.number)).collect::<Vec<_>>(), vec![(1, 5), (2, 6), (3, 7)]);
+        assert_eq!(all[0].prev_root, [0; 32]);
+        assert_eq!(all[2].prev_root, [2; 32]);
+        assert_eq!(s.smt_updates(2).await.expect("tail").len(), 1);
+        assert_eq!(s.block_header("eth", 6).await.expect("header"), Some(vec![0xc0, 6]));
+        assert_eq!(s.block_header("eth", 8).await.expect("header"), None);
+        // The same block twice is a constraint error, not a second leaf.
+        assert!(s.append_blocks("eth", [3; 32], vec![block(7, 4)]).await.is_err());
+        assert_eq!(s.smt_updates(0).await.expect("updates").len(), 3);
     }
 
     #[tokio::test]

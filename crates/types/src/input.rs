@@ -1,11 +1,14 @@
 //! The circuit input: what the service writes to a circuit's stdin.
 //!
-//! Wire format v1 (all integers little-endian):
+//! Wire format v2 (all integers little-endian):
 //!
 //! ```text
-//! magic "ZKCI" | version u16 = 1 | root [u8; 32] | count u32 | count × witness
-//! witness = tag u8 | len u32 | len bytes          (tag 0 = data)
+//! magic "ZKCI" | version u16 = 2 | root [u8; 32] | count u32 | count × witness
+//! witness = tag u8 | len u32 | len bytes          (tag 0 = data, tag 1 = state proof)
 //! ```
+//!
+//! v2 added the state-proof witness ([`StateProof`]); circuits are built from source with the
+//! SDK of the service that feeds them, so only the current version is accepted.
 //!
 //! Decoding is strict: unknown versions or tags, truncated or trailing bytes are errors, so a
 //! circuit never runs on an input it does not fully understand.
@@ -13,11 +16,13 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::state::{StateDecodeError, StateProof};
 use crate::Root;
 
 const MAGIC: &[u8; 4] = b"ZKCI";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 const TAG_DATA: u8 = 0;
+const TAG_STATE_PROOF: u8 = 1;
 
 /// Upper bound on the number of witnesses in one input.
 pub const MAX_WITNESSES: usize = 4096;
@@ -27,19 +32,23 @@ pub const MAX_WITNESSES: usize = 4096;
 pub enum Witness {
     /// Opaque bytes that the circuit interprets.
     Data(Vec<u8>),
+    /// An Ethereum account + storage proof; the guest SDK verifies it against the root before
+    /// the application runs.
+    StateProof(alloc::boxed::Box<StateProof>),
 }
 
 impl Witness {
-    /// The witness's bytes.
-    pub fn bytes(&self) -> &[u8] {
+    /// Encoded size of this witness's body.
+    pub fn body_len(&self) -> usize {
         match self {
-            Witness::Data(b) => b,
+            Witness::Data(b) => b.len(),
+            Witness::StateProof(sp) => sp.encoded_len(),
         }
     }
 
-    /// Encoded size of this witness in the v1 wire format.
+    /// Encoded size of this witness in the wire format.
     pub fn encoded_len(&self) -> usize {
-        1 + 4 + self.bytes().len()
+        1 + 4 + self.body_len()
     }
 }
 
@@ -68,6 +77,8 @@ pub enum DecodeError {
     TooManyWitnesses(u32),
     /// Bytes left after the last witness.
     TrailingBytes(usize),
+    /// A state-proof witness does not decode.
+    StateProof(StateDecodeError),
 }
 
 impl fmt::Display for DecodeError {
@@ -83,6 +94,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "circuit input: {n} witnesses exceed the limit of {MAX_WITNESSES}")
             }
             DecodeError::TrailingBytes(n) => write!(f, "circuit input: {n} trailing bytes"),
+            DecodeError::StateProof(e) => write!(f, "circuit input: {e}"),
         }
     }
 }
@@ -108,6 +120,11 @@ impl CircuitInput {
                     out.push(TAG_DATA);
                     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     out.extend_from_slice(bytes);
+                }
+                Witness::StateProof(sp) => {
+                    out.push(TAG_STATE_PROOF);
+                    out.extend_from_slice(&(sp.encoded_len() as u32).to_le_bytes());
+                    sp.encode_into(&mut out);
                 }
             }
         }
@@ -136,6 +153,9 @@ impl CircuitInput {
             let data = r.take(len)?;
             match tag {
                 TAG_DATA => witnesses.push(Witness::Data(data.to_vec())),
+                TAG_STATE_PROOF => witnesses.push(Witness::StateProof(
+                    StateProof::decode(data).map_err(DecodeError::StateProof)?.into(),
+                )),
                 other => return Err(DecodeError::UnknownTag(other)),
             }
         }
@@ -173,7 +193,14 @@ mod tests {
     use alloc::vec;
 
     fn sample() -> CircuitInput {
-        CircuitInput { root: [7u8; 32], witnesses: vec![Witness::Data(vec![1, 2, 3]), Witness::Data(vec![])] }
+        CircuitInput {
+            root: [7u8; 32],
+            witnesses: vec![
+                Witness::Data(vec![1, 2, 3]),
+                Witness::StateProof(crate::state::tests::sample().into()),
+                Witness::Data(vec![]),
+            ],
+        }
     }
 
     #[test]
@@ -206,6 +233,7 @@ mod tests {
 
         let mut bytes = sample().encode();
         bytes[4 + 2 + 32 + 4] = 5;
+
         assert_eq!(CircuitInput::decode(&bytes), Err(DecodeError::UnknownTag(5)));
     }
 

@@ -1,6 +1,6 @@
 //! Types shared by the zkcoproc host and its zkVM guests.
 //!
-//! This crate is `no_std` + `alloc` and has no dependencies, because the circuit links it and a
+//! This crate is `no_std` + `alloc` and depends only on `zkcoproc-smt` (itself dependency-free), because the circuit links it and a
 //! user must be able to audit everything a circuit runs. It holds the wire format of the
 //! [`CircuitInput`] the service hands a circuit, and the [`journal`] layout every circuit commits
 //! (`root (32 bytes) ‖ application output`).
@@ -15,8 +15,11 @@ extern crate alloc;
 
 pub mod input;
 pub mod journal;
+pub mod state;
 
 pub use input::{CircuitInput, DecodeError, Witness};
+pub use state::{Account, StateProof, StorageSlot};
+pub use zkcoproc_smt as smt;
 
 /// Length in bytes of a coprocessor root.
 pub const ROOT_LEN: usize = 32;

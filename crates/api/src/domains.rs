@@ -1,0 +1,168 @@
+//! Domains and the coprocessor root: `GET /v1/root`, `GET /v1/roots/{root}`,
+//! `GET /v1/domains/{name}/latest`, `GET /v1/domains/{name}/blocks/{n}/opening` and the
+//! authenticated feeder's `POST /v1/domains/{name}/blocks`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zkcoproc_types::Root;
+
+use crate::worker_auth::{AuthError, WorkerAuth};
+use crate::{parse_root, ApiError, ApiResult, AppState};
+
+/// Most headers in one feeder request.
+pub const MAX_FEED_HEADERS: usize = 1024;
+
+/// Authentication of block feeders: the worker scheme (HMAC-SHA256 over method, path, time,
+/// nonce and body) with its own secrets (`--feeder-secret-file`), so a worker cannot feed blocks.
+#[derive(Debug)]
+pub struct FeederAuth(pub WorkerAuth);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RootQuery {
+    /// pin the answer to this root (hex) instead of the current one
+    root: Option<String>,
+}
+
+impl RootQuery {
+    fn root(&self) -> ApiResult<Option<Root>> {
+        self.root.as_deref().map(parse_root).transpose()
+    }
+}
+
+pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
+    let (root, heads) = c.root_summary();
+    Json(json!({
+        "root": root.root,
+        "seq": root.seq,
+        "block": root.block,
+        "domains": heads,
+        "configured": c.domain_names(),
+    }))
+}
+
+pub(crate) async fn root_info(State(c): State<AppState>, Path(root): Path<String>) -> ApiResult<Json<Value>> {
+    let r = parse_root(&root)?;
+    Ok(Json(match c.root_info(&r) {
+        Some(info) => json!({"known": true, "root": info.root, "seq": info.seq, "block": info.block}),
+        None => json!({"known": false, "root": hex::encode(r)}),
+    }))
+}
+
+pub(crate) async fn latest(
+    State(c): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RootQuery>,
+) -> ApiResult<Json<Value>> {
+    let root = q.root()?;
+    let block = c.latest_block(&name, root.as_ref())?;
+    let root = root.unwrap_or_else(|| c.current_root());
+    Ok(Json(json!({
+        "domain": block.domain,
+        "number": block.number,
+        "hash": block.hash,
+        "state_root": block.state_root,
+        "root": hex::encode(root),
+    })))
+}
+
+pub(crate) async fn opening(
+    State(c): State<AppState>,
+    Path((name, number)): Path<(String, String)>,
+    Query(q): Query<RootQuery>,
+) -> ApiResult<Json<Value>> {
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_block", format!("`{number}` is not a block number")))?;
+    let root = q.root()?;
+    let o = c.opening(&name, number, root.as_ref())?;
+    let header = match o.value {
+        Some(_) => c
+            .store()
+            .block_header(&name, number)
+            .await
+            .map_err(zkcoproc_coordinator::CoordinatorError::from)?,
+        None => None,
+    };
+    Ok(Json(json!({
+        "domain": name,
+        "number": number,
+        "root": hex::encode(o.root),
+        "key": hex::encode(o.key),
+        "present": o.value.is_some(),
+        "block_hash": o.value.map(|v| format!("0x{}", hex::encode(v.block_hash))),
+        "state_root": o.value.map(|v| format!("0x{}", hex::encode(v.state_root))),
+        "siblings": o.opening.siblings.iter().map(hex::encode).collect::<Vec<_>>(),
+        "leaf": o.opening.leaf.map(|l| json!({
+            "key": hex::encode(l.key),
+            "block_hash": hex::encode(l.value.block_hash),
+            "state_root": hex::encode(l.value.state_root),
+        })),
+        "opening": hex::encode(o.opening.encode()),
+        "header": header.map(|h| format!("0x{}", hex::encode(h))),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedRequest {
+    /// RLP-encoded headers (hex, `0x` optional), oldest first
+    headers: Vec<String>,
+}
+
+pub(crate) async fn feed(
+    State(c): State<AppState>,
+    Extension(auth): Extension<Arc<FeederAuth>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let feeder = auth.0.verify(method.as_str(), uri.path(), &headers, &body).map_err(|e| {
+        let (status, code) = match e {
+            AuthError::Disabled => (StatusCode::FORBIDDEN, "feeders_disabled"),
+            AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
+            AuthError::Stale => (StatusCode::UNAUTHORIZED, "stale_request"),
+            AuthError::Malformed(_) | AuthError::BadSignature => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        let message = match e {
+            AuthError::Disabled => {
+                "block feeding is disabled: start the service with --feeder-secret-file".into()
+            }
+            other => other.to_string(),
+        };
+        ApiError::new(status, code, message)
+    })?;
+    let req: FeedRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?;
+    if req.headers.is_empty() || req.headers.len() > MAX_FEED_HEADERS {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("send 1 to {MAX_FEED_HEADERS} headers, not {}", req.headers.len()),
+        ));
+    }
+    let mut rlp = Vec::with_capacity(req.headers.len());
+    for (i, h) in req.headers.iter().enumerate() {
+        let hex_str = h.strip_prefix("0x").unwrap_or(h);
+        rlp.push(
+            hex::decode(hex_str)
+                .map_err(|_| ApiError::bad_request("bad_header", format!("header {i} is not hex")))?,
+        );
+    }
+    let outcome = c.feed_headers(&name, rlp).await?;
+    tracing::info!(feeder, domain = %name, inserted = outcome.inserted, "blocks fed");
+    let latest = c.latest_block(&name, None).ok();
+    Ok(Json(json!({
+        "inserted": outcome.inserted,
+        "skipped": outcome.skipped,
+        "latest": latest,
+        "root": hex::encode(c.current_root()),
+    })))
+}

@@ -1,0 +1,175 @@
+//! The soundness catalogue: the real `examples/erc20-balance` guest, executed on inputs built
+//! from a real node (anvil), accepts the honest input and rejects every tampered one, so no proof
+//! of any of them can exist. Each case breaks one link of root → opening → header → account →
+//! storage → application.
+
+use std::time::Duration;
+
+use zkcoproc_eth::{CheckedHeader, RpcClient};
+use zkcoproc_smt::{Sha2, Tree};
+use zkcoproc_testing::anvil::Anvil;
+use zkcoproc_testing::erc20_app;
+use zkcoproc_types::{CircuitInput, StateProof, Witness};
+use zkcoproc_zkvm::{execute, CircuitImage, DEFAULT_MAX_CYCLES};
+
+const DOMAIN: &str = "ethereum";
+
+struct Fixture {
+    image: CircuitImage,
+    tree: Tree,
+    headers: Vec<CheckedHeader>,
+    /// alice's balance slot proof at b1 (honest, complete)
+    proof: StateProof,
+    /// the same account and slot fetched at b2 (another state root, another storage root)
+    later: StateProof,
+    request: Vec<u8>,
+    bob_request: Vec<u8>,
+    b1: u64,
+    balance: u128,
+    token: [u8; 20],
+    alice: [u8; 20],
+}
+
+fn addr(s: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    hex::decode_to_slice(s.trim_start_matches("0x"), &mut out).expect("address");
+    out
+}
+
+fn balance_slot(holder: &[u8; 20]) -> ([u8; 32], Vec<u8>) {
+    let mut preimage = [0u8; 64];
+    preimage[12..32].copy_from_slice(holder);
+    let key = alloy_primitives::keccak256(preimage).0;
+    let mut request = holder.to_vec();
+    request.extend_from_slice(&[0u8; 32]);
+    (key, request)
+}
+
+fn fixture(anvil: &Anvil) -> Fixture {
+    let accounts = anvil.accounts().expect("accounts");
+    let (owner, alice, bob) = (&accounts[0], &accounts[1], &accounts[2]);
+    let token = anvil.deploy_token(owner, 10_000_000).expect("token");
+    let b1 = anvil.transfer(&token, owner, alice, 4321).expect("transfer");
+    anvil.mine(1).expect("mine");
+    let b2 = anvil.transfer(&token, owner, alice, 5).expect("transfer");
+    let head = anvil.block_number().expect("head");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rpc = RpcClient::new(&anvil.url, Duration::from_secs(10)).expect("rpc");
+    let headers = rt.block_on(rpc.headers(0, head as usize + 1)).expect("headers");
+    let mut tree = Tree::new();
+    for (i, h) in headers.iter().enumerate() {
+        if i > 0 {
+            headers[i - 1].check_child(h).expect("anvil's chain links");
+        }
+        let value = zkcoproc_smt::BlockCommitment { block_hash: h.hash.0, state_root: h.state_root.0 };
+        tree = tree.insert(zkcoproc_smt::key::<Sha2>(DOMAIN, h.number), value);
+    }
+    let (token, alice, bob) = (addr(&token), addr(alice), addr(bob));
+    let (key, request) = balance_slot(&alice);
+    let (_, bob_request) = balance_slot(&bob);
+    let fetch = |block: u64| {
+        let mut p = rt.block_on(rpc.get_proof(token, &[key], block)).expect("eth_getProof");
+        p.domain = DOMAIN.into();
+        p
+    };
+    let mut proof = fetch(b1);
+    proof.header = headers[b1 as usize].rlp.clone();
+    proof.opening = Some(tree.open(&zkcoproc_smt::key::<Sha2>(DOMAIN, b1)));
+    let later = fetch(b2);
+    let image = CircuitImage::load(&std::fs::read(&erc20_app().circuit).expect("circuit")).expect("image");
+    Fixture { image, tree, headers, proof, later, request, bob_request, b1, balance: 4321, token, alice }
+}
+
+impl Fixture {
+    fn input(&self, proof: StateProof) -> CircuitInput {
+        CircuitInput {
+            root: self.tree.root(),
+            witnesses: vec![Witness::Data(self.request.clone()), Witness::StateProof(Box::new(proof))],
+        }
+    }
+
+    fn run(&self, input: &CircuitInput) -> Result<zkcoproc_zkvm::Executed, String> {
+        execute(&self.image, &input.encode(), DEFAULT_MAX_CYCLES).map_err(|e| e.to_string())
+    }
+
+    fn rejects(&self, case: &str, input: &CircuitInput, reason: &str) {
+        match self.run(input) {
+            Ok(_) => panic!("{case}: the guest accepted a tampered input"),
+            Err(e) => assert!(e.contains(reason), "{case}: rejected, but for another reason: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_guest_accepts_the_honest_input_and_rejects_every_tampered_one() {
+    let anvil = Anvil::start().expect("anvil");
+    let f = fixture(&anvil);
+
+    // Honest: the journal is root ‖ abi(block, token, holder, balance).
+    let honest = f.run(&f.input(f.proof.clone())).expect("honest input executes");
+    let mut expected = f.tree.root().to_vec();
+    let mut word = [0u8; 32];
+    word[24..].copy_from_slice(&f.b1.to_be_bytes());
+    expected.extend_from_slice(&word);
+    for a in [&f.token, &f.alice] {
+        let mut word = [0u8; 32];
+        word[12..].copy_from_slice(a);
+        expected.extend_from_slice(&word);
+    }
+    let mut word = [0u8; 32];
+    word[16..].copy_from_slice(&f.balance.to_be_bytes());
+    expected.extend_from_slice(&word);
+    assert_eq!(honest.journal, expected);
+    println!("honest erc20 input: {} user cycles, {} segment(s)", honest.user_cycles, honest.segments);
+
+    let key = |n: u64| zkcoproc_smt::key::<Sha2>(DOMAIN, n);
+    let with = |edit: &dyn Fn(&mut StateProof)| {
+        let mut p = f.proof.clone();
+        edit(&mut p);
+        f.input(p)
+    };
+
+    f.rejects("state proof without an opening", &with(&|p| p.opening = None), "no SMT opening");
+    f.rejects(
+        "opening for another block number",
+        &with(&|p| p.opening = Some(f.tree.open(&key(f.b1 - 1)))),
+        "opening",
+    );
+    let mut other_root = f.input(f.proof.clone());
+    other_root.root = f.tree.insert(key(9_999), Default::default()).root();
+    f.rejects("opening under another root", &other_root, "opening leads to root");
+    f.rejects(
+        "header not matching the opening",
+        &with(&|p| p.header = f.headers[f.b1 as usize - 1].rlp.clone()),
+        "header hash",
+    );
+    f.rejects(
+        "account proof against the wrong state root",
+        &with(&|p| {
+            p.account = f.later.account.clone();
+            p.account_proof = f.later.account_proof.clone();
+        }),
+        "account proof",
+    );
+    f.rejects(
+        "storage proof against the wrong storage root",
+        &with(&|p| p.storage = f.later.storage.clone()),
+        "storage proof 0",
+    );
+    f.rejects("truncated account proof", &with(&|p| drop(p.account_proof.pop())), "account proof");
+    f.rejects("truncated storage proof", &with(&|p| drop(p.storage[0].proof.pop())), "storage proof 0");
+    assert!(f.proof.account_proof.len() >= 2, "anvil's state trie has a branch above the token");
+    f.rejects("reordered account proof nodes", &with(&|p| p.account_proof.swap(0, 1)), "account proof");
+    f.rejects("reordered storage proof nodes", &with(&|p| p.storage[0].proof.reverse()), "storage proof 0");
+    f.rejects(
+        "a storage value other than the proven one",
+        &with(&|p| p.storage[0].value[31] ^= 1),
+        "storage proof 0",
+    );
+    f.rejects("an account other than the proven one", &with(&|p| p.account.nonce += 1), "account proof");
+    f.rejects("a state proof of another domain", &with(&|p| p.domain = "sepolia".into()), "opening");
+    let mut bob = f.input(f.proof.clone());
+    bob.witnesses[0] = Witness::Data(f.bob_request.clone());
+    f.rejects("alice's slot passed off as bob's balance", &bob, "not balances[holder]");
+}

@@ -1,0 +1,114 @@
+//! Controller of `examples/erc20-balance`: proves an ERC-20 balance at an Ethereum block.
+//!
+//! Arguments: `{"token": "0x…", "holder": "0x…", "slot": 0, "block": N}`. `slot` is the storage
+//! index of the token's `balances` mapping (default 0); `block` defaults to the newest block
+//! under the task's root. The controller computes the mapping slot
+//! `keccak256(pad32(holder) ‖ pad32(slot))`, asks the host for the state proof, and hands the
+//! circuit the request and the proof. `entrypoint` stores the receipt in the program's volume
+//! and decodes the journal into `{"block", "token", "holder", "balance"}` (balance as a decimal
+//! string).
+
+use alloy_primitives::{keccak256, Address, U256};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zkcoproc_controller_sdk::{domain, export, fs, info, Controller, Witness};
+
+/// The domain the circuit accepts.
+const DOMAIN: &str = "ethereum";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    token: Address,
+    holder: Address,
+    #[serde(default)]
+    slot: u64,
+    block: Option<u64>,
+}
+
+struct Erc20Balance;
+
+impl Controller for Erc20Balance {
+    fn get_witnesses(args: String) -> Result<Vec<Witness>, String> {
+        let args: Args = serde_json::from_str(&args).map_err(|e| {
+            format!("bad args ({e}); expected {{\"token\": \"0x…\", \"holder\": \"0x…\", \"slot\": 0, \"block\": N}}")
+        })?;
+        let block = match args.block {
+            Some(b) => b,
+            None => domain::latest(DOMAIN)?,
+        };
+        let slot = U256::from(args.slot).to_be_bytes::<32>();
+        let mut preimage = [0u8; 64];
+        preimage[12..32].copy_from_slice(args.holder.as_slice());
+        preimage[32..].copy_from_slice(&slot);
+        let key = keccak256(preimage).0;
+        let proof = domain::state_proof(DOMAIN, block, &args.token.0 .0, &[key])?;
+        info(&format!(
+            "balance of {} in {} at block {block}: slot 0x{}",
+            args.holder,
+            args.token,
+            hex::encode(key)
+        ));
+        let mut request = Vec::with_capacity(52);
+        request.extend_from_slice(args.holder.as_slice());
+        request.extend_from_slice(&slot);
+        Ok(vec![Witness::Data(request), Witness::StateProof(proof)])
+    }
+
+    fn entrypoint(event: String) -> Result<String, String> {
+        let event: Value = serde_json::from_str(&event).map_err(|e| format!("bad event: {e}"))?;
+        let task = event["task_id"].as_str().ok_or("event has no task_id")?;
+        let name = file_stem(task)?;
+        if event["status"] == "failed" {
+            let path = format!("/var/log/{name}.err");
+            fs::write(&path, event["error"].to_string().as_bytes()).map_err(fs_err)?;
+            return Ok(json!({"failure_log": path}).to_string());
+        }
+        let receipt = base64::engine::general_purpose::STANDARD
+            .decode(event["receipt"].as_str().ok_or("event has no receipt")?)
+            .map_err(|e| format!("receipt is not base64: {e}"))?;
+        let path = format!("/var/share/proofs/{name}.bin");
+        fs::write(&path, &receipt).map_err(fs_err)?;
+        let output = hex::decode(event["output"].as_str().ok_or("event has no output")?)
+            .map_err(|e| format!("output is not hex: {e}"))?;
+        let [block, token, holder, balance] = words(&output)?;
+        let block = U256::from_be_bytes(block);
+        let block = u64::try_from(block).map_err(|_| "block number does not fit u64")?;
+        let result = json!({
+            "block": block,
+            "token": Address::from_slice(&token[12..]).to_checksum(None),
+            "holder": Address::from_slice(&holder[12..]).to_checksum(None),
+            "balance": U256::from_be_bytes(balance).to_string(),
+            "receipt": path,
+        });
+        Ok(result.to_string())
+    }
+}
+
+/// The four ABI words of the output.
+fn words(output: &[u8]) -> Result<[[u8; 32]; 4], String> {
+    if output.len() != 128 {
+        return Err(format!("output is {} bytes, expected 128", output.len()));
+    }
+    let mut out = [[0u8; 32]; 4];
+    for (i, w) in out.iter_mut().enumerate() {
+        w.copy_from_slice(&output[32 * i..32 * (i + 1)]);
+    }
+    Ok(out)
+}
+
+/// An 8.3 file name for a task: the last 8 hex digits of its id.
+fn file_stem(task_id: &str) -> Result<String, String> {
+    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex.get(hex.len().saturating_sub(8)..)
+        .filter(|s| s.len() == 8)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("task id `{task_id}` is too short"))
+}
+
+fn fs_err(e: fs::FsError) -> String {
+    format!("{}: {}", e.code, e.message)
+}
+
+export!(Erc20Balance);
