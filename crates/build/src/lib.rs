@@ -135,6 +135,12 @@ pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, 
 /// Builds a circuit crate for the zkVM (release) and returns the program binary (user ELF +
 /// v1compat kernel).
 pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, BuildError> {
+    // Cargo hashes the absolute path of every path package outside the app's workspace (the SDK
+    // crates) into its `-C metadata`, hence into symbol names and LLVM's code layout: the image
+    // id would depend on where the checkout is. So the build runs through a symlink at a fixed
+    // path (one build at a time, under a lock), as risc0's docker build uses a fixed `/src`.
+    let stage = Stage::enter(crate_dir)?;
+    let crate_dir = stage.crate_dir.as_path();
     let mut cmd = cargo(crate_dir, target_dir, GUEST_TARGET);
     let mut rustflags: Vec<String> = [
         "-C",
@@ -169,6 +175,84 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
     Ok(binary)
 }
 
+/// Where circuits are built from: a symlink to the common ancestor of the circuit crate and
+/// every path package it uses. Fixed, so that the same sources give the same image id whatever
+/// their location and on every machine.
+const STAGE_DIR: &str = "/tmp/zkcoproc-build";
+
+/// A circuit build running through the [`STAGE_DIR`] symlink; holds the machine-wide lock.
+struct Stage {
+    crate_dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Stage {
+    fn enter(crate_dir: &Path) -> Result<Self, BuildError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BuildError::Io { path, source }
+        };
+        let crate_dir = std::fs::canonicalize(crate_dir).map_err(io(crate_dir))?;
+        let mut root = crate_dir.clone();
+        for (_, dir) in path_packages(&crate_dir)? {
+            let dir = std::fs::canonicalize(&dir).map_err(io(&dir))?;
+            while !dir.starts_with(&root) {
+                if !root.pop() {
+                    break;
+                }
+            }
+        }
+        let stage = Path::new(STAGE_DIR);
+        std::fs::create_dir_all(stage).map_err(io(stage))?;
+        let lock_path = stage.join("lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let link = stage.join("src");
+        match std::fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BuildError::Io { path: link, source: e }),
+        }
+        std::os::unix::fs::symlink(&root, &link).map_err(io(&link))?;
+        let relative = crate_dir.strip_prefix(&root).unwrap_or(Path::new(""));
+        Ok(Stage { crate_dir: link.join(relative), _lock: lock })
+    }
+}
+
+/// The path packages a crate depends on (and itself): name and directory.
+fn path_packages(crate_dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError> {
+    let mut metadata = Command::new("cargo");
+    metadata
+        .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"));
+    if crate_dir.join("Cargo.lock").is_file() {
+        metadata.arg("--locked");
+    }
+    let metadata: serde_json::Value = serde_json::from_str(&tool_output(&mut metadata)?)
+        .map_err(|e| BuildError::Layout(format!("cargo metadata printed no JSON: {e}")))?;
+    let mut dirs = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        // Path packages have no source; registry packages live under CARGO_HOME.
+        if !package["source"].is_null() {
+            continue;
+        }
+        let (Some(name), Some(manifest)) = (package["name"].as_str(), package["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        if let Some(dir) = Path::new(manifest).parent() {
+            dirs.push((name.to_owned(), dir.to_path_buf()));
+        }
+    }
+    Ok(dirs)
+}
+
 /// `--remap-path-prefix` flags that make a build independent of where things sit on disk.
 ///
 /// Panic locations embed source paths in the binary, so without these the image id of a circuit
@@ -188,29 +272,8 @@ fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, Build
         remaps.push((home, "/cargo".into()));
     }
     remaps.push((target_dir.to_path_buf(), "/target".into()));
-
-    let mut metadata = Command::new("cargo");
-    metadata
-        .env("RUSTUP_TOOLCHAIN", TOOLCHAIN)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(crate_dir.join("Cargo.toml"));
-    if crate_dir.join("Cargo.lock").is_file() {
-        metadata.arg("--locked");
-    }
-    let metadata: serde_json::Value = serde_json::from_str(&tool_output(&mut metadata)?)
-        .map_err(|e| BuildError::Layout(format!("cargo metadata printed no JSON: {e}")))?;
-    for package in metadata["packages"].as_array().into_iter().flatten() {
-        // Path packages have no source; registry packages are covered by CARGO_HOME.
-        if !package["source"].is_null() {
-            continue;
-        }
-        let (Some(name), Some(manifest)) = (package["name"].as_str(), package["manifest_path"].as_str())
-        else {
-            continue;
-        };
-        if let Some(dir) = Path::new(manifest).parent() {
-            remaps.push((dir.to_path_buf(), format!("/src/{name}")));
-        }
+    for (name, dir) in path_packages(crate_dir)? {
+        remaps.push((dir, format!("/src/{name}")));
     }
     Ok(remaps
         .into_iter()
