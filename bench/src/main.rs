@@ -478,7 +478,13 @@ fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
 fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
     use zkcoproc_testing::anvil::Anvil;
     let anvil = Anvil::start()?;
-    anvil.mine(blocks)?;
+    // In chunks: anvil answers a large anvil_mine only after mining them all.
+    let mut mined = 0;
+    while mined < blocks {
+        let n = (blocks - mined).min(2000);
+        anvil.mine(n)?;
+        mined += n;
+    }
     let genesis = anvil.block_hash(0)?;
     let tmp = tempfile::tempdir()?;
     let domain = format!("ethereum={}", anvil.url);
@@ -493,11 +499,11 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
         "--follow-interval-ms",
         "20",
     ];
-    let start = Instant::now();
+    // Timed from the process start: the follower begins inserting while the API comes up.
+    let begin = Instant::now();
     let server = Server::start(bin, &tmp.path().join("data"), "dev", &args)?;
     let api = server.api();
-    let started = start.elapsed();
-    let begin = Instant::now();
+    let started = begin.elapsed();
     loop {
         let (status, v) = api.get("/v1/domains/ethereum/latest")?;
         if status == 200 && v["number"].as_u64() >= Some(blocks) {
@@ -511,7 +517,7 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
     let secs = begin.elapsed().as_secs_f64();
     println!(
         "header follow from anvil: {} headers (fetched in batches of {}, hash and link checked, inserted \
-         and committed) in {secs:.2} s = {:.0} headers/s (service start {:.2} s)",
+         and committed) in {secs:.2} s from process start = {:.0} headers/s (API up after {:.2} s)",
         blocks + 1,
         zkcoproc_eth::MAX_BATCH,
         (blocks + 1) as f64 / secs,

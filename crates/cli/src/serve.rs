@@ -260,3 +260,66 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["serve"];
+        argv.extend_from_slice(extra);
+        match Wrap::try_parse_from(argv) {
+            Ok(w) => w.args,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn domains_come_from_the_config_file_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("zkcoproc.toml");
+        let hash = format!("0x{}", "ab".repeat(32));
+        std::fs::write(
+            &file,
+            format!(
+                "[domains.ethereum]\nrpc = \"http://file:8545\"\ncheckpoint = \"100:{hash}\"\nconfirmations = 5\n\n\
+                 [domains.gnosis]\nrpc = \"http://gnosis\"\n"
+            ),
+        )
+        .expect("write");
+        let config = file.to_str().expect("path");
+        let domains = domain_configs(&parse(&["--config", config])).expect("config");
+        assert_eq!(domains.len(), 2);
+        assert_eq!(domains[0].name, "ethereum");
+        assert_eq!(domains[0].rpc_url, "http://file:8545");
+        assert_eq!(domains[0].checkpoint, Some((100, [0xab; 32])));
+        assert_eq!(domains[0].confirmations, 5);
+        assert_eq!(domains[1].confirmations, DEFAULT_CONFIRMATIONS);
+
+        let flags = ["--config", config, "--domain", "ethereum=http://flag", "--checkpoint"];
+        let cp = format!("ethereum=7:{}", "cd".repeat(32));
+        let mut argv = flags.to_vec();
+        argv.extend([cp.as_str(), "--confirmations", "0"]);
+        let domains = domain_configs(&parse(&argv)).expect("flags");
+        assert_eq!(domains[0].rpc_url, "http://flag");
+        assert_eq!(domains[0].checkpoint, Some((7, [0xcd; 32])));
+        assert_eq!(domains[0].confirmations, 0);
+
+        for bad in [
+            vec!["--domain", "ethereum"],
+            vec!["--domain", "ethereum=http://x", "--checkpoint", "ethereum=7:0x12"],
+            vec!["--checkpoint", "sepolia=1:0x00"],
+        ] {
+            assert!(domain_configs(&parse(&bad)).is_err(), "{bad:?} was accepted");
+        }
+        std::fs::write(&file, "[domains.ethereum]\nrpc = 1\n").expect("write");
+        assert!(domain_configs(&parse(&["--config", config])).is_err());
+    }
+}
