@@ -55,7 +55,9 @@ pub struct Config {
     pub prover_lease: Duration,
     /// Proving attempts of one task before it fails with `prover_failed`.
     pub max_attempts: u32,
-    /// Runner claims of one task in one stage before it fails with `too_many_attempts`.
+    /// Runner claims of one task in one stage before it fails with `too_many_attempts`: a task
+    /// whose stage keeps killing the process. Every claim after the first follows a crash (or a
+    /// lost lease), so this is the crash allowance of the controller stages.
     pub max_claims: u32,
     /// How often idle runners look for expired leases even when not notified.
     pub poll_interval: Duration,
@@ -78,7 +80,7 @@ impl Default for Config {
             lease: Duration::from_secs(60),
             prover_lease: Duration::from_secs(60),
             max_attempts: 3,
-            max_claims: 3,
+            max_claims: zkcoproc_store::MAX_CRASHES,
             poll_interval: Duration::from_millis(500),
             cached_circuits: 64,
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,

@@ -37,6 +37,18 @@ impl Coordinator {
         if released > 0 {
             tracing::info!(tasks = released, "resuming tasks that were in flight");
         }
+        // Compile the controllers of the waiting tasks before any runner claims one: a claim is
+        // then followed by the stage itself, not by a compile, so a crash during start-up is not
+        // counted against the tasks that happen to be first in line (see `Config::max_claims`).
+        let pending = self.store.programs_with_pending_work(self.runtime.limits().cached_controllers).await?;
+        for program in &pending {
+            if let Err(e) = self.controller(program).await {
+                tracing::warn!(program = %program, error = %e, "cannot prepare the controller");
+            }
+        }
+        if !pending.is_empty() {
+            tracing::info!(programs = pending.len(), "controllers of waiting tasks prepared");
+        }
         let instance = uuid::Uuid::now_v7().simple().to_string();
         let instance = &instance[..12];
         self.metrics.set_runners(self.config.provers);

@@ -342,6 +342,12 @@ pub enum AttemptOutcome {
     Unknown,
 }
 
+/// How many times a task may be caught in flight by a crash of the service (its in-process
+/// prover lease expiring with the restart) before it fails: a task that crashes the service every
+/// time must not crash it forever, but a service restarted a few times must not fail innocent
+/// tasks. Such leases do not count against a task's proving attempts.
+pub const MAX_CRASHES: u32 = 10;
+
 /// Counts of tasks by status.
 pub type StatusCounts = Vec<(TaskStatus, u64)>;
 
@@ -426,7 +432,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Leases a task in `proving` to `worker` until `now + lease`: the worker's own open lease
     /// if it has one (re-delivery), else the oldest unleased proving task, preferring tasks this
     /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
-    /// fails with `prover_failed` instead of being leased.
+    /// fails with `prover_failed` instead of being leased; leases ended by a restart of the
+    /// service count against [`MAX_CRASHES`] instead.
     async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased>;
     /// Renews a prover lease.
     async fn renew_prover_lease(
@@ -466,6 +473,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
+    /// Up to `limit` programs with tasks waiting for a controller stage (queued, witnessing or
+    /// delivering), most recently submitted first: what a restarted service should compile first.
+    async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>>;
 
     /// Appends blocks of `domain` to the tree's history, in order, if the newest stored root is
     /// still `prev_root` (the empty root for an empty history). `false`, and nothing written,

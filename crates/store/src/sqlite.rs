@@ -678,15 +678,23 @@ impl Store for SqliteStore {
             };
             let mut failed = Vec::new();
             for task_id in candidates {
-                let attempts: i64 =
-                    tx.query_row("SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1", [&task_id], |r| r.get(0))?;
-                if attempts >= i64::from(max_attempts) {
+                // A lease that ended because this service died is not the prover's failure: it
+                // counts against the (larger) crash allowance instead of `max_attempts`.
+                let (leases, attempts, restarts): (i64, i64, i64) = tx.query_row(
+                    "SELECT COUNT(*), \
+                            COALESCE(SUM(reason IS NOT 'service restarted'), 0), \
+                            COALESCE(SUM(reason IS 'service restarted'), 0) \
+                     FROM prover_leases WHERE task_id = ?1",
+                    [&task_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                if attempts >= i64::from(max_attempts) || restarts >= i64::from(crate::MAX_CRASHES) {
                     if fail_proving(&tx, &task_id, now)? {
                         failed.push(task_id);
                     }
                     continue;
                 }
-                let lease_id = format!("{task_id}/{}", attempts + 1);
+                let lease_id = format!("{task_id}/{}", leases + 1);
                 tx.execute(
                     "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![lease_id, task_id, worker, now, expires],
@@ -887,6 +895,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT program_id FROM tasks WHERE status IN ('queued', 'witnessing', 'delivering') \
+                 GROUP BY program_id ORDER BY MAX(seq) DESC LIMIT ?1",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map([limit], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn append_blocks(&self, domain: &str, prev_root: [u8; 32], blocks: Vec<NewBlock>) -> Result<bool> {
         let domain = domain.to_owned();
         self.with(move |conn| {
@@ -1018,6 +1039,22 @@ mod tests {
             header: vec![0xc0, number as u8],
             root: [root; 32],
         }
+    }
+
+    #[tokio::test]
+    async fn programs_with_pending_work_are_those_with_controller_stages_ahead() {
+        let s = SqliteStore::in_memory().expect("store");
+        for p in ["p", "q"] {
+            s.put_program(program(p)).await.expect("program");
+        }
+        s.insert_task(task("t1"), None).await.expect("insert");
+        let mut other = task("t2");
+        other.program_id = "q".into();
+        s.insert_task(other, None).await.expect("insert");
+        assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["q", "p"]);
+        assert_eq!(s.programs_with_pending_work(1).await.expect("pending"), vec!["q"]);
+        assert!(s.cancel("t2").await.is_ok());
+        assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["p"]);
     }
 
     #[tokio::test]
