@@ -485,20 +485,9 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
         anvil.mine(n)?;
         mined += n;
     }
-    let genesis = anvil.block_hash(0)?;
     let tmp = tempfile::tempdir()?;
-    let domain = format!("ethereum={}", anvil.url);
-    let checkpoint = format!("ethereum=0:{genesis}");
-    let args = [
-        "--domain",
-        &domain,
-        "--checkpoint",
-        &checkpoint,
-        "--confirmations",
-        "0",
-        "--follow-interval-ms",
-        "20",
-    ];
+    let args = anvil.follow_args(0, 20)?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Timed from the process start: the follower begins inserting while the API comes up.
     let begin = Instant::now();
     let server = Server::start(bin, &tmp.path().join("data"), "dev", &args)?;

@@ -90,6 +90,23 @@ impl Anvil {
         Ok(b["hash"].as_str().context("block hash")?.to_owned())
     }
 
+    /// `zkcoproc serve` flags that follow this node as the `ethereum` domain from its genesis
+    /// block (the checkpoint), inserting blocks `confirmations` deep, polling every `interval_ms`.
+    pub fn follow_args(&self, confirmations: u64, interval_ms: u64) -> anyhow::Result<Vec<String>> {
+        let genesis = self.block_hash(0)?;
+        Ok([
+            "--domain".to_owned(),
+            format!("ethereum={}", self.url),
+            "--checkpoint".to_owned(),
+            format!("ethereum=0:{genesis}"),
+            "--confirmations".to_owned(),
+            confirmations.to_string(),
+            "--follow-interval-ms".to_owned(),
+            interval_ms.to_string(),
+        ]
+        .to_vec())
+    }
+
     /// Mines `n` empty blocks.
     pub fn mine(&self, n: u64) -> anyhow::Result<()> {
         self.rpc("anvil_mine", &json!([format!("{n:#x}")]))?;

@@ -6,14 +6,21 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zkcoproc_types::Root;
 
-use crate::worker_auth::{AuthError, WorkerAuth};
+use crate::worker::{authed, Role};
+use crate::worker_auth::WorkerAuth;
 use crate::{parse_root, ApiError, ApiResult, AppState};
+
+/// Block feeders (`--feeder-secret-file`).
+const FEEDERS: Role = Role {
+    disabled_code: "feeders_disabled",
+    disabled_message: "block feeding is disabled: start the service with --feeder-secret-file",
+};
 
 /// Most headers in one feeder request.
 pub const MAX_FEED_HEADERS: usize = 1024;
@@ -125,23 +132,7 @@ pub(crate) async fn feed(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let feeder = auth.0.verify(method.as_str(), uri.path(), &headers, &body).map_err(|e| {
-        let (status, code) = match e {
-            AuthError::Disabled => (StatusCode::FORBIDDEN, "feeders_disabled"),
-            AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
-            AuthError::Stale => (StatusCode::UNAUTHORIZED, "stale_request"),
-            AuthError::Malformed(_) | AuthError::BadSignature => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        };
-        let message = match e {
-            AuthError::Disabled => {
-                "block feeding is disabled: start the service with --feeder-secret-file".into()
-            }
-            other => other.to_string(),
-        };
-        ApiError::new(status, code, message)
-    })?;
-    let req: FeedRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?;
+    let (feeder, req): (String, FeedRequest) = authed(&auth.0, &FEEDERS, &method, &uri, &headers, &body)?;
     if req.headers.is_empty() || req.headers.len() > MAX_FEED_HEADERS {
         return Err(ApiError::bad_request(
             "bad_request",

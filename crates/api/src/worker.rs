@@ -23,9 +23,23 @@ use crate::{ApiError, ApiResult, AppState};
 /// Longest a lease request waits for work.
 const MAX_WAIT: Duration = Duration::from_secs(25);
 
-fn auth_error(e: &AuthError) -> ApiError {
+/// Who a signed endpoint is for: what it answers when no secret is configured for that role.
+pub(crate) struct Role {
+    pub(crate) disabled_code: &'static str,
+    pub(crate) disabled_message: &'static str,
+}
+
+/// Prover workers (`--worker-secret-file`).
+pub(crate) const WORKERS: Role = Role {
+    disabled_code: "workers_disabled",
+    disabled_message: "remote workers are disabled: start the service with --worker-secret-file",
+};
+
+fn auth_error(e: &AuthError, role: &Role) -> ApiError {
     let (status, code) = match e {
-        AuthError::Disabled => (StatusCode::FORBIDDEN, "workers_disabled"),
+        AuthError::Disabled => {
+            return ApiError::new(StatusCode::FORBIDDEN, role.disabled_code, role.disabled_message)
+        }
         AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
         AuthError::Stale => (StatusCode::UNAUTHORIZED, "stale_request"),
         AuthError::Malformed(_) | AuthError::BadSignature => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -33,15 +47,16 @@ fn auth_error(e: &AuthError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-/// Authenticates the request and parses its JSON body.
-fn authed<T: DeserializeOwned>(
+/// Authenticates a signed request for `role` and parses its JSON body (empty: `{}`).
+pub(crate) fn authed<T: DeserializeOwned>(
     auth: &WorkerAuth,
+    role: &Role,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<(String, T)> {
-    let worker = auth.verify(method.as_str(), uri.path(), headers, body).map_err(|e| auth_error(&e))?;
+    let worker = auth.verify(method.as_str(), uri.path(), headers, body).map_err(|e| auth_error(&e, role))?;
     let parsed = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
         .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?;
     Ok((worker, parsed))
@@ -76,7 +91,7 @@ pub(crate) async fn lease(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (worker, req): (String, LeaseRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, LeaseRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
     if req.risc0_version != risc0_zkvm::VERSION {
         return Err(conflict(
             "incompatible_worker",
@@ -154,7 +169,7 @@ pub(crate) async fn circuit(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let _: (String, serde_json::Value) = authed(&auth, &method, &uri, &headers, &body)?;
+    let _: (String, serde_json::Value) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
     if image_id.len() != 64 || !image_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("bad_image_id", "image id must be 32 bytes of hex"));
     }
@@ -190,7 +205,7 @@ pub(crate) async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (worker, req): (String, HeartbeatRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, HeartbeatRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
     own_lease(&c, &task_id, &req.lease_id, &worker).await?;
     let status = match c.renew(&task_id, &req.lease_id).await? {
         RenewOutcome::Renewed => "renewed",
@@ -235,7 +250,7 @@ pub(crate) async fn result(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (worker, req): (String, ResultRequest) = authed(&auth, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, ResultRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
     own_lease(&c, &task_id, &req.lease_id, &worker).await?;
     let (outcome, rejected) = match (req.receipt, req.error) {
         (Some(receipt), None) => {

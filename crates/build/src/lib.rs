@@ -124,7 +124,7 @@ pub fn build_app(app_dir: &Path, options: &Options) -> Result<Built, BuildError>
 /// Builds a controller crate for `wasm32-wasip2` (release) and returns the component's path.
 pub fn build_controller(crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, BuildError> {
     let mut cmd = cargo(crate_dir, target_dir, CONTROLLER_TARGET);
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", remap_flags(crate_dir, target_dir)?.join("\x1f"));
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", remap_flags(&path_packages(crate_dir)?, target_dir)?.join("\x1f"));
     let artifacts = run(&mut cmd, "controller")?;
     artifacts
         .into_iter()
@@ -156,7 +156,7 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
     ]
     .map(str::to_owned)
     .to_vec();
-    rustflags.extend(remap_flags(crate_dir, target_dir)?);
+    rustflags.extend(remap_flags(&stage.packages, target_dir)?);
     let rustflags = rustflags.join("\x1f");
     cmd.args([
         "-Zbuild-std=alloc,core,proc_macro,panic_abort,std",
@@ -182,7 +182,10 @@ const STAGE_DIR: &str = "/tmp/zkcoproc-build";
 
 /// A circuit build running through the [`STAGE_DIR`] symlink; holds the machine-wide lock.
 struct Stage {
+    /// the circuit crate, through the link
     crate_dir: PathBuf,
+    /// its path packages (name, directory through the link), for the remap flags
+    packages: Vec<(String, PathBuf)>,
     _lock: std::fs::File,
 }
 
@@ -193,9 +196,10 @@ impl Stage {
             move |source| BuildError::Io { path, source }
         };
         let crate_dir = std::fs::canonicalize(crate_dir).map_err(io(crate_dir))?;
+        let mut packages = path_packages(&crate_dir)?;
         let mut root = crate_dir.clone();
-        for (_, dir) in path_packages(&crate_dir)? {
-            let dir = std::fs::canonicalize(&dir).map_err(io(&dir))?;
+        for (_, dir) in &mut packages {
+            *dir = std::fs::canonicalize(&*dir).map_err(io(dir))?;
             while !dir.starts_with(&root) {
                 if !root.pop() {
                     break;
@@ -219,8 +223,10 @@ impl Stage {
             Err(e) => return Err(BuildError::Io { path: link, source: e }),
         }
         std::os::unix::fs::symlink(&root, &link).map_err(io(&link))?;
-        let relative = crate_dir.strip_prefix(&root).unwrap_or(Path::new(""));
-        Ok(Stage { crate_dir: link.join(relative), _lock: lock })
+        // Everything below `root` is seen through the link, as cargo will see it.
+        let staged = |dir: &Path| link.join(dir.strip_prefix(&root).unwrap_or(Path::new("")));
+        let packages = packages.into_iter().map(|(name, dir)| (name, staged(&dir))).collect();
+        Ok(Stage { crate_dir: staged(&crate_dir), packages, _lock: lock })
     }
 }
 
@@ -260,7 +266,7 @@ fn path_packages(crate_dir: &Path) -> Result<Vec<(String, PathBuf)>, BuildError>
 /// home. Every path package (the app's crates and the SDK crates they use) maps to
 /// `/src/<name>`, the registry to `/cargo`, the toolchain's rust-src to `/rust` and the target
 /// directory to `/target`.
-fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, BuildError> {
+fn remap_flags(packages: &[(String, PathBuf)], target_dir: &Path) -> Result<Vec<String>, BuildError> {
     let mut remaps: Vec<(PathBuf, String)> = Vec::new();
     let sysroot =
         tool_output(Command::new("rustc").env("RUSTUP_TOOLCHAIN", TOOLCHAIN).args(["--print", "sysroot"]))?;
@@ -272,8 +278,8 @@ fn remap_flags(crate_dir: &Path, target_dir: &Path) -> Result<Vec<String>, Build
         remaps.push((home, "/cargo".into()));
     }
     remaps.push((target_dir.to_path_buf(), "/target".into()));
-    for (name, dir) in path_packages(crate_dir)? {
-        remaps.push((dir, format!("/src/{name}")));
+    for (name, dir) in packages {
+        remaps.push((dir.clone(), format!("/src/{name}")));
     }
     Ok(remaps
         .into_iter()

@@ -33,27 +33,11 @@ fn erc20_balances_are_proven_against_the_followed_chain() {
     let b2 = anvil.transfer(&token, owner, alice, 66).expect("transfer");
     anvil.transfer(&token, alice, bob, 300).expect("transfer");
     anvil.mine(3).expect("mine");
-    let genesis = anvil.block_hash(0).expect("genesis");
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let domain = format!("ethereum={}", anvil.url);
-    let checkpoint = format!("ethereum=0:{genesis}");
-    let server = Server::start(
-        bin(),
-        &tmp.path().join("data"),
-        "dev",
-        &[
-            "--domain",
-            &domain,
-            "--checkpoint",
-            &checkpoint,
-            "--confirmations",
-            "2",
-            "--follow-interval-ms",
-            "100",
-        ],
-    )
-    .expect("server");
+    let args = anvil.follow_args(2, 100).expect("follow args");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     let head = anvil.block_number().expect("head");
     // Only blocks two deep are inserted.
@@ -244,21 +228,9 @@ fn an_erc20_balance_proven_with_the_real_cpu_prover_verifies() {
     let accounts = anvil.accounts().expect("accounts");
     let token = anvil.deploy_token(&accounts[0], 5_000).expect("deploy token");
     let block = anvil.transfer(&token, &accounts[0], &accounts[1], 777).expect("transfer");
-    let genesis = anvil.block_hash(0).expect("genesis");
-
     let tmp = tempfile::tempdir().expect("tempdir");
-    let domain = format!("ethereum={}", anvil.url);
-    let checkpoint = format!("ethereum=0:{genesis}");
-    let args = [
-        "--domain",
-        &domain,
-        "--checkpoint",
-        &checkpoint,
-        "--confirmations",
-        "0",
-        "--follow-interval-ms",
-        "100",
-    ];
+    let args = anvil.follow_args(0, 100).expect("follow args");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start(bin(), &tmp.path().join("data"), "cpu", &args).expect("server");
     let api = server.api();
     wait_for_block(&api, block);

@@ -38,6 +38,23 @@ pub use bindings::zkcoproc::controller::types::{Account, EthProof, StorageSlot};
 pub use bindings::Guest as Controller;
 pub use bindings::Witness;
 
+/// `code: message`, so `?` turns a filesystem error into a controller's `Err(String)`.
+impl From<fs::FsError> for String {
+    fn from(e: fs::FsError) -> String {
+        format!("{}: {}", e.code, e.message)
+    }
+}
+
+/// An 8.3 file stem for a task: the last 8 hex digits of its id (the random part of a UUIDv7).
+/// Naming per-task files by it makes a re-delivery after a crash overwrite the same file.
+pub fn task_file_stem(task_id: &str) -> Result<String, String> {
+    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex.get(hex.len().saturating_sub(8)..)
+        .filter(|s| s.len() == 8)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("task id `{task_id}` is too short"))
+}
+
 /// External chains (domains) the service follows, as seen from the task's root.
 pub mod domain {
     use super::bindings::zkcoproc::controller::domain as host;

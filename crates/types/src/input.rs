@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::state::{StateDecodeError, StateProof};
+use crate::wire::{Reader, Truncated};
 use crate::Root;
 
 const MAGIC: &[u8; 4] = b"ZKCI";
@@ -133,7 +134,7 @@ impl CircuitInput {
 
     /// Decodes an input in the v1 wire format, rejecting anything else.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader { rest: bytes };
+        let mut r = Reader::new(bytes);
         if r.take(4)? != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -166,24 +167,9 @@ impl CircuitInput {
     }
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.rest.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
+impl From<Truncated> for DecodeError {
+    fn from(_: Truncated) -> Self {
+        DecodeError::Truncated
     }
 }
 

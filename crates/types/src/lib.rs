@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod input;
 pub mod journal;
 pub mod state;
+mod wire;
 
 pub use input::{CircuitInput, DecodeError, Witness};
 pub use state::{Account, StateProof, StorageSlot};

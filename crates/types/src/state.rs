@@ -13,6 +13,8 @@ use alloc::vec::Vec;
 
 pub use zkcoproc_smt::Opening;
 
+use crate::wire::{Reader, Truncated};
+
 /// Most MPT nodes in one account or storage proof.
 pub const MAX_PROOF_NODES: usize = 64;
 /// Largest MPT node (a full branch node is 532 bytes).
@@ -177,7 +179,7 @@ impl StateProof {
 
     /// Decodes exactly one state proof, enforcing the limits.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
-        let mut r = R { rest: bytes };
+        let mut r = Reader::new(bytes);
         let [domain_len] = r.array()?;
         if domain_len as usize > zkcoproc_smt::MAX_DOMAIN_LEN {
             return Err(StateDecodeError::TooLarge("domain"));
@@ -193,7 +195,7 @@ impl StateProof {
             storage_root: r.array()?,
             code_hash: r.array()?,
         };
-        let account_proof = r.nodes("account proof")?;
+        let account_proof = decode_nodes(&mut r, "account proof")?;
         let slots = u16::from_le_bytes(r.array()?) as usize;
         if slots > MAX_SLOTS {
             return Err(StateDecodeError::TooLarge("slot count"));
@@ -203,7 +205,7 @@ impl StateProof {
             storage.push(StorageSlot {
                 key: r.array()?,
                 value: r.array()?,
-                proof: r.nodes("storage proof")?,
+                proof: decode_nodes(&mut r, "storage proof")?,
             });
         }
         let header_len = u32::from_le_bytes(r.array()?) as usize;
@@ -235,41 +237,27 @@ fn encode_nodes(nodes: &[Vec<u8>], out: &mut Vec<u8>) {
     }
 }
 
-struct R<'a> {
-    rest: &'a [u8],
+impl From<Truncated> for StateDecodeError {
+    fn from(_: Truncated) -> Self {
+        StateDecodeError::Truncated
+    }
 }
 
-impl<'a> R<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StateDecodeError> {
-        if self.rest.len() < n {
-            return Err(StateDecodeError::Truncated);
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
+/// `count u16 | count × (len u32 | bytes)`, within the proof limits.
+fn decode_nodes(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<Vec<u8>>, StateDecodeError> {
+    let count = u16::from_le_bytes(r.array()?) as usize;
+    if count > MAX_PROOF_NODES {
+        return Err(StateDecodeError::TooLarge(what));
     }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StateDecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn nodes(&mut self, what: &'static str) -> Result<Vec<Vec<u8>>, StateDecodeError> {
-        let count = u16::from_le_bytes(self.array()?) as usize;
-        if count > MAX_PROOF_NODES {
+    let mut nodes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        if len > MAX_NODE_LEN {
             return Err(StateDecodeError::TooLarge(what));
         }
-        let mut nodes = Vec::with_capacity(count);
-        for _ in 0..count {
-            let len = u32::from_le_bytes(self.array()?) as usize;
-            if len > MAX_NODE_LEN {
-                return Err(StateDecodeError::TooLarge(what));
-            }
-            nodes.push(self.take(len)?.to_vec());
-        }
-        Ok(nodes)
+        nodes.push(r.take(len)?.to_vec());
     }
+    Ok(nodes)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use alloy_primitives::{keccak256, Address, U256};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zkcoproc_controller_sdk::{domain, export, fs, info, Controller, Witness};
+use zkcoproc_controller_sdk::{domain, export, fs, info, task_file_stem, Controller, Witness};
 
 /// The domain the circuit accepts.
 const DOMAIN: &str = "ethereum";
@@ -59,17 +59,17 @@ impl Controller for Erc20Balance {
     fn entrypoint(event: String) -> Result<String, String> {
         let event: Value = serde_json::from_str(&event).map_err(|e| format!("bad event: {e}"))?;
         let task = event["task_id"].as_str().ok_or("event has no task_id")?;
-        let name = file_stem(task)?;
+        let name = task_file_stem(task)?;
         if event["status"] == "failed" {
             let path = format!("/var/log/{name}.err");
-            fs::write(&path, event["error"].to_string().as_bytes()).map_err(fs_err)?;
+            fs::write(&path, event["error"].to_string().as_bytes())?;
             return Ok(json!({"failure_log": path}).to_string());
         }
         let receipt = base64::engine::general_purpose::STANDARD
             .decode(event["receipt"].as_str().ok_or("event has no receipt")?)
             .map_err(|e| format!("receipt is not base64: {e}"))?;
         let path = format!("/var/share/proofs/{name}.bin");
-        fs::write(&path, &receipt).map_err(fs_err)?;
+        fs::write(&path, &receipt)?;
         let output = hex::decode(event["output"].as_str().ok_or("event has no output")?)
             .map_err(|e| format!("output is not hex: {e}"))?;
         let [block, token, holder, balance] = words(&output)?;
@@ -96,19 +96,6 @@ fn words(output: &[u8]) -> Result<[[u8; 32]; 4], String> {
         w.copy_from_slice(&output[32 * i..32 * (i + 1)]);
     }
     Ok(out)
-}
-
-/// An 8.3 file name for a task: the last 8 hex digits of its id.
-fn file_stem(task_id: &str) -> Result<String, String> {
-    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
-    hex.get(hex.len().saturating_sub(8)..)
-        .filter(|s| s.len() == 8)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("task id `{task_id}` is too short"))
-}
-
-fn fs_err(e: fs::FsError) -> String {
-    format!("{}: {}", e.code, e.message)
 }
 
 export!(Erc20Balance);

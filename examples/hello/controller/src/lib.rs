@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zkcoproc_controller_sdk::{export, fs, info, Controller, Witness};
+use zkcoproc_controller_sdk::{export, fs, info, task_file_stem, Controller, Witness};
 
 /// Upper bound on n: each iteration costs the circuit ~440 cycles.
 const MAX_N: u32 = 100_000;
@@ -39,10 +39,10 @@ impl Controller for Hello {
     fn entrypoint(event: String) -> Result<String, String> {
         let event: Value = serde_json::from_str(&event).map_err(|e| format!("bad event: {e}"))?;
         let task = event["task_id"].as_str().ok_or("event has no task_id")?;
-        let name = file_stem(task)?;
+        let name = task_file_stem(task)?;
         if event["status"] == "failed" {
             let path = format!("/var/log/{name}.err");
-            fs::write(&path, event["error"].to_string().as_bytes()).map_err(fs_err)?;
+            fs::write(&path, event["error"].to_string().as_bytes())?;
             return Ok(json!({"failure_log": path}).to_string());
         }
         // Re-delivery after a crash overwrites the same file: the name comes from the task id.
@@ -50,7 +50,7 @@ impl Controller for Hello {
             .decode(event["receipt"].as_str().ok_or("event has no receipt")?)
             .map_err(|e| format!("receipt is not base64: {e}"))?;
         let path = format!("/var/share/proofs/{name}.bin");
-        fs::write(&path, &receipt).map_err(fs_err)?;
+        fs::write(&path, &receipt)?;
         let output = event["output"].as_str().ok_or("event has no output")?;
         let output = hex::decode(output).map_err(|e| format!("output is not hex: {e}"))?;
         if output.len() != 36 {
@@ -60,19 +60,6 @@ impl Controller for Hello {
         info(&format!("task {task} proved; receipt stored at {path}"));
         Ok(json!({"n": n, "digest": hex::encode(&output[4..]), "receipt": path}).to_string())
     }
-}
-
-/// An 8.3 file name for a task: the last 8 hex digits of its id (the random part of a UUIDv7).
-fn file_stem(task_id: &str) -> Result<String, String> {
-    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
-    hex.get(hex.len().saturating_sub(8)..)
-        .filter(|s| s.len() == 8)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("task id `{task_id}` is too short"))
-}
-
-fn fs_err(e: fs::FsError) -> String {
-    format!("{}: {}", e.code, e.message)
 }
 
 export!(Hello);

@@ -10,10 +10,6 @@ fn one() -> Vec<Witness> {
     vec![Witness::Data(1u32.to_le_bytes().to_vec())]
 }
 
-fn fs_err(e: fs::FsError) -> String {
-    format!("{}: {}", e.code, e.message)
-}
-
 #[inline(never)]
 fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
     pad[(depth % 256) as usize] = depth as u8;
@@ -50,7 +46,7 @@ impl Controller for Hostile {
             "write" => {
                 let path = args["path"].as_str().ok_or("write needs a path")?;
                 let size = args["size"].as_u64().unwrap_or(16) as usize;
-                fs::write(path, &vec![b'z'; size]).map_err(fs_err)?;
+                fs::write(path, &vec![b'z'; size])?;
                 info(&format!("wrote {size} bytes to {path}"));
                 Ok(one())
             }
