@@ -31,6 +31,13 @@ if ! "$NPM_DIR/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "Version
         "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
 fi
 
+# A real PostgreSQL server (Debian's package) for the store suite on PostgreSQL and the replica
+# test: a throwaway cluster on a loopback port, stopped and deleted when the tests end.
+source "$REPO/scripts/postgres.sh"
+pg_start
+trap pg_stop EXIT
+export ZKCOPROC_REQUIRE_POSTGRES=1
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 # The example and test apps are workspaces of their own.
@@ -44,11 +51,20 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 # Example apps are built by the tests themselves (zkcoproc-build), into $CARGO_TARGET_DIR.
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; pg_stop' EXIT
 set +e
 cargo test --workspace -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+# API fuzzing (schemathesis against /openapi.json): no 5xx, no response outside the schema.
+echo "== API fuzzing" >&2
+set +e
+bash "$REPO/scripts/api-fuzz.sh"
+fuzz=$?
+set -e
+[ "$fuzz" -eq 0 ] && echo "api fuzzing: passed" || echo "api fuzzing: FAILED"
 # cargo's last summary line is the last doc-test crate's (often "0 passed"): close with the total.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+[ "$status" -ne 0 ] && exit "$status"
+exit "$fuzz"

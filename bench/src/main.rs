@@ -22,6 +22,21 @@ use serde_json::json;
 use zkcoproc_testing::{hello_app, Server};
 use zkcoproc_types::{CircuitInput, Witness, EMPTY_ROOT};
 
+/// Everything the benches print, kept for `report` to write into `bench/RESULTS.md`.
+static REPORT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// `println!`, also recorded for the report.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        if let Ok(mut r) = REPORT.lock() {
+            r.push_str(&line);
+            r.push('\n');
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(about = "zkcoproc benchmarks")]
 struct Args {
@@ -73,6 +88,19 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         max_slots: usize,
     },
+    /// End-to-end dev-mode tasks/s (submit → done, durable) on SQLite and on PostgreSQL
+    /// (`ZKCOPROC_TEST_POSTGRES`), next to each store's raw durable transaction rate.
+    Throughput {
+        /// Tasks per run.
+        #[arg(long, default_value_t = 200)]
+        tasks: usize,
+    },
+    /// P1–P4 in one run, written to `bench/RESULTS.md` with the machine description.
+    Report {
+        /// Where to write the results.
+        #[arg(long, default_value = "bench/RESULTS.md")]
+        out: PathBuf,
+    },
     /// Header-follow throughput from anvil: checked headers inserted per second.
     Follow {
         /// Blocks mined before the service starts following from genesis.
@@ -93,8 +121,10 @@ fn main() -> anyhow::Result<()> {
     if !bin.is_file() {
         bail!("{} does not exist: build it first (cargo build -p zkcoproc-cli)", bin.display());
     }
-    println!("machine: {} cores, {}", cores(), cpu_model());
+    println!("machine: {}", machine());
     match args.bench {
+        Bench::Throughput { tasks } => throughput(&bin, tasks),
+        Bench::Report { out } => report(&bin, &out),
         Bench::Prove { n } => prove(&bin, n),
         Bench::DevLatency { tasks } => dev_latency(&bin, tasks),
         Bench::Witnesses { calls } => witnesses(&bin, calls),
@@ -138,21 +168,18 @@ fn prove(bin: &Path, n: u32) -> anyhow::Result<()> {
 
     let service_proving = Duration::from_millis(ms("proving"));
     let service_total = Duration::from_millis(ms("total"));
-    println!(
-        "examples/hello n={n}: {} user cycles, {} segment(s)",
-        info.stats.user_cycles, info.stats.segments
-    );
-    println!("| measurement | seconds |");
-    println!("|---|---|");
-    println!("| service: submit → done (server-side) | {:.2} |", service_total.as_secs_f64());
-    println!("| service: submit → done (client, polling) | {:.2} |", client_total.as_secs_f64());
-    println!("| service: proving stage | {:.2} |", service_proving.as_secs_f64());
-    println!(
+    out!("examples/hello n={n}: {} user cycles, {} segment(s)", info.stats.user_cycles, info.stats.segments);
+    out!("| measurement | seconds |");
+    out!("|---|---|");
+    out!("| service: submit → done (server-side) | {:.2} |", service_total.as_secs_f64());
+    out!("| service: submit → done (client, polling) | {:.2} |", client_total.as_secs_f64());
+    out!("| service: proving stage | {:.2} |", service_proving.as_secs_f64());
+    out!(
         "| service: witnessing + verifying + delivering | {:.3} |",
         (ms("witnessing") + ms("verifying") + ms("delivering")) as f64 / 1e3
     );
-    println!("| bare risc0_zkvm prove (same guest, same input) | {:.2} |", bare.as_secs_f64());
-    println!("ratio service total / bare prove: {:.3}", service_total.as_secs_f64() / bare.as_secs_f64());
+    out!("| bare risc0_zkvm prove (same guest, same input) | {:.2} |", bare.as_secs_f64());
+    out!("ratio service total / bare prove: {:.3}", service_total.as_secs_f64() / bare.as_secs_f64());
     Ok(())
 }
 
@@ -181,14 +208,14 @@ fn dev_latency(bin: &Path, tasks: usize) -> anyhow::Result<()> {
         }
         server_side.push(t["durations_ms"]["total"].as_f64().unwrap_or(f64::NAN));
     }
-    println!("dev-mode tasks (examples/hello n=100), {tasks} sequential, SQLite synchronous=FULL:");
-    println!("| latency (ms) | p50 | p90 | max |");
-    println!("|---|---|---|---|");
+    out!("dev-mode tasks (examples/hello n=100), {tasks} sequential, SQLite synchronous=FULL:");
+    out!("| latency (ms) | p50 | p90 | max |");
+    out!("|---|---|---|---|");
     for (name, v) in
         [("server-side submit → done", &mut server_side), ("client-observed submit → done", &mut client_side)]
     {
         v.sort_by(f64::total_cmp);
-        println!(
+        out!(
             "| {name} | {:.1} | {:.1} | {:.1} |",
             pct(v, 0.5),
             pct(v, 0.9),
@@ -238,7 +265,7 @@ fn witnesses(bin: &Path, calls: usize) -> anyhow::Result<()> {
             bail!("dry run answered {status}: {body}");
         }
     }
-    println!("examples/hello get-witnesses ({{\"n\": 1000}}), {calls} calls, cached module:");
+    out!("examples/hello get-witnesses ({{\"n\": 1000}}), {calls} calls, cached module:");
     let rows = &mut [
         ("wasm sandbox (fresh instance + store per call, fuel, epoch deadline)", wasm),
         ("native (same logic, no sandbox)", native),
@@ -246,7 +273,7 @@ fn witnesses(bin: &Path, calls: usize) -> anyhow::Result<()> {
     ];
     table("get-witnesses (µs)", &[0.5, 0.99], rows);
     let (wasm, native) = (&rows[0].1, &rows[1].1);
-    println!("ratio wasm / native at p50: {:.0}", pct(wasm, 0.5) / pct(native, 0.5));
+    out!("ratio wasm / native at p50: {:.0}", pct(wasm, 0.5) / pct(native, 0.5));
     Ok(())
 }
 
@@ -276,7 +303,7 @@ fn vfs_write(bin: &Path, count: usize) -> anyhow::Result<()> {
         }
         committed.push(t["durations_ms"]["witnessing"].as_f64().unwrap_or(f64::NAN));
     }
-    println!("VFS write of a 256 KiB file (16 MiB FAT-16 volume), {count} writes:");
+    out!("VFS write of a 256 KiB file (16 MiB FAT-16 volume), {count} writes:");
     table(
         "latency (ms)",
         &[0.5, 0.99],
@@ -343,10 +370,7 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
         }
     }
     drop(server);
-    println!(
-        "prover lease round trip (signed POST /v1/worker/lease returning a task), {} leases:",
-        rtt.len()
-    );
+    out!("prover lease round trip (signed POST /v1/worker/lease returning a task), {} leases:", rtt.len());
     table("latency (ms)", &[0.5, 0.99], &mut [("lease round trip", rtt)]);
 
     // Throughput: K tasks drained by N worker processes, each proof costing `cost_ms`.
@@ -396,11 +420,11 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
         }
         rates.push((n, tasks as f64 / elapsed));
     }
-    println!("dev-mode tasks drained by remote workers, {tasks} tasks, proof cost {cost_ms} ms (ideal per worker: {:.1}/s):", 1000.0 / cost_ms as f64);
-    println!("| workers | tasks/s | speed-up vs 1 |");
-    println!("|---|---|---|");
+    out!("dev-mode tasks drained by remote workers, {tasks} tasks, proof cost {cost_ms} ms (ideal per worker: {:.1}/s):", 1000.0 / cost_ms as f64);
+    out!("| workers | tasks/s | speed-up vs 1 |");
+    out!("|---|---|---|");
     for (n, rate) in &rates {
-        println!("| {n} | {rate:.1} | {:.2} |", rate / rates[0].1);
+        out!("| {n} | {rate:.1} | {:.2} |", rate / rates[0].1);
     }
     Ok(())
 }
@@ -453,14 +477,14 @@ fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
     let empty = CircuitInput { root: tree.root(), witnesses: vec![] };
     let base =
         zkcoproc_zkvm::execute(&image, &empty.encode(), zkcoproc_zkvm::DEFAULT_MAX_CYCLES)?.user_cycles;
-    println!("state-proof verification in the guest (user cycles; anvil state trie, software keccak)");
-    println!("{:>6} {:>12} {:>14}", "slots", "cycles", "over no proof");
-    println!("{:>6} {:>12} {:>14}", "none", base, 0);
+    out!("state-proof verification in the guest (user cycles; anvil state trie, software keccak)");
+    out!("{:>6} {:>12} {:>14}", "slots", "cycles", "over no proof");
+    out!("{:>6} {:>12} {:>14}", "none", base, 0);
     let mut rows = Vec::new();
     let mut n = 0;
     loop {
         let c = cycles(n)?;
-        println!("{n:>6} {c:>12} {:>14}", c - base);
+        out!("{n:>6} {c:>12} {:>14}", c - base);
         rows.push((n, c));
         if n >= max_slots {
             break;
@@ -469,7 +493,7 @@ fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
     }
     if let (Some(&(1, one)), Some(&(last_n, last))) = (rows.iter().find(|(n, _)| *n == 1), rows.last()) {
         if last_n > 1 {
-            println!("per extra slot: {:.0} cycles", (last - one) as f64 / (last_n - 1) as f64);
+            out!("per extra slot: {:.0} cycles", (last - one) as f64 / (last_n - 1) as f64);
         }
     }
     Ok(())
@@ -504,7 +528,7 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = begin.elapsed().as_secs_f64();
-    println!(
+    out!(
         "header follow from anvil: {} headers (fetched in batches of {}, hash and link checked, inserted \
          and committed) in {secs:.2} s from process start = {:.0} headers/s (API up after {:.2} s)",
         blocks + 1,
@@ -520,12 +544,12 @@ fn table(unit: &str, percentiles: &[f64], rows: &mut [(&str, Vec<f64>)]) {
         .iter()
         .map(|&p| if p >= 1.0 { "max".to_owned() } else { format!("p{}", (p * 100.0).round()) })
         .collect();
-    println!("| {unit} | {} |", head.join(" | "));
-    println!("|---|{}", "---|".repeat(head.len()));
+    out!("| {unit} | {} |", head.join(" | "));
+    out!("|---|{}", "---|".repeat(head.len()));
     for (name, samples) in rows.iter_mut() {
         samples.sort_by(f64::total_cmp);
         let cells: Vec<String> = percentiles.iter().map(|&p| format!("{:.2}", pct(samples, p))).collect();
-        println!("| {name} | {} |", cells.join(" | "));
+        out!("| {name} | {} |", cells.join(" | "));
     }
 }
 
@@ -534,6 +558,160 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// P1–P4 with their default sizes, then the file.
+fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Ok(mut r) = REPORT.lock() {
+        r.clear();
+    }
+    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 4] = [
+        ("P1: real proof through the service vs bare risc0_zkvm", &|| prove(bin, 100)),
+        ("P2: end-to-end dev-mode throughput vs the store's raw transaction rate", &|| throughput(bin, 200)),
+        ("P3: controller get-witnesses, wasm vs native", &|| witnesses(bin, 2000)),
+        ("P4: remote workers with fixed-cost mock proving", &|| workers(bin, 60, 50)),
+    ];
+    for (title, run) in sections {
+        out!("\n## {title}\n");
+        run()?;
+    }
+    let body = markdown_blocks(&REPORT.lock().map(|r| r.clone()).unwrap_or_default());
+    let text = format!(
+        "# zkcoproc benchmark results\n\nWritten by `zkcoproc-bench report` (`scripts/bench.sh`); every figure \
+         below is measured in that one run, in {:.0} s.\n\n- machine: {}\n- date: {}\n{body}",
+        started.elapsed().as_secs_f64(),
+        machine(),
+        date(),
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
+
+/// The printed lines as markdown: a blank line before and after every table.
+fn markdown_blocks(text: &str) -> String {
+    let mut out = String::new();
+    let mut previous = "";
+    for line in text.lines() {
+        let (table, was_table) = (line.starts_with('|'), previous.starts_with('|'));
+        if table != was_table && !line.is_empty() && !previous.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+        previous = line;
+    }
+    out
+}
+
+/// End-to-end tasks/s on each store, next to its raw rate of durable transactions.
+fn throughput(bin: &Path, tasks: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut rows = Vec::new();
+    // SQLite: the service's data directory and the raw store on the same disk.
+    let dir = tmp.path().join("sqlite");
+    let e2e = drain(bin, &dir.join("service"), &[], tasks)?;
+    let raw = rt.block_on(async {
+        let store = zkcoproc_store::SqliteStore::open(&dir.join("raw"))?;
+        raw_rate(&store, tasks).await
+    })?;
+    rows.push(("SQLite (WAL, synchronous = FULL)", e2e, raw));
+    match zkcoproc_testing::postgres::server() {
+        Some(base) => {
+            let db = zkcoproc_testing::postgres::fresh_database(&base)?;
+            let e2e = drain(bin, &tmp.path().join("pg"), &["--database", &db], tasks)?;
+            let raw_db = zkcoproc_testing::postgres::fresh_database(&base)?;
+            let raw = rt.block_on(async {
+                let store = zkcoproc_store::PgStore::connect(&raw_db, 4).await?;
+                raw_rate(&store, tasks).await
+            })?;
+            rows.push(("PostgreSQL (local, synchronous_commit = on)", e2e, raw));
+        }
+        None => out!("(PostgreSQL skipped: ZKCOPROC_TEST_POSTGRES is not set)"),
+    }
+    out!("{tasks} dev-mode tasks of examples/hello submitted at once, 2 in-process dev provers, drained to done:");
+    out!("| store | end-to-end tasks/s | raw durable transactions/s (one task insert each) | ratio |");
+    out!("|---|---|---|---|");
+    for (name, e2e, raw) in &rows {
+        out!("| {name} | {e2e:.1} | {raw:.0} | {:.3} |", e2e / raw);
+    }
+    let bounds: Vec<String> = rows.iter().map(|(name, _, raw)| format!("{name}: {:.0}", raw / 8.0)).collect();
+    out!(
+        "\nA task commits about 8 transactions on its way (insert, claim, 2 transitions, lease, \
+         proof, delivery, done), so the store alone would allow about raw / 8 tasks/s ({}).",
+        bounds.join("; ")
+    );
+    Ok(())
+}
+
+/// Submits `tasks` tasks to a fresh dev service at once and returns tasks/s until all are done.
+fn drain(bin: &Path, data: &Path, extra: &[&str], tasks: usize) -> anyhow::Result<f64> {
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    let server = Server::start(bin, data, "dev", &args)?;
+    let api = server.api();
+    let program = api.deploy(hello_app())?;
+    let start = Instant::now();
+    let ids: Vec<String> =
+        (0..tasks).map(|i| api.prove(&program, &json!({ "n": i % 50 + 1 }))).collect::<Result<_, _>>()?;
+    for id in &ids {
+        let t = api.wait_task(id, Duration::from_secs(600))?;
+        if t["status"] != "done" {
+            bail!("task failed: {t}");
+        }
+    }
+    Ok(tasks as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Durable single-insert transactions per second, one after another.
+async fn raw_rate(store: &dyn zkcoproc_store::Store, n: usize) -> anyhow::Result<f64> {
+    store
+        .put_program(zkcoproc_store::NewProgram {
+            id: "p".into(),
+            image_id: "00".repeat(32),
+            controller: vec![0],
+            circuit: vec![0],
+        })
+        .await?;
+    let start = Instant::now();
+    for i in 0..n {
+        let task = zkcoproc_store::NewTask {
+            id: format!("raw-{i}"),
+            program_id: "p".into(),
+            args: "{}".into(),
+            root: EMPTY_ROOT,
+            receipt_kind: "fake".into(),
+        };
+        store.insert_task(task, None).await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn machine() -> String {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or("unknown memory".to_owned(), |kb| format!("{:.1} GiB RAM", kb as f64 / (1 << 20) as f64));
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("PRETTY_NAME=")).map(|l| l[12..].trim_matches('"').to_owned())
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    format!("{} cores, {}, {mem}, {os}, no GPU (RISC Zero CPU prover)", cores(), cpu_model())
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn cores() -> usize {

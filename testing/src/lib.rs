@@ -4,6 +4,7 @@
 //! Not for production code. Start from [`Server::start`] and [`hello_app`].
 
 pub mod anvil;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -43,6 +43,8 @@ impl RootQuery {
     }
 }
 
+#[utoipa::path(get, path = "/v1/root", tag = "domains",
+    responses((status = 200, description = "the current coprocessor root and each domain's newest block", body = Object)))]
 pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
     let (root, heads) = c.root_summary();
     Json(json!({
@@ -54,6 +56,9 @@ pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/v1/roots/{root}", tag = "domains",
+    params(("root" = String, Path, description = "a root (hex)")),
+    responses((status = 200, description = "whether the service ever had this root", body = Object), crate::openapi::Errors))]
 pub(crate) async fn root_info(State(c): State<AppState>, Path(root): Path<String>) -> ApiResult<Json<Value>> {
     let r = parse_root(&root)?;
     Ok(Json(match c.root_info(&r) {
@@ -62,6 +67,8 @@ pub(crate) async fn root_info(State(c): State<AppState>, Path(root): Path<String
     }))
 }
 
+#[utoipa::path(get, path = "/v1/domains/{name}/latest", tag = "domains", params(("name" = String, Path, description = "domain name, e.g. `ethereum`"), ("root" = Option<String>, Query, description = "answer under this root (hex) instead of the current one")),
+    responses((status = 200, description = "the domain's newest block under the root", body = Object), crate::openapi::Errors))]
 pub(crate) async fn latest(
     State(c): State<AppState>,
     Path(name): Path<String>,
@@ -79,6 +86,9 @@ pub(crate) async fn latest(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/domains/{name}/blocks/{number}/opening", tag = "domains",
+    params(("name" = String, Path, description = "domain name, e.g. `ethereum`"), ("number" = String, Path, description = "block number"), ("root" = Option<String>, Query, description = "answer under this root (hex) instead of the current one")),
+    responses((status = 200, description = "the block's sparse-Merkle opening (membership or not) and header", body = Object), crate::openapi::Errors))]
 pub(crate) async fn opening(
     State(c): State<AppState>,
     Path((name, number)): Path<(String, String)>,
@@ -116,13 +126,16 @@ pub(crate) async fn opening(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FeedRequest {
+pub(crate) struct FeedRequest {
     /// RLP-encoded headers (hex, `0x` optional), oldest first
     headers: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/domains/{name}/blocks", tag = "domains", params(("name" = String, Path, description = "domain name, e.g. `ethereum`")),
+    request_body(content = FeedRequest, description = "signed by a feeder (x-zkcoproc-* headers)"),
+    responses((status = 200, description = "blocks inserted", body = Object), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn feed(
     State(c): State<AppState>,
     Extension(auth): Extension<Arc<FeederAuth>>,

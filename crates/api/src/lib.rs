@@ -10,6 +10,7 @@
 
 mod domains;
 mod error;
+pub mod openapi;
 mod views;
 mod worker;
 pub mod worker_auth;
@@ -63,6 +64,7 @@ pub fn router(
         .route("/v1/worker/tasks/{id}/heartbeat", post(worker::heartbeat))
         .route("/v1/worker/tasks/{id}/result", post(worker::result))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics))
         .route("/v1/programs", post(deploy))
         .route("/v1/programs/{id}", get(program))
@@ -123,6 +125,8 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     json.map(|Json(t)| t).map_err(ApiError::from)
 }
 
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "service status, prover, root and task counts", body = Object), crate::openapi::Errors))]
 async fn health(State(c): State<AppState>) -> ApiResult<Json<Value>> {
     let counts = c.store().status_counts().await.map_err(zkcoproc_coordinator::CoordinatorError::from)?;
     let tasks: serde_json::Map<String, Value> =
@@ -137,13 +141,16 @@ async fn health(State(c): State<AppState>) -> ApiResult<Json<Value>> {
     })))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"), crate::openapi::Errors))]
 async fn metrics(State(c): State<AppState>) -> ApiResult<impl IntoResponse> {
     let text = c.render_metrics().await?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeployRequest {
     /// controller component, base64
@@ -152,6 +159,9 @@ struct DeployRequest {
     circuit: String,
 }
 
+#[utoipa::path(post, path = "/v1/programs", tag = "programs", request_body = DeployRequest,
+    responses((status = 201, description = "deployed", body = Object),
+        (status = 200, description = "already deployed (same id)", body = Object), crate::openapi::Errors))]
 async fn deploy(
     State(c): State<AppState>,
     req: Result<Json<DeployRequest>, JsonRejection>,
@@ -164,6 +174,8 @@ async fn deploy(
     Ok((status, Json(deployed)))
 }
 
+#[utoipa::path(get, path = "/v1/programs/{id}", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    responses((status = 200, description = "the program", body = Object), crate::openapi::Errors))]
 async fn program(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let info = c.program(program_id(&id)?).await?;
     Ok(Json(views::program(&info)))
@@ -175,6 +187,9 @@ struct FsQuery {
     path: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/programs/{id}/fs", tag = "programs",
+    params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$"), ("path" = Option<String>, Query, description = "directory; default `/`")),
+    responses((status = 200, description = "directory entries", body = Object), crate::openapi::Errors))]
 async fn fs_list(
     State(c): State<AppState>,
     Path(id): Path<String>,
@@ -190,6 +205,9 @@ async fn fs_list(
 const OCTET_STREAM: [(axum::http::HeaderName, &str); 1] =
     [(axum::http::header::CONTENT_TYPE, "application/octet-stream")];
 
+#[utoipa::path(get, path = "/v1/programs/{id}/fs/{path}", tag = "programs",
+    params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$"), ("path" = String, Path, description = "file path in the volume (8.3 names)")),
+    responses((status = 200, description = "file bytes", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
 async fn fs_read(
     State(c): State<AppState>,
     Path((id, path)): Path<(String, String)>,
@@ -198,18 +216,25 @@ async fn fs_read(
     Ok((OCTET_STREAM, bytes))
 }
 
+#[utoipa::path(get, path = "/v1/programs/{id}/volume", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    responses((status = 200, description = "the FAT-16 image", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
 async fn volume(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let image = c.volume_image(program_id(&id)?).await?;
     Ok((OCTET_STREAM, image))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WitnessRequest {
+    /// the controller's JSON arguments
     #[serde(default)]
+    #[schema(value_type = Object)]
     args: Value,
 }
 
+#[utoipa::path(post, path = "/v1/programs/{id}/witnesses", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    request_body = WitnessRequest,
+    responses((status = 200, description = "dry run of the controller's get-witnesses", body = Object), crate::openapi::Errors))]
 async fn witnesses(
     State(c): State<AppState>,
     Path(id): Path<String>,
@@ -220,10 +245,12 @@ async fn witnesses(
     Ok(Json(views::dry_run(&dry)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProofRequest {
+    /// the controller's JSON arguments
     #[serde(default)]
+    #[schema(value_type = Object)]
     args: Value,
     /// pin to this root (hex); default: the current root
     root: Option<String>,
@@ -245,6 +272,10 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>>
     }
 }
 
+#[utoipa::path(post, path = "/v1/programs/{id}/proofs", tag = "tasks",
+    params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters")),
+    request_body = ProofRequest,
+    responses((status = 202, description = "task accepted (durable)", body = Object), crate::openapi::Errors))]
 async fn submit(
     State(c): State<AppState>,
     Path(id): Path<String>,
@@ -274,12 +305,16 @@ pub(crate) fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
     Ok(root)
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "the task: status, history, provers, result", body = Object), crate::openapi::Errors))]
 async fn task(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let task = c.task(task_id(&id)?).await?;
     let attempts = c.prover_attempts(&task.id).await?;
     Ok(Json(views::task(&task, &attempts)))
 }
 
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "cancelled; the task", body = Object), crate::openapi::Errors))]
 async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = task_id(&id)?;
     match c.cancel(id).await? {
@@ -297,6 +332,9 @@ async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<
 
 /// Server-Sent Events: one `status` event per stage change (replayed from the task's history,
 /// then live), in order; the stream ends after a terminal status.
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "Server-Sent Events, one `status` event per stage change", body = String,
+        content_type = "text/event-stream"), crate::openapi::Errors))]
 async fn events(
     State(c): State<AppState>,
     Path(id): Path<String>,
@@ -364,6 +402,8 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}/proof", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "receipt (base64) and journal (hex)", body = Object), crate::openapi::Errors))]
 async fn proof(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let task = c.task(task_id(&id)?).await?;
     let (Some(receipt), Some(journal_bytes)) = (&task.receipt, &task.journal) else {
@@ -384,7 +424,7 @@ async fn proof(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<J
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyRequest {
     task_id: Option<String>,
@@ -393,6 +433,8 @@ struct VerifyRequest {
     image_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/verify", tag = "tasks", request_body = VerifyRequest,
+    responses((status = 200, description = "verdict: `valid`, journal, root and whether the root is known", body = Object), crate::openapi::Errors))]
 async fn verify(
     State(c): State<AppState>,
     req: Result<Json<VerifyRequest>, JsonRejection>,

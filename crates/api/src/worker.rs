@@ -83,6 +83,10 @@ fn minor(version: &str) -> Option<(&str, &str)> {
     Some((parts.next()?, parts.next()?))
 }
 
+#[utoipa::path(post, path = "/v1/worker/lease", tag = "workers",
+    request_body(content = Object, description = "signed by a worker: versions, prover, `wait_ms`"),
+    responses((status = 200, description = "a lease: task, input, image id", body = Object),
+        (status = 204, description = "no task to prove within `wait_ms`"), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn lease(
     State(c): State<AppState>,
     Extension(auth): Extension<Arc<WorkerAuth>>,
@@ -160,6 +164,9 @@ pub(crate) async fn lease(
     }
 }
 
+#[utoipa::path(get, path = "/v1/worker/circuits/{image_id}", tag = "workers",
+    params(("image_id" = String, Path, description = "image id (hex)")),
+    responses((status = 200, description = "the circuit binary", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn circuit(
     State(c): State<AppState>,
     Extension(auth): Extension<Arc<WorkerAuth>>,
@@ -196,6 +203,10 @@ async fn own_lease(c: &AppState, task_id: &str, lease_id: &str, worker: &str) ->
     }
 }
 
+#[utoipa::path(post, path = "/v1/worker/tasks/{id}/heartbeat", tag = "workers",
+    params(("id" = String, Path, description = "task id")),
+    request_body(content = Object, description = "signed by a worker: `lease_id`"),
+    responses((status = 200, description = "renewed, cancelled or lost", body = Object), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn heartbeat(
     State(c): State<AppState>,
     Extension(auth): Extension<Arc<WorkerAuth>>,
@@ -241,6 +252,10 @@ fn outcome_name(o: AttemptOutcome) -> &'static str {
     }
 }
 
+#[utoipa::path(post, path = "/v1/worker/tasks/{id}/result", tag = "workers",
+    params(("id" = String, Path, description = "task id")),
+    request_body(content = Object, description = "signed by a worker: `lease_id` and the receipt or the failure"),
+    responses((status = 200, description = "accepted, retrying or refused", body = Object), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn result(
     State(c): State<AppState>,
     Extension(auth): Extension<Arc<WorkerAuth>>,

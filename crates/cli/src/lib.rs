@@ -37,7 +37,7 @@ pub enum ProverChoice {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the service.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a prover worker that leases proving tasks from a service.
     Worker(worker::WorkerArgs),
     /// Build an app (APP_DIR/controller and APP_DIR/circuit) into controller.wasm and circuit.bin.
@@ -193,7 +193,7 @@ fn init_tracing(serving: bool) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Worker(args) => worker::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Build { app_dir, out } => {
             let built = tokio::task::spawn_blocking(move || {

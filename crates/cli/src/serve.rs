@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use zkcoproc_coordinator::{Config, Coordinator, DomainConfig};
 use zkcoproc_runtime::{Limits, Runtime};
-use zkcoproc_store::SqliteStore;
+use zkcoproc_store::{PgStore, SqliteStore, Store};
 use zkcoproc_zkvm::{CpuProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
 
 use crate::{ProverChoice, DEFAULT_LISTEN};
@@ -18,9 +18,20 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Data directory (SQLite database and lock).
+    /// Data directory (SQLite database and lock), when no `--database` is given.
     #[arg(long, default_value = "./.zkcoproc")]
     data: PathBuf,
+    /// A PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`) instead of the
+    /// embedded SQLite one. Any number of replicas may serve from one database.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Most connections this process opens to `--database`.
+    #[arg(long, default_value_t = 16)]
+    database_connections: usize,
+    /// How long a runner's claim on a task lasts without a heartbeat, in milliseconds (runners
+    /// renew every third of it); a task held by a process that died waits this long.
+    #[arg(long, default_value_t = 60_000)]
+    lease_ms: u64,
     /// Prover backend. `dev` executes only and marks receipts fake; this service then accepts
     /// fake receipts, and no other does.
     #[arg(long, value_enum, default_value = "cpu")]
@@ -161,8 +172,18 @@ fn domain_configs(args: &ServeArgs) -> anyhow::Result<Vec<DomainConfig>> {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&args.data)
-        .with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let store: Arc<dyn Store> = match &args.database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Arc::new(
+            PgStore::connect(url, args.database_connections)
+                .await
+                .with_context(|| format!("connecting to the database {}", redact(url)))?,
+        ),
+        Some(url) => anyhow::bail!("--database `{}` is not a postgres:// URL", redact(url)),
+        None => Arc::new(
+            SqliteStore::open(&args.data)
+                .with_context(|| format!("opening the store in {}", args.data.display()))?,
+        ),
+    };
     let limits = Limits {
         fuel: args.controller_fuel,
         timeout: Duration::from_millis(args.controller_timeout_ms),
@@ -193,13 +214,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         provers: args.workers.unwrap_or(default_workers),
         runners: args.runners.unwrap_or(cores),
         prover_lease: Duration::from_millis(args.prover_lease_ms.max(300)),
+        lease: Duration::from_millis(args.lease_ms.max(300)),
         volume_size,
         max_cycles: args.max_cycles,
         ..Config::default()
     };
     let domains = domain_configs(&args)?;
     let coordinator = Arc::new(
-        Coordinator::new(Arc::new(store), runtime, prover, verifier, config)
+        Coordinator::new(store, runtime, prover, verifier, config)
             .with_domains(domains)
             .map_err(|e| anyhow::anyhow!(e))?,
     );
@@ -227,7 +249,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %args.data.display(), prover = ?args.prover, "zkcoproc serving");
+    let data = match &args.database {
+        Some(url) => redact(url),
+        None => args.data.display().to_string(),
+    };
+    tracing::info!(%addr, %data, prover = ?args.prover, "zkcoproc serving");
     // Scripts and tests read this line to learn the address (useful with port 0).
     println!("zkcoproc listening on http://{addr}");
 
@@ -237,6 +263,20 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A database URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -279,6 +319,13 @@ mod tests {
             Ok(w) => w.args,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn database_passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgres://zk:s3cret@db:5432/zk"), "postgres://zk:***@db:5432/zk");
+        assert_eq!(redact("postgres://zk@db/zk"), "postgres://zk@db/zk");
+        assert_eq!(redact("postgres://db/zk"), "postgres://db/zk");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::ProverChoice;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct WorkerArgs {
-    /// The service's URL.
+    /// The service's URL, or several replicas' URLs separated by commas: the worker stays with
+    /// one and moves to the next when it cannot be reached.
     #[arg(long, env = "ZKCOPROC_SERVER", default_value = crate::DEFAULT_SERVER)]
     server: String,
     /// File with this worker's secret (`name:secret`, or a bare secret).
@@ -41,7 +42,9 @@ pub(crate) struct WorkerArgs {
 
 /// A client that signs every request with the worker's secret.
 struct Signed {
-    base: String,
+    /// the service's replicas; requests go to `bases[current]`
+    bases: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
     name: String,
     secret: Vec<u8>,
@@ -55,22 +58,41 @@ impl Signed {
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
-        let timestamp = worker_auth::unix_now();
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let signature = worker_auth::sign(&self.secret, method.as_str(), path, timestamp, &nonce, &body);
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header(worker_auth::HEADER_WORKER, &self.name)
-            .header(worker_auth::HEADER_TIMESTAMP, timestamp.to_string())
-            .header(worker_auth::HEADER_NONCE, nonce)
-            .header(worker_auth::HEADER_SIGNATURE, signature)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the service at {}", self.base))?;
-        Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for i in 0..self.bases.len() {
+            let index = (first + i) % self.bases.len();
+            let base = &self.bases[index];
+            let timestamp = worker_auth::unix_now();
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let signature = worker_auth::sign(&self.secret, method.as_str(), path, timestamp, &nonce, &body);
+            let sent = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .header(worker_auth::HEADER_WORKER, &self.name)
+                .header(worker_auth::HEADER_TIMESTAMP, timestamp.to_string())
+                .header(worker_auth::HEADER_NONCE, nonce)
+                .header(worker_auth::HEADER_SIGNATURE, signature)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => {
+                    if index != first {
+                        tracing::warn!(server = %base, "moved to another replica");
+                        self.current.store(index, Ordering::Relaxed);
+                    }
+                    return Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()));
+                }
+                Err(e) => {
+                    tracing::debug!(server = %base, error = %e, "cannot reach the service");
+                    last_error =
+                        Some(anyhow::Error::new(e).context(format!("cannot reach the service at {base}")));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow!("no service URL")))
     }
 
     async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
@@ -101,8 +123,18 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()?;
+    let bases: Vec<String> = args
+        .server
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if bases.is_empty() {
+        bail!("--server names no URL");
+    }
     let client = Arc::new(Signed {
-        base: args.server.trim_end_matches('/').to_owned(),
+        bases,
+        current: std::sync::atomic::AtomicUsize::new(0),
         http,
         name: name.clone(),
         secret,
@@ -117,7 +149,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         ProverChoice::Cpu => "cpu",
         ProverChoice::Dev => "dev",
     };
-    tracing::info!(worker = %name, server = %client.base, prover = prover_name, "worker started");
+    tracing::info!(worker = %name, servers = %client.bases.join(","), prover = prover_name, "worker started");
     let mut circuits: HashMap<String, CircuitImage> = HashMap::new();
     let mut done = 0u64;
     while args.max_tasks.is_none_or(|max| done < max) {

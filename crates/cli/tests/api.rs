@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zkcoproc_testing::{hello_app, Server};
 use zkcoproc_zkvm::{ImageId, Verifier, VerifyError};
@@ -186,4 +186,51 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
         .post(&format!("/v1/programs/{program}/proofs"), &json!({"args": {"n": 1}, "root": "ab".repeat(32)}))
         .expect("bad root");
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_root")));
+}
+
+/// `/openapi.json` is an OpenAPI 3 document, and every operation it documents is a route of the
+/// service (none answers the router's "no such endpoint" or "method not allowed").
+#[test]
+fn the_openapi_document_describes_real_routes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
+    let api = server.api();
+    let (status, doc) = api.get("/openapi.json").expect("openapi");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    for contract in
+        ["/v1/programs", "/v1/programs/{id}/proofs", "/v1/tasks/{id}", "/v1/verify", "/openapi.json"]
+    {
+        assert!(paths.contains_key(contract), "{contract} is not documented");
+    }
+    let http = reqwest::blocking::Client::new();
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{id}", "0e3a4a5e-1b8a-4d36-9a1e-4b7a7e2f1c00")
+            .replace("{root}", &"00".repeat(32))
+            .replace("{image_id}", &"00".repeat(32))
+            .replace("{name}", "ethereum")
+            .replace("{number}", "1")
+            .replace("{path}", "x.txt");
+        for method in item.as_object().expect("path item").keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let resp = http
+                .request(method.clone(), format!("{}{concrete}", api.url()))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().unwrap_or(Value::Null);
+            assert_ne!(status, 405, "{method} {path} is documented but not routed: {body}");
+            assert_ne!(
+                body["error"]["message"], "no such endpoint",
+                "{method} {path} is documented but not routed"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 24, "only {operations} operations documented");
 }

@@ -29,6 +29,9 @@ const RECENT_VERSIONS: usize = 256;
 /// Timeout of one JSON-RPC request.
 const RPC_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a replica on a shared store applies the blocks other replicas appended.
+const HISTORY_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One configured domain.
 #[derive(Clone, Debug)]
 pub struct DomainConfig {
@@ -417,7 +420,41 @@ impl Coordinator {
             let name = config.name.clone();
             handles.push(tokio::spawn(async move { this.follow(name).await }));
         }
+        if self.store.shared() {
+            let this = self.clone();
+            handles.push(tokio::spawn(async move { this.sync_history().await }));
+        }
         Ok(handles)
+    }
+
+    /// On a shared store, other replicas append blocks too: every second, apply what they
+    /// appended, so this replica's root (pinned by new tasks, served by `/v1/root`) keeps up.
+    async fn sync_history(self: Arc<Self>) {
+        let mut warned = false;
+        loop {
+            tokio::time::sleep(HISTORY_SYNC_INTERVAL).await;
+            let _guard = self.domains.append.lock().await;
+            match self.catch_up().await {
+                Ok(()) => warned = false,
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::error!(error = %e, "cannot read the tree's history from the store; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Applies the history the store has beyond this process's tree. Callers hold the append lock.
+    async fn catch_up(&self) -> Result<(), CoordinatorError> {
+        let after = self.domains.read().seq;
+        let updates = self.store.smt_updates(after).await?;
+        if !updates.is_empty() {
+            let n = updates.len();
+            self.domains.write().apply(updates)?;
+            tracing::debug!(updates = n, root = %hex::encode(self.current_root()), "history caught up");
+        }
+        Ok(())
     }
 
     async fn follow(self: Arc<Self>, domain: String) {
@@ -501,6 +538,10 @@ impl Coordinator {
         from_follower: bool,
     ) -> Result<AppendOutcome, CoordinatorError> {
         let _guard = self.domains.append.lock().await;
+        if self.store.shared() {
+            // Build on what the other replicas appended, not on a stale tree.
+            self.catch_up().await?;
+        }
         let (mut tree, prev_root, head) = {
             let h = self.domains.read();
             (h.tree.clone(), h.tree.root(), h.head(domain).cloned())
@@ -574,9 +615,7 @@ impl Coordinator {
         if !self.store.append_blocks(domain, prev_root, new_blocks).await? {
             // Another writer appended first (a replica sharing the store): reload and let the
             // caller retry.
-            let after = self.domains.read().seq;
-            let updates = self.store.smt_updates(after).await?;
-            self.domains.write().apply(updates)?;
+            self.catch_up().await?;
             return Err(CoordinatorError::invalid("smt_conflict", "the tree moved on concurrently; retry"));
         }
         let inserted = blocks.len();

@@ -317,7 +317,7 @@ impl Coordinator {
         };
         let controller = self.controller(program_id).await?;
         // A copy of the volume: the dry run sees the files, and its writes are discarded.
-        let volume = self.load_volume(program_id).await?;
+        let (volume, _) = self.load_volume(program_id).await?;
         let runtime = self.runtime.clone();
         let args = args.to_owned();
         let root = ctx.root;
@@ -450,39 +450,42 @@ impl Coordinator {
 
     /// Lists a directory of a program's volume.
     pub async fn list_dir(&self, program_id: &str, path: &str) -> Result<Vec<Entry>, CoordinatorError> {
-        let mut volume = self.load_volume(program_id).await?;
+        let (mut volume, _) = self.load_volume(program_id).await?;
         let path = path.to_owned();
         blocking(move || Ok(volume.list(&path)?)).await
     }
 
     /// Reads a file of a program's volume.
     pub async fn read_file(&self, program_id: &str, path: &str) -> Result<Vec<u8>, CoordinatorError> {
-        let mut volume = self.load_volume(program_id).await?;
+        let (mut volume, _) = self.load_volume(program_id).await?;
         let path = path.to_owned();
         blocking(move || Ok(volume.read(&path)?)).await
     }
 
     /// A program's whole FAT-16 image (for export and independent checks).
     pub async fn volume_image(&self, program_id: &str) -> Result<Vec<u8>, CoordinatorError> {
-        Ok(self.load_volume(program_id).await?.into_image())
+        Ok(self.load_volume(program_id).await?.0.into_image())
     }
 
-    /// The program's volume as stored, or a freshly formatted one if it has none yet.
-    async fn load_volume(&self, program_id: &str) -> Result<Volume, CoordinatorError> {
+    /// The program's volume as stored, or a freshly formatted one if it has none yet, with the
+    /// stored version it came from (0 for a fresh one): a write of it commits only on that version.
+    pub(crate) async fn load_volume(&self, program_id: &str) -> Result<(Volume, u64), CoordinatorError> {
         self.program(program_id).await?;
         let stored = self.store.volume(program_id).await?;
         let size = self.config.volume_size;
         blocking(move || {
             Ok(match stored {
-                Some(image) => Volume::open(image)?,
-                None => Volume::format(size)?,
+                Some(v) => (Volume::open(v.image)?, v.version),
+                None => (Volume::format(size)?, 0),
             })
         })
         .await
     }
 
     /// Serializes the controller calls of one program that may write its volume: held from
-    /// loading the volume until the stage that carries the new image is committed.
+    /// loading the volume until the stage that carries the new image is committed. This orders
+    /// the calls of one process; between replicas the store's volume versions do (a stage whose
+    /// image was replaced meanwhile runs again).
     pub(crate) async fn volume_lock(&self, program_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = match self.volume_locks.lock() {
             Ok(mut locks) => locks.entry(program_id.to_owned()).or_default().clone(),

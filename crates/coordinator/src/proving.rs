@@ -131,13 +131,23 @@ impl Coordinator {
             };
             let Some(error) = task.error.clone() else { return };
             let _guard = this.volume_lock(&task.program_id).await;
-            if let crate::runner::Step::FailDelivered { update, .. } =
-                this.deliver_failure(&task, error.code, error.message, None).await
-            {
-                if let Err(e) = this.store.record_failure_delivery(&task_id, update).await {
-                    tracing::warn!(task = %task_id, error = %e, "cannot record the failure delivery");
+            // Another replica may write the volume meanwhile: deliver again on the new image.
+            for _ in 0..5 {
+                let crate::runner::Step::FailDelivered { update, .. } =
+                    this.deliver_failure(&task, error.code.clone(), error.message.clone(), None).await
+                else {
+                    return;
+                };
+                match this.store.record_failure_delivery(&task_id, update).await {
+                    Err(zkcoproc_store::StoreError::VolumeChanged(_)) => continue,
+                    Err(e) => {
+                        tracing::warn!(task = %task_id, error = %e, "cannot record the failure delivery")
+                    }
+                    Ok(()) => {}
                 }
+                return;
             }
+            tracing::warn!(task = %task_id, "failure delivery kept losing volume races; its writes are dropped");
         });
     }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use zkcoproc_runtime::{CallContext, CallOutput, LogLine};
-use zkcoproc_store::{StageUpdate, TaskError, TaskRecord, TaskStatus};
+use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus, VolumeWrite};
 use zkcoproc_types::{journal, CircuitInput};
 
 use crate::{Coordinator, CoordinatorError};
@@ -22,6 +22,16 @@ pub(crate) enum Step {
     FailDelivered { code: String, message: String, update: StageUpdate },
 }
 
+/// What committing a step did.
+enum Commit {
+    /// The task moved on: go on with its next stage.
+    Moved,
+    /// The stage's volume write lost a race: run the stage again.
+    Again,
+    /// The task is not ours any more (or the store failed): let go of it.
+    Stopped,
+}
+
 impl Step {
     fn fail(code: &str, message: impl Into<String>) -> Self {
         Step::Fail { code: code.to_owned(), message: message.into(), logs: None }
@@ -29,13 +39,18 @@ impl Step {
 }
 
 impl Coordinator {
-    /// Releases leases a previous process left (this process owns the store exclusively; remote
-    /// workers' prover leases stand) and starts [`Config::runners`](crate::Config::runners)
+    /// Releases leases a previous process left (when this process owns the store exclusively;
+    /// remote workers' prover leases stand) and starts [`Config::runners`](crate::Config::runners)
     /// runner loops and [`Config::provers`](crate::Config::provers) in-process provers.
     pub async fn spawn_runners(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, CoordinatorError> {
-        let released = self.store.release_all_leases().await?;
-        if released > 0 {
-            tracing::info!(tasks = released, "resuming tasks that were in flight");
+        if self.store.shared() {
+            // Replicas share the store: leases of a dead one are taken over as they expire.
+            tracing::info!("shared store: tasks in flight elsewhere are taken over when their leases expire");
+        } else {
+            let released = self.store.release_all_leases().await?;
+            if released > 0 {
+                tracing::info!(tasks = released, "resuming tasks that were in flight");
+            }
         }
         // Compile the controllers of the waiting tasks before any runner claims one: a claim is
         // then followed by the stage itself, not by a compile, so a crash during start-up is not
@@ -128,10 +143,14 @@ impl Coordinator {
                 }
                 other => other,
             };
-            let moved = self.finish(owner, &task, step).instrument(span).await;
+            let commit = self.finish(owner, &task, step).instrument(span).await;
             drop(guard);
-            if !moved {
-                break;
+            match commit {
+                Commit::Moved => {}
+                // Another replica wrote the program's volume while this stage ran: run the stage
+                // again on the new image (the task itself did not move).
+                Commit::Again => continue,
+                Commit::Stopped => break,
             }
             task = match self.store.task(&task.id).await {
                 Ok(Some(t)) => t,
@@ -145,8 +164,8 @@ impl Coordinator {
         heartbeat.abort();
     }
 
-    /// Commits a step. Returns whether the task moved (and processing may go on).
-    async fn finish(&self, owner: &str, task: &TaskRecord, step: Step) -> bool {
+    /// Commits a step.
+    async fn finish(&self, owner: &str, task: &TaskRecord, step: Step) -> Commit {
         let failure_code = match &step {
             Step::Fail { code, .. } | Step::FailDelivered { code, .. } => Some(code.clone()),
             Step::Advance(..) => None,
@@ -185,15 +204,19 @@ impl Coordinator {
                 if to == TaskStatus::Proving {
                     self.work_to_prove();
                 }
-                true
+                Commit::Moved
             }
             Ok(false) => {
                 tracing::warn!(task = %task.id, "task moved by someone else; lease lost");
-                false
+                Commit::Stopped
+            }
+            Err(StoreError::VolumeChanged(program)) => {
+                tracing::info!(task = %task.id, %program, "volume changed by another replica; running the stage again");
+                Commit::Again
             }
             Err(e) => {
                 tracing::error!(task = %task.id, error = %e, "cannot commit stage; will retry");
-                false
+                Commit::Stopped
             }
         }
     }
@@ -229,7 +252,7 @@ impl Coordinator {
             Ok(c) => c,
             Err(e) => return Step::fail("internal", e.to_string()),
         };
-        let volume = match self.load_volume(&task.program_id).await {
+        let (volume, base) = match self.load_volume(&task.program_id).await {
             Ok(v) => v,
             Err(e) => return Step::fail("internal", e.to_string()),
         };
@@ -252,7 +275,7 @@ impl Coordinator {
                     };
                     return Step::Fail { code: code.into(), message, logs: Some(logs) };
                 }
-                let volume = volume_update(&task.program_id, out.volume);
+                let volume = volume_update(&task.program_id, out.volume, base);
                 let input = CircuitInput { root, witnesses: out.value }.encode();
                 // Preflight: run the circuit on this input (no proof). A circuit that rejects the
                 // input fails here, before any prover time is spent, and the journal it commits
@@ -296,12 +319,12 @@ impl Coordinator {
         event["receipt"] = json!(base64::engine::general_purpose::STANDARD.encode(receipt));
         let event = event.to_string();
         match self.call_entrypoint(task, event).await {
-            Ok(Ok(out)) => Step::Advance(
+            Ok(Ok((out, base))) => Step::Advance(
                 TaskStatus::Done,
                 StageUpdate {
                     result: Some(out.value),
                     logs: Some(append_logs(&task.logs, "delivering", &out.logs)),
-                    volume: volume_update(&task.program_id, out.volume),
+                    volume: volume_update(&task.program_id, out.volume, base),
                     ..Default::default()
                 },
             ),
@@ -316,17 +339,22 @@ impl Coordinator {
 }
 
 impl Coordinator {
-    /// Runs the entrypoint on `event` with the program's volume attached.
+    /// Runs the entrypoint on `event` with the program's volume attached; returns the output with
+    /// the volume version the call started from.
+    #[allow(clippy::type_complexity)]
     async fn call_entrypoint(
         &self,
         task: &TaskRecord,
         event: String,
-    ) -> Result<Result<CallOutput<String>, zkcoproc_runtime::CallError>, CoordinatorError> {
+    ) -> Result<Result<(CallOutput<String>, u64), zkcoproc_runtime::CallError>, CoordinatorError> {
         let controller = self.controller(&task.program_id).await?;
-        let volume = self.load_volume(&task.program_id).await?;
+        let (volume, base) = self.load_volume(&task.program_id).await?;
         let runtime = self.runtime.clone();
         let ctx = self.call_context(task);
-        self.controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event))).await
+        let out = self
+            .controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event)))
+            .await?;
+        Ok(out.map(|o| (o, base)))
     }
 
     /// Tells the entrypoint that the task failed (status `failed` and the error), so
@@ -345,10 +373,10 @@ impl Coordinator {
         let event = event.to_string();
         let mut update = StageUpdate::default();
         match self.call_entrypoint(task, event).await {
-            Ok(Ok(out)) => {
+            Ok(Ok((out, base))) => {
                 update.result = Some(out.value);
                 update.logs = Some(append_logs(&logs, "delivering", &out.logs));
-                update.volume = volume_update(&task.program_id, out.volume);
+                update.volume = volume_update(&task.program_id, out.volume, base);
             }
             Ok(Err(e)) => {
                 let note = LogLine {
@@ -385,8 +413,12 @@ fn entrypoint_event(task: &TaskRecord, status: &str, logs: &str) -> Value {
     })
 }
 
-fn volume_update(program_id: &str, volume: Option<zkcoproc_runtime::Volume>) -> Option<(String, Vec<u8>)> {
-    volume.map(|v| (program_id.to_owned(), v.into_image()))
+fn volume_update(
+    program_id: &str,
+    volume: Option<zkcoproc_runtime::Volume>,
+    base: u64,
+) -> Option<VolumeWrite> {
+    volume.map(|v| VolumeWrite { program_id: program_id.to_owned(), image: v.into_image(), base })
 }
 
 /// Appends `lines` (tagged with `stage`) to a stored JSON array of log lines.

@@ -8,8 +8,13 @@
 //! Not for business rules: which transition is legal when is the coordinator's concern; the
 //! store only guarantees that a transition from an expected status is atomic.
 //!
-//! Start from [`Store`], [`SqliteStore::open`] and [`TaskRecord`].
+//! [`PgStore`] keeps the same data in PostgreSQL, for several service replicas sharing one
+//! database: runners claim with `FOR UPDATE SKIP LOCKED`, and leases of a dead replica are taken
+//! over when they expire.
+//!
+//! Start from [`Store`], [`SqliteStore::open`], [`PgStore::connect`] and [`TaskRecord`].
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -17,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -34,6 +40,9 @@ pub enum StoreError {
     /// An insert clashed with an existing row that differs.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A volume write started from an image that another writer replaced meanwhile.
+    #[error("the volume of program {0} changed while the stage ran")]
+    VolumeChanged(String),
     /// Filesystem error opening the store.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
@@ -244,10 +253,31 @@ pub struct StageUpdate {
     pub error: Option<TaskError>,
     /// drop the lease (terminal states)
     pub release_lease: bool,
-    /// replace a program's volume image (program id, image), in the same transaction
-    pub volume: Option<(String, Vec<u8>)>,
+    /// replace a program's volume image, in the same transaction
+    pub volume: Option<VolumeWrite>,
     /// set the expected journal (from the preflight execution)
     pub expected_journal: Option<Vec<u8>>,
+}
+
+/// A program's volume image as stored, with its version (bumped by every write).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredVolume {
+    /// the FAT-16 image
+    pub image: Vec<u8>,
+    /// how many times it was written
+    pub version: u64,
+}
+
+/// A new volume image for a program, written only if the stored version is still `base`: a
+/// controller call that started from an older image would otherwise lose another replica's writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeWrite {
+    /// the program
+    pub program_id: String,
+    /// the new image
+    pub image: Vec<u8>,
+    /// the version the call started from (0: the program had no volume yet)
+    pub base: u64,
 }
 
 /// One status change of a task, in order.
@@ -412,10 +442,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>>;
     /// Extends `owner`'s lease on a task. `false` when the owner no longer holds it.
     async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool>;
-    /// Drops every lease (used at start-up by the only process that owns the store).
+    /// Drops every lease (used at start-up by the only process that owns the store; never on a
+    /// [`shared`](Store::shared) store, where other replicas hold leases).
     async fn release_all_leases(&self) -> Result<u64>;
+    /// Whether several service processes may use this store at once (replicas). A shared store's
+    /// leases of a dead process are taken over when they expire, not at start-up.
+    fn shared(&self) -> bool;
     /// Moves a task from `from` to `to` and applies `update`, if it is still in `from` and
-    /// still leased by `owner`. `false` when it was not (someone else moved it).
+    /// still leased by `owner`. `false` when it was not (someone else moved it). A volume write
+    /// whose base version is no longer the stored one fails the whole transition with
+    /// [`StoreError::VolumeChanged`]: the stage must run again on the new image.
     async fn transition(
         &self,
         id: &str,
@@ -424,8 +460,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         to: TaskStatus,
         update: StageUpdate,
     ) -> Result<bool>;
-    /// A program's volume image, if it has one yet.
-    async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>>;
+    /// A program's volume image and its version, if it has one yet.
+    async fn volume(&self, program_id: &str) -> Result<Option<StoredVolume>>;
     /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;

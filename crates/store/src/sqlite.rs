@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use crate::{
     now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock, NewProgram, NewTask,
     ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts,
-    Store, StoreError, TaskError, TaskEvent, TaskRecord, TaskStatus,
+    Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus, VolumeWrite,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -102,6 +102,9 @@ CREATE TABLE smt_updates (
     inserted_at  INTEGER NOT NULL,
     UNIQUE (domain, number)
 );
+"#,
+    r#"
+ALTER TABLE volumes ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 "#,
 ];
 
@@ -291,11 +294,21 @@ fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<bool> {
     Ok(n == 1)
 }
 
-fn put_volume(conn: &Connection, program_id: &str, image: &[u8], now: i64) -> Result<()> {
+/// Writes a volume image if the stored version is still the write's base (see [`VolumeWrite`]).
+fn put_volume(conn: &Connection, write: &VolumeWrite, now: i64) -> Result<()> {
+    let current: i64 = conn
+        .query_row("SELECT version FROM volumes WHERE program_id = ?1", [&write.program_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if u64::try_from(current).ok() != Some(write.base) {
+        return Err(StoreError::VolumeChanged(write.program_id.clone()));
+    }
+    let version = i64::try_from(write.base.saturating_add(1)).unwrap_or(i64::MAX);
     conn.execute(
-        "INSERT INTO volumes (program_id, image, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT(program_id) DO UPDATE SET image = excluded.image, updated_at = excluded.updated_at",
-        params![program_id, image, now],
+        "INSERT INTO volumes (program_id, image, updated_at, version) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(program_id) DO UPDATE SET image = excluded.image, updated_at = excluded.updated_at, \
+         version = excluded.version",
+        params![write.program_id, write.image, now, version],
     )?;
     Ok(())
 }
@@ -543,6 +556,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn transition(
         &self,
         id: &str,
@@ -590,8 +607,8 @@ impl Store for SqliteStore {
                 "INSERT INTO task_events (task_id, status, at) VALUES (?1, ?2, ?3)",
                 params![id, to.as_str(), now],
             )?;
-            if let Some((program_id, image)) = u.volume {
-                put_volume(&tx, &program_id, &image, now)?;
+            if let Some(write) = &u.volume {
+                put_volume(&tx, write, now)?;
             }
             tx.commit()?;
             Ok(true)
@@ -599,11 +616,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn volume(&self, program_id: &str) -> Result<Option<Vec<u8>>> {
+    async fn volume(&self, program_id: &str) -> Result<Option<StoredVolume>> {
         let id = program_id.to_owned();
         self.with(move |conn| {
             Ok(conn
-                .query_row("SELECT image FROM volumes WHERE program_id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT image, version FROM volumes WHERE program_id = ?1", [id], |r| {
+                    Ok(StoredVolume { image: r.get(0)?, version: r.get::<_, i64>(1)?.max(0) as u64 })
+                })
                 .optional()?)
         })
         .await
@@ -661,8 +680,12 @@ impl Store for SqliteStore {
                 tx.commit()?;
                 return Ok(Leased { lease: Some(ProverLease { lease_id, task, expires_at: expires }), failed: vec![] });
             }
+            // An in-process prover renews its lease while its process lives: its lease expired
+            // because the process died (or hung), which counts against the crash allowance.
             tx.execute(
-                "UPDATE prover_leases SET outcome = 'expired' WHERE outcome IS NULL AND expires_at <= ?1",
+                "UPDATE prover_leases SET outcome = 'expired', \
+                 reason = CASE WHEN worker LIKE 'local-%' THEN 'service restarted' ELSE reason END \
+                 WHERE outcome IS NULL AND expires_at <= ?1",
                 [now],
             )?;
             // Unleased proving tasks, those this worker has tried least first, then oldest.
@@ -844,8 +867,8 @@ impl Store for SqliteStore {
                 params![u.result, u.logs, now, task_id],
             )?;
             if n == 1 {
-                if let Some((program_id, image)) = u.volume {
-                    put_volume(&tx, &program_id, &image, now)?;
+                if let Some(write) = &u.volume {
+                    put_volume(&tx, write, now)?;
                 }
             }
             tx.commit()?;
@@ -1010,6 +1033,7 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    // The behaviour both stores share is tested in `tests/suite.rs`; these are SQLite's own.
     use super::*;
 
     fn program(id: &str) -> NewProgram {
@@ -1031,317 +1055,17 @@ mod tests {
         }
     }
 
-    fn block(number: u64, root: u8) -> NewBlock {
-        NewBlock {
-            number,
-            block_hash: [number as u8; 32],
-            state_root: [number as u8 + 1; 32],
-            header: vec![0xc0, number as u8],
-            root: [root; 32],
-        }
-    }
-
     #[tokio::test]
-    async fn programs_with_pending_work_are_those_with_controller_stages_ahead() {
+    async fn a_restart_frees_every_lease_of_the_previous_process() {
         let s = SqliteStore::in_memory().expect("store");
-        for p in ["p", "q"] {
-            s.put_program(program(p)).await.expect("program");
-        }
-        s.insert_task(task("t1"), None).await.expect("insert");
-        let mut other = task("t2");
-        other.program_id = "q".into();
-        s.insert_task(other, None).await.expect("insert");
-        assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["q", "p"]);
-        assert_eq!(s.programs_with_pending_work(1).await.expect("pending"), vec!["q"]);
-        assert!(s.cancel("t2").await.is_ok());
-        assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["p"]);
-    }
-
-    #[tokio::test]
-    async fn smt_history_appends_only_on_top_of_the_newest_root() {
-        let s = SqliteStore::in_memory().expect("store");
-        assert!(s.append_blocks("eth", [0; 32], vec![block(5, 1), block(6, 2)]).await.expect("append"));
-        // A writer that saw an older root is refused, and writes nothing.
-        assert!(!s.append_blocks("eth", [1; 32], vec![block(7, 3)]).await.expect("stale"));
-        assert!(s.append_blocks("eth", [2; 32], vec![block(7, 3)]).await.expect("append"));
-        let all = s.smt_updates(0).await.expect("updates");
-        assert_eq!(all.iter().map(|u| (u.seq, u.number)).collect::<Vec<_>>(), vec![(1, 5), (2, 6), (3, 7)]);
-        assert_eq!(all[0].prev_root, [0; 32]);
-        assert_eq!(all[2].prev_root, [2; 32]);
-        assert_eq!(s.smt_updates(2).await.expect("tail").len(), 1);
-        assert_eq!(s.block_header("eth", 6).await.expect("header"), Some(vec![0xc0, 6]));
-        assert_eq!(s.block_header("eth", 8).await.expect("header"), None);
-        // The same block twice is a constraint error, not a second leaf.
-        assert!(s.append_blocks("eth", [3; 32], vec![block(7, 4)]).await.is_err());
-        assert_eq!(s.smt_updates(0).await.expect("updates").len(), 3);
-    }
-
-    #[tokio::test]
-    async fn deploy_is_idempotent_and_artifacts_round_trip() {
-        let s = SqliteStore::in_memory().expect("open");
-        assert!(s.put_program(program("p")).await.expect("put"));
-        assert!(!s.put_program(program("p")).await.expect("put again"));
-        let mut other = program("p");
-        other.image_id = "cd".repeat(32);
-        assert!(matches!(s.put_program(other).await, Err(StoreError::Conflict(_))));
-        let info = s.program("p").await.expect("get").expect("exists");
-        assert_eq!((info.controller_size, info.circuit_size), (3, 2));
-        let (c, k) = s.program_artifacts("p").await.expect("get").expect("exists");
-        assert_eq!((c, k), (vec![1, 2, 3], vec![4, 5]));
-        assert!(s.program("q").await.expect("get").is_none());
-    }
-
-    #[tokio::test]
-    async fn tasks_need_an_existing_program() {
-        let s = SqliteStore::in_memory().expect("open");
-        assert!(s.insert_task(task("t"), None).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn claims_are_exclusive_fifo_and_expire() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t1"), None).await.expect("insert");
-        s.insert_task(task("t2"), None).await.expect("insert");
-        let a = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("t1");
-        let b = s.claim_next("b", Duration::from_secs(60)).await.expect("claim").expect("t2");
-        assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
-        assert_eq!((a.claims, b.claims), (1, 1));
-        assert!(s.claim_next("c", Duration::from_secs(60)).await.expect("claim").is_none());
-        // An expired lease is claimable again.
-        assert!(s.extend_lease("t1", "a", Duration::ZERO).await.expect("extend"));
-        std::thread::sleep(Duration::from_millis(5));
-        let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
-        assert_eq!((c.id.as_str(), c.claims), ("t1", 2));
-        assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
-    }
-
-    #[tokio::test]
-    async fn transitions_are_conditional_and_recorded() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
+        s.put_program(program("p")).await.expect("program");
         s.insert_task(task("t"), None).await.expect("insert");
-        s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
-        let w = |input: Vec<u8>| StageUpdate { input: Some(input), ..Default::default() };
-        // Wrong owner or wrong source status: nothing happens.
-        assert!(!s
-            .transition("t", "b", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![1]))
-            .await
-            .expect("tx"));
-        assert!(!s
-            .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, w(vec![1]))
-            .await
-            .expect("tx"));
-        assert!(s
-            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![9]))
-            .await
-            .expect("tx"));
-        // The same transition cannot happen twice.
-        assert!(!s
-            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![8]))
-            .await
-            .expect("tx"));
-        let fail = StageUpdate {
-            error: Some(TaskError { code: "x".into(), message: "boom".into() }),
-            release_lease: true,
-            ..Default::default()
-        };
-        assert!(s.transition("t", "a", TaskStatus::Witnessing, TaskStatus::Failed, fail).await.expect("tx"));
-        let t = s.task("t").await.expect("get").expect("exists");
-        assert_eq!(t.status, TaskStatus::Failed);
-        assert_eq!(t.input, Some(vec![9]));
-        assert_eq!(t.error.as_ref().map(|e| e.code.as_str()), Some("x"));
-        assert_eq!(t.lease_owner, None);
-        let statuses: Vec<_> = t.history.iter().map(|e| e.status).collect();
-        assert_eq!(statuses, vec![TaskStatus::Queued, TaskStatus::Witnessing, TaskStatus::Failed]);
-        let events = s.task_events("t").await.expect("events");
-        assert_eq!(events.len(), 3);
-        assert!(s.claim_next("a", Duration::from_secs(60)).await.expect("claim").is_none());
-    }
-
-    /// Puts task `id` in proving (as the runner does after witnessing).
-    async fn proving(s: &SqliteStore, id: &str) {
-        s.insert_task(task(id), None).await.expect("insert");
-        s.claim_next("r", Duration::from_secs(60)).await.expect("claim").expect("claimed");
-        let to_proving = StageUpdate { input: Some(vec![1]), release_lease: true, ..Default::default() };
-        for (from, to, u) in [
-            (TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default()),
-            (TaskStatus::Witnessing, TaskStatus::Proving, to_proving),
-        ] {
-            assert!(s.transition(id, "r", from, to, u).await.expect("tx"));
-        }
-    }
-
-    #[tokio::test]
-    async fn prover_leases_redeliver_retry_elsewhere_and_give_up() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        proving(&s, "t").await;
-        let lease = Duration::from_secs(60);
-        // Runners never claim a proving task.
-        assert!(s.claim_next("r", lease).await.expect("claim").is_none());
-        let a = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("t");
-        assert_eq!((a.task.id.as_str(), a.task.attempts), ("t", 1));
-        // Asking again returns the same lease (re-delivery); nobody else gets the task.
-        let again = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("redelivered");
-        assert_eq!(again.lease_id, a.lease_id);
-        assert!(s.lease_proving("w2", lease, 3).await.expect("lease").lease.is_none());
-        assert_eq!(
-            s.renew_prover_lease("t", &a.lease_id, lease).await.expect("renew"),
-            RenewOutcome::Renewed
-        );
-        assert_eq!(s.renew_prover_lease("t", "t/9", lease).await.expect("renew"), RenewOutcome::Unknown);
-        // A failed attempt: retried, preferably by another worker.
-        let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
-        assert_eq!(out, AttemptOutcome::Retrying);
-        // A lease is judged once: neither a second verdict nor a later proof on it counts.
-        let again = s.fail_attempt("t", &a.lease_id, "failed", "again", 3).await.expect("fail");
-        assert_eq!(again, AttemptOutcome::LeaseEnded);
-        let late = s.accept_proof("t", &a.lease_id, vec![1], vec![1], 1).await.expect("accept");
-        assert_eq!(late, AttemptOutcome::LeaseEnded);
-        proving(&s, "u").await;
-        let b = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("a task");
-        assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
-        let c = s.lease_proving("w2", lease, 3).await.expect("lease").lease.expect("t again");
-        assert_eq!((c.task.id.as_str(), c.task.attempts), ("t", 2));
-        // An expired lease lets another worker in; the late holder can no longer renew...
-        assert_eq!(
-            s.renew_prover_lease("t", &c.lease_id, Duration::ZERO).await.expect("renew"),
-            RenewOutcome::Renewed
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        let d = s.lease_proving("w3", lease, 3).await.expect("lease").lease.expect("t a third time");
-        assert_eq!(d.task.attempts, 3);
-        assert_eq!(s.renew_prover_lease("t", &c.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
-        // ... but its valid late proof is still accepted while the task is proving.
-        let accepted = s.accept_proof("t", &c.lease_id, vec![7], vec![8], 99).await.expect("accept");
-        assert_eq!(accepted, AttemptOutcome::Accepted);
-        let t = s.task("t").await.expect("get").expect("t");
-        assert_eq!(
-            (t.status, t.receipt.clone(), t.user_cycles),
-            (TaskStatus::Delivering, Some(vec![7]), Some(99))
-        );
-        let outcomes: Vec<_> = s
-            .prover_attempts("t")
-            .await
-            .expect("attempts")
-            .into_iter()
-            .map(|a| (a.worker, a.outcome.unwrap_or_default()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            [
-                ("w1".into(), "invalid".into()),
-                ("w2".into(), "accepted".into()),
-                ("w3".into(), "superseded".into())
-            ]
-        );
-        // The superseded holder learns it lost; its result is refused.
-        assert_eq!(s.renew_prover_lease("t", &d.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
-        let late = s.accept_proof("t", &d.lease_id, vec![1], vec![1], 1).await.expect("accept");
-        assert_eq!(late, AttemptOutcome::NotProving(TaskStatus::Delivering));
-        // Out of attempts: the task fails with the list of attempts.
-        let out = s.fail_attempt("u", &b.lease_id, "failed", "boom", 2).await.expect("fail");
-        assert_eq!(out, AttemptOutcome::Retrying);
-        let l = s.lease_proving("w9", lease, 2).await.expect("lease").lease.expect("u");
-        assert_eq!((l.task.id.as_str(), l.task.attempts), ("u", 2));
-        let out = s.fail_attempt("u", &l.lease_id, "failed", "boom again", 2).await.expect("fail");
-        assert_eq!(out, AttemptOutcome::TaskFailed);
-        let u = s.task("u").await.expect("get").expect("u");
-        assert_eq!(u.status, TaskStatus::Failed);
-        let error = u.error.expect("error");
-        assert_eq!(error.code, "prover_failed");
-        assert!(error.message.contains("u/1 on w1") && error.message.contains("boom"), "{}", error.message);
-    }
-
-    #[tokio::test]
-    async fn cancelled_tasks_stop_their_prover_and_restarts_free_local_leases() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        proving(&s, "t").await;
-        let lease = Duration::from_secs(60);
-        let a = s.lease_proving("local-x-0", lease, 3).await.expect("lease").lease.expect("t");
-        assert!(s.lease_proving("remote", lease, 3).await.expect("lease").lease.is_none());
-        s.release_all_leases().await.expect("restart");
-        let b =
-            s.lease_proving("remote", lease, 3).await.expect("lease").lease.expect("freed by the restart");
-        assert_ne!(a.lease_id, b.lease_id);
-        s.cancel("t").await.expect("cancel");
-        assert_eq!(
-            s.renew_prover_lease("t", &b.lease_id, lease).await.expect("renew"),
-            RenewOutcome::Cancelled
-        );
-        let refused = s.accept_proof("t", &b.lease_id, vec![1], vec![1], 1).await.expect("accept");
-        assert_eq!(refused, AttemptOutcome::NotProving(TaskStatus::Cancelled));
-    }
-
-    #[tokio::test]
-    async fn idempotency_keys_return_the_same_task_or_conflict() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        let key = |hash: &str| Some(Idempotency { key: "k1".into(), request_hash: hash.into() });
-        let first = s.insert_task(task("t1"), key("h")).await.expect("insert");
-        assert!(first.created);
-        let again = s.insert_task(task("t2"), key("h")).await.expect("retry");
-        assert_eq!((again.task.id.as_str(), again.created), ("t1", false));
-        assert!(s.task("t2").await.expect("get").is_none(), "a retry created a second task");
-        assert!(matches!(s.insert_task(task("t3"), key("other")).await, Err(StoreError::Conflict(_))));
-        assert!(s.task("t3").await.expect("get").is_none());
-        // Without a key, or with another key, requests are independent.
-        assert!(s.insert_task(task("t4"), None).await.expect("insert").created);
-        let other = Some(Idempotency { key: "k2".into(), request_hash: "h".into() });
-        assert!(s.insert_task(task("t5"), other).await.expect("insert").created);
-    }
-
-    #[tokio::test]
-    async fn cancel_stops_the_holder_and_is_final() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("q"), None).await.expect("insert");
-        s.insert_task(task("r"), None).await.expect("insert");
-        // A queued task is never claimed once cancelled.
-        assert_eq!(s.cancel("q").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
-        let r = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("r");
-        assert_eq!(r.id, "r");
-        // A held task: the holder can neither move it nor renew its lease any more.
-        assert_eq!(s.cancel("r").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
-        assert!(!s
-            .transition("r", "a", TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default())
-            .await
-            .expect("tx"));
-        assert!(!s.extend_lease("r", "a", Duration::from_secs(60)).await.expect("extend"));
-        assert!(s.claim_next("b", Duration::from_secs(60)).await.expect("claim").is_none());
-        // Finished tasks stay as they are; unknown ids are reported.
-        assert_eq!(
-            s.cancel("r").await.expect("cancel"),
-            CancelOutcome::AlreadyFinished(TaskStatus::Cancelled)
-        );
-        assert_eq!(s.cancel("nope").await.expect("cancel"), CancelOutcome::NotFound);
-        let t = s.task("q").await.expect("get").expect("q");
-        assert_eq!(t.status, TaskStatus::Cancelled);
-        assert_eq!(t.error.map(|e| e.code), Some("cancelled".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn volumes_commit_with_their_transition_only() {
-        let s = SqliteStore::in_memory().expect("open");
-        s.put_program(program("p")).await.expect("put");
-        s.insert_task(task("t"), None).await.expect("insert");
-        s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
-        assert_eq!(s.volume("p").await.expect("get"), None);
-        let with_volume =
-            |image: &[u8]| StageUpdate { volume: Some(("p".into(), image.to_vec())), ..Default::default() };
-        // A transition that does not happen does not write the volume.
-        assert!(!s
-            .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, with_volume(b"no"))
-            .await
-            .expect("tx"));
-        assert_eq!(s.volume("p").await.expect("get"), None);
-        assert!(s
-            .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, with_volume(b"v1"))
-            .await
-            .expect("tx"));
-        assert_eq!(s.volume("p").await.expect("get"), Some(b"v1".to_vec()));
+        s.claim_next("local-old-r0", Duration::from_secs(60)).await.expect("claim").expect("t");
+        assert!(s.claim_next("local-new-r0", Duration::from_secs(60)).await.expect("claim").is_none());
+        assert!(!s.shared());
+        assert_eq!(s.release_all_leases().await.expect("restart"), 1);
+        let t = s.claim_next("local-new-r0", Duration::from_secs(60)).await.expect("claim").expect("freed");
+        assert_eq!((t.id.as_str(), t.claims), ("t", 2));
     }
 
     #[tokio::test]

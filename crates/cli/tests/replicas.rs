@@ -1,0 +1,167 @@
+//! Two `zkcoproc serve` replicas on one PostgreSQL database, three remote dev workers, 200 tasks
+//! submitted through both replicas, and one replica SIGKILLed midway: every acknowledged task is
+//! done exactly once (one `delivering` and one `done` in its history, one accepted proof, one
+//! receipt file in the program's volume), and the surviving replica answers for all of them.
+//!
+//! Needs the PostgreSQL server of `scripts/postgres.sh` (`ZKCOPROC_TEST_POSTGRES`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use zkcoproc_testing::{hello_app, poll, postgres, Api, Server};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
+}
+
+const TASKS: usize = 200;
+
+struct Worker(Child);
+
+impl Worker {
+    fn start(servers: &str, name: &str, secrets: &Path, log: PathBuf) -> Worker {
+        let log = std::fs::File::create(log).expect("worker log");
+        let child = Command::new(bin())
+            .args(["worker", "--server", servers, "--name", name, "--prover", "dev", "--dev-delay-ms", "10"])
+            .arg("--secret-file")
+            .arg(secrets)
+            .env("ZKCOPROC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("worker");
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn statuses(history: &Value) -> Vec<String> {
+    history
+        .as_array()
+        .map(|h| h.iter().filter_map(|e| e["status"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill() {
+    let Some(base) = postgres::server() else { return };
+    let database = postgres::fresh_database(&base).expect("database");
+    let app = hello_app();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = tmp.path().join("workers.secrets");
+    std::fs::write(&secrets, "w1:secret-of-worker-one\nw2:secret-of-worker-two\nw3:secret-of-worker-three\n")
+        .expect("secrets");
+    let secrets_arg = secrets.to_str().expect("path");
+    // No in-process provers: the three remote workers prove everything. Short leases, so the
+    // killed replica's tasks are taken over quickly.
+    let args = [
+        "--database",
+        &database,
+        "--workers",
+        "0",
+        "--worker-secret-file",
+        secrets_arg,
+        "--lease-ms",
+        "1500",
+        "--prover-lease-ms",
+        "1500",
+    ];
+    let mut a = Server::start(bin(), &tmp.path().join("a"), "dev", &args).expect("replica a");
+    let b = Server::start(bin(), &tmp.path().join("b"), "dev", &args).expect("replica b");
+    let (api_a, api_b) = (a.api(), b.api());
+    let program = api_a.deploy(app).expect("deploy through a");
+    // The program deployed through one replica is the other's too.
+    let (status, body) = api_b.get(&format!("/v1/programs/{program}")).expect("program on b");
+    assert_eq!(status, 200, "{body}");
+
+    let _workers = [
+        Worker::start(&format!("{},{}", a.url, b.url), "w1", &secrets, tmp.path().join("w1.log")),
+        Worker::start(&format!("{},{}", b.url, a.url), "w2", &secrets, tmp.path().join("w2.log")),
+        Worker::start(&format!("{},{}", a.url, b.url), "w3", &secrets, tmp.path().join("w3.log")),
+    ];
+
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(TASKS);
+    for i in 0..TASKS {
+        let alive = if i < TASKS / 2 { [&api_a, &api_b][i % 2] } else { &api_b };
+        if i == TASKS / 2 {
+            // Any replica answers for any task: b knows a's tasks.
+            let (status, body) = api_b.get(&format!("/v1/tasks/{}", tasks[0])).expect("task on b");
+            assert_eq!(status, 200, "{body}");
+            println!("SIGKILL replica a after {i} submissions ({:?})", started.elapsed());
+            a.kill();
+        }
+        tasks.push(alive.prove(&program, &json!({ "n": i + 1 })).expect("submit"));
+    }
+
+    let finished = poll(Duration::from_secs(240), || {
+        let mut open = 0;
+        for t in &tasks {
+            let (status, body) = api_b.get(&format!("/v1/tasks/{t}"))?;
+            anyhow::ensure!(status == 200, "GET task {t}: {status} {body}");
+            if !matches!(body["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                open += 1;
+            }
+        }
+        Ok((open == 0).then_some(()))
+    });
+    if let Err(e) = finished {
+        panic!("tasks did not finish: {e:#}\nreplica b log:\n{}", b.log());
+    }
+    println!("{TASKS} tasks done in {:?}", started.elapsed());
+
+    let mut lost = 0;
+    let mut duplicated = 0;
+    let mut workers_seen = HashSet::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let (_, task) = api_b.get(&format!("/v1/tasks/{t}")).expect("task");
+        if task["status"] != "done" {
+            lost += 1;
+            eprintln!("task {t}: {task}");
+            continue;
+        }
+        let history = statuses(&task["history"]);
+        let count = |s: &str| history.iter().filter(|h| h.as_str() == s).count();
+        if count("done") != 1 || count("delivering") != 1 {
+            duplicated += 1;
+            eprintln!("task {t} history: {history:?}");
+        }
+        let accepted: Vec<&Value> = task["provers"]
+            .as_array()
+            .map(|p| p.iter().filter(|a| a["outcome"] == "accepted").collect())
+            .unwrap_or_default();
+        assert_eq!(accepted.len(), 1, "task {t} has {} accepted proofs: {task}", accepted.len());
+        workers_seen.insert(accepted[0]["worker"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(task["result"]["n"], json!(i + 1), "task {t} result: {task}");
+    }
+    println!(
+        "tasks lost: {lost}, duplicated deliveries: {duplicated}, workers that proved: {workers_seen:?}"
+    );
+    assert_eq!((lost, duplicated), (0, 0));
+    assert!(workers_seen.len() >= 2, "work was not shared: {workers_seen:?}");
+
+    // Every entrypoint's write reached the shared volume: replicas never overwrote each other.
+    let files = receipt_files(&api_b, &program);
+    assert_eq!(files, TASKS, "receipt files in the volume");
+    let races = [a.log(), b.log()]
+        .iter()
+        .map(|l| l.matches("volume changed by another replica").count())
+        .sum::<usize>();
+    println!("stages run again after losing a volume race to the other replica: {races}");
+}
+
+/// Number of receipt files the controller stored in its volume.
+fn receipt_files(api: &Api, program: &str) -> usize {
+    let (status, body) = api.get(&format!("/v1/programs/{program}/fs?path=/var/share/proofs")).expect("list");
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().map(|e| e.iter().filter(|e| e["is_dir"] == false).count()).unwrap_or(0)
+}

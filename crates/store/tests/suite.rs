@@ -1,0 +1,480 @@
+//! The behaviour every [`Store`] must have, run against both implementations: SQLite (in
+//! memory) and PostgreSQL (a fresh database per test on the server `ZKCOPROC_TEST_POSTGRES`
+//! names, e.g. `postgres://zkcoproc@127.0.0.1:5433`). Without that variable the PostgreSQL
+//! cases are skipped with a notice, unless `ZKCOPROC_REQUIRE_POSTGRES=1` (set by
+//! `scripts/test.sh`) makes that a failure.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zkcoproc_store::{
+    AttemptOutcome, CancelOutcome, Idempotency, NewBlock, NewProgram, NewTask, PgStore, RenewOutcome,
+    SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
+};
+
+fn sqlite() -> Arc<dyn Store> {
+    Arc::new(SqliteStore::in_memory().expect("sqlite store"))
+}
+
+/// A PostgreSQL store on a database of its own, or `None` (skipped) without a server.
+async fn postgres() -> Option<Arc<dyn Store>> {
+    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
+        if std::env::var("ZKCOPROC_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            panic!("ZKCOPROC_REQUIRE_POSTGRES=1 but ZKCOPROC_TEST_POSTGRES is not set");
+        }
+        eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES=postgres://user@host:port)");
+        return None;
+    };
+    Some(Arc::new(fresh_database(&base).await))
+}
+
+/// Creates an empty database on the server at `base` and connects a store to it.
+async fn fresh_database(base: &str) -> PgStore {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!("zkt_{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed));
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    drop(client);
+    let _ = conn.await;
+    PgStore::connect(&format!("{base}/{name}"), 8).await.expect("pg store")
+}
+
+/// Runs each named case on both stores.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(s) = super::postgres().await {
+                        super::$name(&s).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    programs_with_pending_work_are_those_with_controller_stages_ahead,
+    smt_history_appends_only_on_top_of_the_newest_root,
+    deploy_is_idempotent_and_artifacts_round_trip,
+    tasks_need_an_existing_program,
+    claims_are_exclusive_fifo_and_expire,
+    transitions_are_conditional_and_recorded,
+    prover_leases_redeliver_retry_elsewhere_and_give_up,
+    expired_local_leases_count_as_crashes_and_cancel_stops_the_prover,
+    idempotency_keys_return_the_same_task_or_conflict,
+    cancel_stops_the_holder_and_is_final,
+    volumes_commit_with_their_transition_only,
+    stale_volume_writes_are_refused_whole,
+    concurrent_claimers_take_each_task_once,
+    concurrent_provers_lease_each_task_once,
+);
+
+fn program(id: &str) -> NewProgram {
+    NewProgram { id: id.into(), image_id: "ab".repeat(32), controller: vec![1, 2, 3], circuit: vec![4, 5] }
+}
+
+fn task(id: &str) -> NewTask {
+    NewTask {
+        id: id.into(),
+        program_id: "p".into(),
+        args: "{}".into(),
+        root: [0; 32],
+        receipt_kind: "composite".into(),
+    }
+}
+
+fn block(number: u64, root: u8) -> NewBlock {
+    NewBlock {
+        number,
+        block_hash: [number as u8; 32],
+        state_root: [number as u8 + 1; 32],
+        header: vec![0xc0, number as u8],
+        root: [root; 32],
+    }
+}
+
+async fn programs_with_pending_work_are_those_with_controller_stages_ahead(s: &Arc<dyn Store>) {
+    for p in ["p", "q"] {
+        s.put_program(program(p)).await.expect("program");
+    }
+    s.insert_task(task("t1"), None).await.expect("insert");
+    let mut other = task("t2");
+    other.program_id = "q".into();
+    s.insert_task(other, None).await.expect("insert");
+    assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["q", "p"]);
+    assert_eq!(s.programs_with_pending_work(1).await.expect("pending"), vec!["q"]);
+    assert!(s.cancel("t2").await.is_ok());
+    assert_eq!(s.programs_with_pending_work(10).await.expect("pending"), vec!["p"]);
+}
+
+async fn smt_history_appends_only_on_top_of_the_newest_root(s: &Arc<dyn Store>) {
+    assert!(s.append_blocks("eth", [0; 32], vec![block(5, 1), block(6, 2)]).await.expect("append"));
+    // A writer that saw an older root is refused, and writes nothing.
+    assert!(!s.append_blocks("eth", [1; 32], vec![block(7, 3)]).await.expect("stale"));
+    assert!(s.append_blocks("eth", [2; 32], vec![block(7, 3)]).await.expect("append"));
+    let all = s.smt_updates(0).await.expect("updates");
+    assert_eq!(all.iter().map(|u| (u.seq, u.number)).collect::<Vec<_>>(), vec![(1, 5), (2, 6), (3, 7)]);
+    assert_eq!(all[0].prev_root, [0; 32]);
+    assert_eq!(all[2].prev_root, [2; 32]);
+    assert_eq!(s.smt_updates(2).await.expect("tail").len(), 1);
+    assert_eq!(s.block_header("eth", 6).await.expect("header"), Some(vec![0xc0, 6]));
+    assert_eq!(s.block_header("eth", 8).await.expect("header"), None);
+    // The same block twice is a constraint error, not a second leaf.
+    assert!(s.append_blocks("eth", [3; 32], vec![block(7, 4)]).await.is_err());
+    assert_eq!(s.smt_updates(0).await.expect("updates").len(), 3);
+}
+
+async fn deploy_is_idempotent_and_artifacts_round_trip(s: &Arc<dyn Store>) {
+    assert!(s.put_program(program("p")).await.expect("put"));
+    assert!(!s.put_program(program("p")).await.expect("put again"));
+    let mut other = program("p");
+    other.image_id = "cd".repeat(32);
+    assert!(matches!(s.put_program(other).await, Err(StoreError::Conflict(_))));
+    let info = s.program("p").await.expect("get").expect("exists");
+    assert_eq!((info.controller_size, info.circuit_size), (3, 2));
+    let (c, k) = s.program_artifacts("p").await.expect("get").expect("exists");
+    assert_eq!((c, k), (vec![1, 2, 3], vec![4, 5]));
+    assert!(s.program("q").await.expect("get").is_none());
+}
+
+async fn tasks_need_an_existing_program(s: &Arc<dyn Store>) {
+    assert!(s.insert_task(task("t"), None).await.is_err());
+}
+
+async fn claims_are_exclusive_fifo_and_expire(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("t1"), None).await.expect("insert");
+    s.insert_task(task("t2"), None).await.expect("insert");
+    let a = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("t1");
+    let b = s.claim_next("b", Duration::from_secs(60)).await.expect("claim").expect("t2");
+    assert_eq!((a.id.as_str(), b.id.as_str()), ("t1", "t2"));
+    assert_eq!((a.claims, b.claims), (1, 1));
+    assert!(s.claim_next("c", Duration::from_secs(60)).await.expect("claim").is_none());
+    // An expired lease is claimable again.
+    assert!(s.extend_lease("t1", "a", Duration::ZERO).await.expect("extend"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
+    assert_eq!((c.id.as_str(), c.claims), ("t1", 2));
+    assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
+}
+
+async fn transitions_are_conditional_and_recorded(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("t"), None).await.expect("insert");
+    s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
+    let w = |input: Vec<u8>| StageUpdate { input: Some(input), ..Default::default() };
+    // Wrong owner or wrong source status: nothing happens.
+    assert!(!s
+        .transition("t", "b", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![1]))
+        .await
+        .expect("tx"));
+    assert!(!s
+        .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, w(vec![1]))
+        .await
+        .expect("tx"));
+    assert!(s
+        .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![9]))
+        .await
+        .expect("tx"));
+    // The same transition cannot happen twice.
+    assert!(!s
+        .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, w(vec![8]))
+        .await
+        .expect("tx"));
+    let fail = StageUpdate {
+        error: Some(TaskError { code: "x".into(), message: "boom".into() }),
+        release_lease: true,
+        ..Default::default()
+    };
+    assert!(s.transition("t", "a", TaskStatus::Witnessing, TaskStatus::Failed, fail).await.expect("tx"));
+    let t = s.task("t").await.expect("get").expect("exists");
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert_eq!(t.input, Some(vec![9]));
+    assert_eq!(t.error.as_ref().map(|e| e.code.as_str()), Some("x"));
+    assert_eq!(t.lease_owner, None);
+    let statuses: Vec<_> = t.history.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![TaskStatus::Queued, TaskStatus::Witnessing, TaskStatus::Failed]);
+    let events = s.task_events("t").await.expect("events");
+    assert_eq!(events.len(), 3);
+    assert!(s.claim_next("a", Duration::from_secs(60)).await.expect("claim").is_none());
+}
+
+/// Puts task `id` in proving (as the runner does after witnessing).
+async fn proving(s: &dyn Store, id: &str) {
+    s.insert_task(task(id), None).await.expect("insert");
+    s.claim_next("r", Duration::from_secs(60)).await.expect("claim").expect("claimed");
+    let to_proving = StageUpdate { input: Some(vec![1]), release_lease: true, ..Default::default() };
+    for (from, to, u) in [
+        (TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default()),
+        (TaskStatus::Witnessing, TaskStatus::Proving, to_proving),
+    ] {
+        assert!(s.transition(id, "r", from, to, u).await.expect("tx"));
+    }
+}
+
+async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let lease = Duration::from_secs(60);
+    // Runners never claim a proving task.
+    assert!(s.claim_next("r", lease).await.expect("claim").is_none());
+    let a = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("t");
+    assert_eq!((a.task.id.as_str(), a.task.attempts), ("t", 1));
+    // Asking again returns the same lease (re-delivery); nobody else gets the task.
+    let again = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("redelivered");
+    assert_eq!(again.lease_id, a.lease_id);
+    assert!(s.lease_proving("w2", lease, 3).await.expect("lease").lease.is_none());
+    assert_eq!(s.renew_prover_lease("t", &a.lease_id, lease).await.expect("renew"), RenewOutcome::Renewed);
+    assert_eq!(s.renew_prover_lease("t", "t/9", lease).await.expect("renew"), RenewOutcome::Unknown);
+    // A failed attempt: retried, preferably by another worker.
+    let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::Retrying);
+    // A lease is judged once: neither a second verdict nor a later proof on it counts.
+    let again = s.fail_attempt("t", &a.lease_id, "failed", "again", 3).await.expect("fail");
+    assert_eq!(again, AttemptOutcome::LeaseEnded);
+    let late = s.accept_proof("t", &a.lease_id, vec![1], vec![1], 1).await.expect("accept");
+    assert_eq!(late, AttemptOutcome::LeaseEnded);
+    proving(&**s, "u").await;
+    let b = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("a task");
+    assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
+    let c = s.lease_proving("w2", lease, 3).await.expect("lease").lease.expect("t again");
+    assert_eq!((c.task.id.as_str(), c.task.attempts), ("t", 2));
+    // An expired lease lets another worker in; the late holder can no longer renew...
+    assert_eq!(
+        s.renew_prover_lease("t", &c.lease_id, Duration::ZERO).await.expect("renew"),
+        RenewOutcome::Renewed
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let d = s.lease_proving("w3", lease, 3).await.expect("lease").lease.expect("t a third time");
+    assert_eq!(d.task.attempts, 3);
+    assert_eq!(s.renew_prover_lease("t", &c.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+    // ... but its valid late proof is still accepted while the task is proving.
+    let accepted = s.accept_proof("t", &c.lease_id, vec![7], vec![8], 99).await.expect("accept");
+    assert_eq!(accepted, AttemptOutcome::Accepted);
+    let t = s.task("t").await.expect("get").expect("t");
+    assert_eq!(
+        (t.status, t.receipt.clone(), t.user_cycles),
+        (TaskStatus::Delivering, Some(vec![7]), Some(99))
+    );
+    let outcomes: Vec<_> = s
+        .prover_attempts("t")
+        .await
+        .expect("attempts")
+        .into_iter()
+        .map(|a| (a.worker, a.outcome.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("w1".into(), "invalid".into()),
+            ("w2".into(), "accepted".into()),
+            ("w3".into(), "superseded".into())
+        ]
+    );
+    // The superseded holder learns it lost; its result is refused.
+    assert_eq!(s.renew_prover_lease("t", &d.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+    let late = s.accept_proof("t", &d.lease_id, vec![1], vec![1], 1).await.expect("accept");
+    assert_eq!(late, AttemptOutcome::NotProving(TaskStatus::Delivering));
+    // Out of attempts: the task fails with the list of attempts.
+    let out = s.fail_attempt("u", &b.lease_id, "failed", "boom", 2).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::Retrying);
+    let l = s.lease_proving("w9", lease, 2).await.expect("lease").lease.expect("u");
+    assert_eq!((l.task.id.as_str(), l.task.attempts), ("u", 2));
+    let out = s.fail_attempt("u", &l.lease_id, "failed", "boom again", 2).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::TaskFailed);
+    let u = s.task("u").await.expect("get").expect("u");
+    assert_eq!(u.status, TaskStatus::Failed);
+    let error = u.error.expect("error");
+    assert_eq!(error.code, "prover_failed");
+    assert!(error.message.contains("u/1 on w1") && error.message.contains("boom"), "{}", error.message);
+}
+
+async fn idempotency_keys_return_the_same_task_or_conflict(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    let key = |hash: &str| Some(Idempotency { key: "k1".into(), request_hash: hash.into() });
+    let first = s.insert_task(task("t1"), key("h")).await.expect("insert");
+    assert!(first.created);
+    let again = s.insert_task(task("t2"), key("h")).await.expect("retry");
+    assert_eq!((again.task.id.as_str(), again.created), ("t1", false));
+    assert!(s.task("t2").await.expect("get").is_none(), "a retry created a second task");
+    assert!(matches!(s.insert_task(task("t3"), key("other")).await, Err(StoreError::Conflict(_))));
+    assert!(s.task("t3").await.expect("get").is_none());
+    // Without a key, or with another key, requests are independent.
+    assert!(s.insert_task(task("t4"), None).await.expect("insert").created);
+    let other = Some(Idempotency { key: "k2".into(), request_hash: "h".into() });
+    assert!(s.insert_task(task("t5"), other).await.expect("insert").created);
+}
+
+async fn cancel_stops_the_holder_and_is_final(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("q"), None).await.expect("insert");
+    s.insert_task(task("r"), None).await.expect("insert");
+    // A queued task is never claimed once cancelled.
+    assert_eq!(s.cancel("q").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
+    let r = s.claim_next("a", Duration::from_secs(60)).await.expect("claim").expect("r");
+    assert_eq!(r.id, "r");
+    // A held task: the holder can neither move it nor renew its lease any more.
+    assert_eq!(s.cancel("r").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Queued));
+    assert!(!s
+        .transition("r", "a", TaskStatus::Queued, TaskStatus::Witnessing, StageUpdate::default())
+        .await
+        .expect("tx"));
+    assert!(!s.extend_lease("r", "a", Duration::from_secs(60)).await.expect("extend"));
+    assert!(s.claim_next("b", Duration::from_secs(60)).await.expect("claim").is_none());
+    // Finished tasks stay as they are; unknown ids are reported.
+    assert_eq!(s.cancel("r").await.expect("cancel"), CancelOutcome::AlreadyFinished(TaskStatus::Cancelled));
+    assert_eq!(s.cancel("nope").await.expect("cancel"), CancelOutcome::NotFound);
+    let t = s.task("q").await.expect("get").expect("q");
+    assert_eq!(t.status, TaskStatus::Cancelled);
+    assert_eq!(t.error.map(|e| e.code), Some("cancelled".to_owned()));
+}
+
+async fn volumes_commit_with_their_transition_only(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("t"), None).await.expect("insert");
+    s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
+    assert_eq!(s.volume("p").await.expect("get"), None);
+    let with_volume = |image: &[u8]| StageUpdate {
+        volume: Some(VolumeWrite { program_id: "p".into(), image: image.to_vec(), base: 0 }),
+        ..Default::default()
+    };
+    // A transition that does not happen does not write the volume.
+    assert!(!s
+        .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, with_volume(b"no"))
+        .await
+        .expect("tx"));
+    assert_eq!(s.volume("p").await.expect("get"), None);
+    assert!(s
+        .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, with_volume(b"v1"))
+        .await
+        .expect("tx"));
+    let v1 = s.volume("p").await.expect("get").expect("written");
+    assert_eq!((v1.image.as_slice(), v1.version), (&b"v1"[..], 1));
+}
+
+async fn expired_local_leases_count_as_crashes_and_cancel_stops_the_prover(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let lease = Duration::from_secs(60);
+    // One proving attempt allowed: a lease that ended with its (in-process) prover's service
+    // does not use it up.
+    let a = s.lease_proving("local-x-p0", lease, 1).await.expect("lease").lease.expect("t");
+    assert!(s.lease_proving("remote", lease, 1).await.expect("lease").lease.is_none());
+    let renewed = s.renew_prover_lease("t", &a.lease_id, Duration::ZERO).await.expect("renew");
+    assert_eq!(renewed, RenewOutcome::Renewed);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = s.lease_proving("remote", lease, 1).await.expect("lease").lease.expect("taken over after expiry");
+    assert_ne!(a.lease_id, b.lease_id);
+    let attempts = s.prover_attempts("t").await.expect("attempts");
+    assert_eq!(attempts[0].reason.as_deref(), Some("service restarted"));
+    assert_eq!(s.cancel("t").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Proving));
+    assert_eq!(s.renew_prover_lease("t", &b.lease_id, lease).await.expect("renew"), RenewOutcome::Cancelled);
+    let refused = s.accept_proof("t", &b.lease_id, vec![1], vec![1], 1).await.expect("accept");
+    assert_eq!(refused, AttemptOutcome::NotProving(TaskStatus::Cancelled));
+}
+
+async fn stale_volume_writes_are_refused_whole(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for id in ["a", "b"] {
+        s.insert_task(task(id), None).await.expect("insert");
+        s.claim_next(id, Duration::from_secs(60)).await.expect("claim").expect("claimed");
+    }
+    let write = |image: &[u8], base| StageUpdate {
+        volume: Some(VolumeWrite { program_id: "p".into(), image: image.to_vec(), base }),
+        logs: Some("[\"stale\"]".into()),
+        ..Default::default()
+    };
+    // Both stages started from the empty volume; the first to commit wins.
+    let first = s.transition("a", "a", TaskStatus::Queued, TaskStatus::Witnessing, write(b"a", 0)).await;
+    assert!(first.expect("a"));
+    let stale = s.transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(b"b", 0)).await;
+    assert!(matches!(stale, Err(StoreError::VolumeChanged(ref p)) if p == "p"), "{stale:?}");
+    // Nothing of the refused transition was written: not the status, not the logs, no event.
+    let b = s.task("b").await.expect("get").expect("b");
+    assert_eq!((b.status, b.logs.as_str(), b.history.len()), (TaskStatus::Queued, "[]", 1));
+    let stored = s.volume("p").await.expect("get").map(|v| (v.image, v.version));
+    assert_eq!(stored, Some((b"a".to_vec(), 1)));
+    // Run again on the new image, it commits.
+    let again = s.transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(b"ab", 1)).await;
+    assert!(again.expect("b"));
+    let stored = s.volume("p").await.expect("get").map(|v| (v.image, v.version));
+    assert_eq!(stored, Some((b"ab".to_vec(), 2)));
+}
+
+async fn concurrent_claimers_take_each_task_once(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for i in 0..60 {
+        s.insert_task(task(&format!("t{i:02}")), None).await.expect("insert");
+    }
+    let claimers: Vec<_> = (0..6)
+        .map(|c| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let owner = format!("c{c}");
+                while let Some(t) = s.claim_next(&owner, Duration::from_secs(60)).await.expect("claim") {
+                    got.push(t.id);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.expect("claimer"));
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60), "a task was claimed twice or not at all");
+}
+
+async fn concurrent_provers_lease_each_task_once(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for i in 0..20 {
+        proving(&**s, &format!("t{i:02}")).await;
+    }
+    let provers: Vec<_> = (0..5)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let worker = format!("w{w}");
+                loop {
+                    let leased = s.lease_proving(&worker, Duration::from_secs(60), 3).await.expect("lease");
+                    let Some(l) = leased.lease else { break };
+                    let out =
+                        s.accept_proof(&l.task.id, &l.lease_id, vec![1], vec![2], 3).await.expect("accept");
+                    assert_eq!(out, AttemptOutcome::Accepted);
+                    got.push(l.task.id);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for p in provers {
+        all.extend(p.await.expect("prover"));
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!((all.len(), unique.len()), (20, 20), "a task was leased twice or not at all");
+    let counts = s.status_counts().await.expect("counts");
+    assert_eq!(counts, vec![(TaskStatus::Delivering, 20)]);
+}
