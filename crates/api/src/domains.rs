@@ -18,6 +18,7 @@ use crate::{parse_root, ApiError, ApiResult, AppState};
 
 /// Block feeders (`--feeder-secret-file`).
 const FEEDERS: Role = Role {
+    name: "feeder",
     disabled_code: "feeders_disabled",
     disabled_message: "block feeding is disabled: start the service with --feeder-secret-file",
 };
@@ -145,7 +146,8 @@ pub(crate) async fn feed(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let (feeder, req): (String, FeedRequest) = authed(&auth.0, &FEEDERS, &method, &uri, &headers, &body)?;
+    let (feeder, req): (String, FeedRequest) =
+        authed(&c, &auth.0, &FEEDERS, &method, &uri, &headers, &body).await?;
     if req.headers.is_empty() || req.headers.len() > MAX_FEED_HEADERS {
         return Err(ApiError::bad_request(
             "bad_request",

@@ -126,19 +126,17 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "service status, prover, root and task counts", body = Object), crate::openapi::Errors))]
-async fn health(State(c): State<AppState>) -> ApiResult<Json<Value>> {
+    responses((status = 200, description = "service status, prover, root and task counts", body = openapi::HealthView), crate::openapi::Errors))]
+async fn health(State(c): State<AppState>) -> ApiResult<Json<openapi::HealthView>> {
     let counts = c.store().status_counts().await.map_err(zkcoproc_coordinator::CoordinatorError::from)?;
-    let tasks: serde_json::Map<String, Value> =
-        counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect();
-    Ok(Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "prover": c.prover_name(),
-        "dev_mode": c.verifier().dev_mode(),
-        "root": hex::encode(c.current_root()),
-        "tasks": tasks,
-    })))
+    Ok(Json(openapi::HealthView {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        prover: c.prover_name().into(),
+        dev_mode: c.verifier().dev_mode(),
+        root: hex::encode(c.current_root()),
+        tasks: counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), n)).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "service",
@@ -160,8 +158,8 @@ struct DeployRequest {
 }
 
 #[utoipa::path(post, path = "/v1/programs", tag = "programs", request_body = DeployRequest,
-    responses((status = 201, description = "deployed", body = Object),
-        (status = 200, description = "already deployed (same id)", body = Object), crate::openapi::Errors))]
+    responses((status = 201, description = "deployed", body = openapi::DeployedView),
+        (status = 200, description = "already deployed (same id)", body = openapi::DeployedView), crate::openapi::Errors))]
 async fn deploy(
     State(c): State<AppState>,
     req: Result<Json<DeployRequest>, JsonRejection>,
@@ -169,14 +167,17 @@ async fn deploy(
     let req = body(req)?;
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
-    let deployed = c.deploy(controller, circuit).await?;
-    let status = if deployed.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(deployed)))
+    let d = c.deploy(controller, circuit).await?;
+    let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(openapi::DeployedView { program_id: d.program_id, image_id: d.image_id, created: d.created }),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/programs/{id}", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
-    responses((status = 200, description = "the program", body = Object), crate::openapi::Errors))]
-async fn program(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    responses((status = 200, description = "the program", body = openapi::ProgramView), crate::openapi::Errors))]
+async fn program(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<openapi::ProgramView>> {
     let info = c.program(program_id(&id)?).await?;
     Ok(Json(views::program(&info)))
 }
@@ -234,12 +235,12 @@ struct WitnessRequest {
 
 #[utoipa::path(post, path = "/v1/programs/{id}/witnesses", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
     request_body = WitnessRequest,
-    responses((status = 200, description = "dry run of the controller's get-witnesses", body = Object), crate::openapi::Errors))]
+    responses((status = 200, description = "dry run of the controller's get-witnesses", body = openapi::DryRunView), crate::openapi::Errors))]
 async fn witnesses(
     State(c): State<AppState>,
     Path(id): Path<String>,
     req: Result<Json<WitnessRequest>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<openapi::DryRunView>> {
     let req = body(req)?;
     let dry = c.dry_run(program_id(&id)?, &req.args.to_string()).await?;
     Ok(Json(views::dry_run(&dry)))
@@ -275,7 +276,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>>
 #[utoipa::path(post, path = "/v1/programs/{id}/proofs", tag = "tasks",
     params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters")),
     request_body = ProofRequest,
-    responses((status = 202, description = "task accepted (durable)", body = Object), crate::openapi::Errors))]
+    responses((status = 202, description = "task accepted (durable)", body = openapi::SubmittedView), crate::openapi::Errors))]
 async fn submit(
     State(c): State<AppState>,
     Path(id): Path<String>,
@@ -292,10 +293,12 @@ async fn submit(
     let inserted =
         c.submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref(), key.as_deref()).await?;
     let task = inserted.task;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"task_id": task.id, "status": task.status.as_str(), "replayed": !inserted.created})),
-    ))
+    let view = openapi::SubmittedView {
+        task_id: task.id,
+        status: task.status.as_str().to_owned(),
+        replayed: !inserted.created,
+    };
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 pub(crate) fn parse_root(s: &str) -> ApiResult<[u8; 32]> {
@@ -434,11 +437,11 @@ struct VerifyRequest {
 }
 
 #[utoipa::path(post, path = "/v1/verify", tag = "tasks", request_body = VerifyRequest,
-    responses((status = 200, description = "verdict: `valid`, journal, root and whether the root is known", body = Object), crate::openapi::Errors))]
+    responses((status = 200, description = "verdict: `valid`, journal, root and whether the root is known", body = openapi::VerifyView), crate::openapi::Errors))]
 async fn verify(
     State(c): State<AppState>,
     req: Result<Json<VerifyRequest>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<openapi::VerifyView>> {
     let req = body(req)?;
     let (receipt, image_id) = match (req.task_id, req.receipt, req.image_id) {
         (Some(id), None, None) => {
@@ -471,20 +474,26 @@ async fn verify(
     Ok(Json(match verdict {
         Ok(v) => {
             let (root, output) = journal::split(&v.journal).unzip();
-            json!({
-                "valid": true,
-                "image_id": image_id.to_string(),
-                "receipt_kind": v.kind.as_str(),
-                "journal": hex::encode(&v.journal),
-                "root": root.map(hex::encode),
-                "output": output.map(hex::encode),
-                "root_known": root.is_some_and(|r| c.is_known_root(&r)),
-            })
+            openapi::VerifyView {
+                valid: true,
+                image_id: image_id.to_string(),
+                receipt_kind: Some(v.kind.as_str().to_owned()),
+                journal: Some(hex::encode(&v.journal)),
+                root: Some(root.map(hex::encode)),
+                output: Some(output.map(hex::encode)),
+                root_known: Some(root.is_some_and(|r| c.is_known_root(&r))),
+                error: None,
+            }
         }
-        Err(e) => json!({
-            "valid": false,
-            "image_id": image_id.to_string(),
-            "error": {"code": "invalid_receipt", "message": e.to_string()},
-        }),
+        Err(e) => openapi::VerifyView {
+            valid: false,
+            image_id: image_id.to_string(),
+            receipt_kind: None,
+            journal: None,
+            root: None,
+            output: None,
+            root_known: None,
+            error: Some(openapi::ErrorDetail { code: "invalid_receipt".into(), message: e.to_string() }),
+        },
     }))
 }

@@ -16,9 +16,9 @@ pub(crate) struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
     /// stable machine-readable code, e.g. `bad_id`, `not_found`
-    code: String,
+    pub(crate) code: String,
     /// human-readable explanation
-    message: String,
+    pub(crate) message: String,
 }
 
 /// The errors any endpoint may answer with.
@@ -57,6 +57,100 @@ pub(crate) enum AuthErrors {
     Forbidden(ErrorBody),
 }
 
+/// `POST /v1/programs`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeployedView {
+    /// content-addressed program id (hex)
+    pub(crate) program_id: String,
+    /// the circuit's image id (hex)
+    pub(crate) image_id: String,
+    /// false when the same program was deployed before
+    pub(crate) created: bool,
+}
+
+/// `POST /v1/programs/{id}/proofs`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmittedView {
+    /// the task (durable before this answer)
+    pub(crate) task_id: String,
+    /// its status, `queued` for a new task
+    pub(crate) status: String,
+    /// true when an earlier request with the same `Idempotency-Key` made the task
+    pub(crate) replayed: bool,
+}
+
+/// `GET /v1/programs/{id}`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProgramView {
+    pub(crate) program_id: String,
+    pub(crate) image_id: String,
+    /// bytes
+    pub(crate) controller_size: u64,
+    /// bytes
+    pub(crate) circuit_size: u64,
+    /// RFC 3339
+    pub(crate) created_at: String,
+}
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthView {
+    /// `ok`
+    pub(crate) status: String,
+    pub(crate) version: String,
+    /// `cpu` or `dev`
+    pub(crate) prover: String,
+    /// whether fake receipts are accepted (dev prover)
+    pub(crate) dev_mode: bool,
+    /// the current coprocessor root (hex)
+    pub(crate) root: String,
+    /// number of tasks in each status
+    pub(crate) tasks: std::collections::BTreeMap<String, u64>,
+}
+
+/// One controller log line.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LogLineView {
+    pub(crate) level: String,
+    pub(crate) message: String,
+}
+
+/// `POST /v1/programs/{id}/witnesses`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DryRunView {
+    /// `{kind: "data", data}` or `{kind: "state_proof", …}`, in order
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) witnesses: Vec<serde_json::Value>,
+    /// bytes of the encoded circuit input
+    pub(crate) input_len: u64,
+    pub(crate) logs: Vec<LogLineView>,
+}
+
+/// `POST /v1/verify`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VerifyView {
+    /// whether the receipt verified against the image id
+    pub(crate) valid: bool,
+    pub(crate) image_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt_kind: Option<String>,
+    /// hex
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) journal: Option<String>,
+    /// the journal's root (hex); null when the journal is too short to hold one
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) root: Option<Option<String>>,
+    /// the journal after the root (hex)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) output: Option<Option<String>>,
+    /// whether the service ever had the journal's root
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) root_known: Option<bool>,
+    /// why not valid
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<ErrorDetail>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "zkcoproc", description = "A ZK coprocessor: deploy programs, request and verify proofs."),
@@ -86,7 +180,16 @@ pub(crate) enum AuthErrors {
         crate::worker::result,
         openapi_json,
     ),
-    components(schemas(ErrorBody, ErrorDetail))
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        DeployedView,
+        SubmittedView,
+        ProgramView,
+        HealthView,
+        DryRunView,
+        VerifyView
+    ))
 )]
 struct ApiDoc;
 

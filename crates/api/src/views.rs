@@ -7,22 +7,24 @@ use zkcoproc_coordinator::DryRun;
 use zkcoproc_store::{ProgramInfo, ProverAttempt, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, Witness};
 
+use crate::openapi::{DryRunView, LogLineView, ProgramView};
+
 pub(crate) fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-pub(crate) fn program(p: &ProgramInfo) -> Value {
-    json!({
-        "program_id": p.id,
-        "image_id": p.image_id,
-        "controller_size": p.controller_size,
-        "circuit_size": p.circuit_size,
-        "created_at": rfc3339(p.created_at),
-    })
+pub(crate) fn program(p: &ProgramInfo) -> ProgramView {
+    ProgramView {
+        program_id: p.id.clone(),
+        image_id: p.image_id.clone(),
+        controller_size: p.controller_size,
+        circuit_size: p.circuit_size,
+        created_at: rfc3339(p.created_at),
+    }
 }
 
-pub(crate) fn dry_run(d: &DryRun) -> Value {
+pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
     let witnesses: Vec<Value> = d
         .witnesses
         .iter()
@@ -48,7 +50,15 @@ pub(crate) fn dry_run(d: &DryRun) -> Value {
             }),
         })
         .collect();
-    json!({"witnesses": witnesses, "input_len": d.input_len, "logs": d.logs})
+    DryRunView {
+        witnesses,
+        input_len: d.input_len as u64,
+        logs: d
+            .logs
+            .iter()
+            .map(|l| LogLineView { level: l.level.clone(), message: l.message.clone() })
+            .collect(),
+    }
 }
 
 /// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, and on

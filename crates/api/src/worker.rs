@@ -25,12 +25,15 @@ const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// Who a signed endpoint is for: what it answers when no secret is configured for that role.
 pub(crate) struct Role {
+    /// scopes the role's nonces
+    pub(crate) name: &'static str,
     pub(crate) disabled_code: &'static str,
     pub(crate) disabled_message: &'static str,
 }
 
 /// Prover workers (`--worker-secret-file`).
 pub(crate) const WORKERS: Role = Role {
+    name: "worker",
     disabled_code: "workers_disabled",
     disabled_message: "remote workers are disabled: start the service with --worker-secret-file",
 };
@@ -47,8 +50,11 @@ fn auth_error(e: &AuthError, role: &Role) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-/// Authenticates a signed request for `role` and parses its JSON body (empty: `{}`).
-pub(crate) fn authed<T: DeserializeOwned>(
+/// Authenticates a signed request for `role` and parses its JSON body (empty: `{}`). The nonce is
+/// checked against this process's memory and then recorded in the store, so a request replayed to
+/// another replica, or after a restart, is refused too.
+pub(crate) async fn authed<T: DeserializeOwned>(
+    c: &AppState,
     auth: &WorkerAuth,
     role: &Role,
     method: &Method,
@@ -57,6 +63,14 @@ pub(crate) fn authed<T: DeserializeOwned>(
     body: &[u8],
 ) -> ApiResult<(String, T)> {
     let worker = auth.verify(method.as_str(), uri.path(), headers, body).map_err(|e| auth_error(&e, role))?;
+    // `verify` checked the nonce header's presence and shape.
+    let nonce =
+        headers.get(crate::worker_auth::HEADER_NONCE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = format!("{}/{worker}/{nonce}", role.name);
+    let keep = Duration::from_secs(3 * crate::worker_auth::MAX_SKEW_SECS);
+    if !c.store().use_nonce(&key, keep).await.map_err(zkcoproc_coordinator::CoordinatorError::from)? {
+        return Err(auth_error(&AuthError::Replayed, role));
+    }
     let parsed = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
         .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?;
     Ok((worker, parsed))
@@ -95,7 +109,8 @@ pub(crate) async fn lease(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (worker, req): (String, LeaseRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, LeaseRequest) =
+        authed(&c, &auth, &WORKERS, &method, &uri, &headers, &body).await?;
     if req.risc0_version != risc0_zkvm::VERSION {
         return Err(conflict(
             "incompatible_worker",
@@ -176,7 +191,7 @@ pub(crate) async fn circuit(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let _: (String, serde_json::Value) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
+    let _: (String, serde_json::Value) = authed(&c, &auth, &WORKERS, &method, &uri, &headers, &body).await?;
     if image_id.len() != 64 || !image_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("bad_image_id", "image id must be 32 bytes of hex"));
     }
@@ -216,7 +231,8 @@ pub(crate) async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (worker, req): (String, HeartbeatRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, HeartbeatRequest) =
+        authed(&c, &auth, &WORKERS, &method, &uri, &headers, &body).await?;
     own_lease(&c, &task_id, &req.lease_id, &worker).await?;
     let status = match c.renew(&task_id, &req.lease_id).await? {
         RenewOutcome::Renewed => "renewed",
@@ -265,7 +281,8 @@ pub(crate) async fn result(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let (worker, req): (String, ResultRequest) = authed(&auth, &WORKERS, &method, &uri, &headers, &body)?;
+    let (worker, req): (String, ResultRequest) =
+        authed(&c, &auth, &WORKERS, &method, &uri, &headers, &body).await?;
     own_lease(&c, &task_id, &req.lease_id, &worker).await?;
     let (outcome, rejected) = match (req.receipt, req.error) {
         (Some(receipt), None) => {

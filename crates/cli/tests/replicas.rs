@@ -83,6 +83,38 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
     let (status, body) = api_b.get(&format!("/v1/programs/{program}")).expect("program on b");
     assert_eq!(status, 200, "{body}");
 
+    // A signed worker request accepted by one replica is a replay to the other.
+    {
+        use zkcoproc_api::worker_auth;
+        let body = serde_json::to_vec(&json!({
+            "zkcoproc_version": env!("CARGO_PKG_VERSION"),
+            "risc0_version": zkcoproc_zkvm::RISC0_VERSION,
+            "prover": "dev",
+            "wait_ms": 0,
+        }))
+        .expect("json");
+        let (timestamp, nonce) = (worker_auth::unix_now(), "0123456789abcdef0123456789abcdef");
+        let signature =
+            worker_auth::sign(b"secret-of-worker-one", "POST", "/v1/worker/lease", timestamp, nonce, &body);
+        let http = reqwest::blocking::Client::new();
+        let send = |url: &str| {
+            let resp = http
+                .post(format!("{url}/v1/worker/lease"))
+                .header(worker_auth::HEADER_WORKER, "w1")
+                .header(worker_auth::HEADER_TIMESTAMP, timestamp.to_string())
+                .header(worker_auth::HEADER_NONCE, nonce)
+                .header(worker_auth::HEADER_SIGNATURE, &signature)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .expect("lease");
+            (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
+        };
+        assert_eq!(send(&a.url).0, 204);
+        let (status, body) = send(&b.url);
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("replayed_request")), "{body}");
+    }
+
     let _workers = [
         Worker::start(&format!("{},{}", a.url, b.url), "w1", &secrets, tmp.path().join("w1.log")),
         Worker::start(&format!("{},{}", b.url, a.url), "w2", &secrets, tmp.path().join("w2.log")),

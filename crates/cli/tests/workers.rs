@@ -356,3 +356,24 @@ fn a_task_out_of_attempts_fails_with_the_list_and_its_entrypoint_hears_of_it() {
         .expect("text");
     assert!(bytes.contains("prover_failed"), "{bytes}");
 }
+
+/// Nonces outlive the process: a signed request captured before a restart is refused after it.
+#[test]
+fn a_signed_request_cannot_be_replayed_after_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let args = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
+    let data = tmp.path().join("data");
+    let server = Server::start(bin(), &data, "dev", &args).expect("server");
+    let speaker = Speaker::new(&server.url, "w1", "secret-of-worker-one");
+    let path = "/v1/worker/lease";
+    let captured = speaker.sign("POST", path, &lease_request("dev", zkcoproc_zkvm::RISC0_VERSION, 0));
+    assert_eq!(speaker.send("POST", path, &captured).0, 204);
+    drop(server);
+    let server = Server::start(bin(), &data, "dev", &args).expect("restart");
+    let speaker = Speaker::new(&server.url, "w1", "secret-of-worker-one");
+    let (status, body) = speaker.send("POST", path, &captured);
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("replayed_request")), "{body}");
+    // A fresh signature still works.
+    assert_eq!(speaker.lease(0).0, 204);
+}

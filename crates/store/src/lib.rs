@@ -513,6 +513,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// delivering), most recently submitted first: what a restarted service should compile first.
     async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>>;
 
+    /// Records the nonce of a signed request (`key` names signer and nonce); `false` when it was
+    /// recorded before, i.e. the request is a replay. Nonces older than `keep` are forgotten (the
+    /// signature's timestamp check refuses such old requests anyway). On a shared store every
+    /// replica sees every nonce, and a restart forgets none.
+    async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool>;
+
     /// Appends blocks of `domain` to the tree's history, in order, if the newest stored root is
     /// still `prev_root` (the empty root for an empty history). `false`, and nothing written,
     /// when another writer moved the history on first. Each block's `root` is the root after it.

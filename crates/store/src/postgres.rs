@@ -112,6 +112,13 @@ EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'lz4 TOAST compression unavailable; volumes stay on pglz';
 END $$;
 "#,
+    r#"
+CREATE TABLE request_nonces (
+    key  TEXT PRIMARY KEY,
+    at   BIGINT NOT NULL
+);
+CREATE INDEX request_nonces_by_age ON request_nonces(at);
+"#,
 ];
 
 /// Advisory lock keys (one namespace of ours: "zkcp" as an integer, then a purpose).
@@ -1029,6 +1036,23 @@ impl Store for PgStore {
                 )
                 .await?;
             rows.iter().map(|r| Ok(r.try_get(0)?)).collect::<TxResult<Vec<String>>>()
+        })
+    }
+
+    async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {
+        let key = pg_text(key);
+        transaction!(self, |tx| {
+            let now = db_now(&tx).await?;
+            tx.execute("DELETE FROM request_nonces WHERE at < $1", &[&now.saturating_sub(lease_ms(keep))])
+                .await?;
+            let fresh = tx
+                .execute(
+                    "INSERT INTO request_nonces (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &now],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(fresh == 1)
         })
     }
 

@@ -106,6 +106,13 @@ CREATE TABLE smt_updates (
     r#"
 ALTER TABLE volumes ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 "#,
+    r#"
+CREATE TABLE request_nonces (
+    key  TEXT PRIMARY KEY,
+    at   INTEGER NOT NULL
+);
+CREATE INDEX request_nonces_by_age ON request_nonces(at);
+"#,
 ];
 
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
@@ -927,6 +934,22 @@ impl Store for SqliteStore {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = stmt.query_map([limit], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM request_nonces WHERE at < ?1", [now.saturating_sub(lease_ms(keep))])?;
+            let fresh = tx.execute(
+                "INSERT OR IGNORE INTO request_nonces (key, at) VALUES (?1, ?2)",
+                params![key, now],
+            )?;
+            tx.commit()?;
+            Ok(fresh == 1)
         })
         .await
     }

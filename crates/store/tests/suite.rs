@@ -86,6 +86,7 @@ both!(
     stale_volume_writes_are_refused_whole,
     concurrent_claimers_take_each_task_once,
     concurrent_provers_lease_each_task_once,
+    nonces_are_used_once_and_forgotten_when_old,
 );
 
 fn program(id: &str) -> NewProgram {
@@ -477,4 +478,28 @@ async fn concurrent_provers_lease_each_task_once(s: &Arc<dyn Store>) {
     assert_eq!((all.len(), unique.len()), (20, 20), "a task was leased twice or not at all");
     let counts = s.status_counts().await.expect("counts");
     assert_eq!(counts, vec![(TaskStatus::Delivering, 20)]);
+}
+
+async fn nonces_are_used_once_and_forgotten_when_old(s: &Arc<dyn Store>) {
+    let keep = Duration::from_secs(120);
+    assert!(s.use_nonce("worker/w1/00aa", keep).await.expect("first"));
+    assert!(!s.use_nonce("worker/w1/00aa", keep).await.expect("replay"), "a replayed nonce was accepted");
+    assert!(s.use_nonce("worker/w2/00aa", keep).await.expect("another signer"));
+    // Concurrent uses of one nonce: exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(
+                async move { s.use_nonce("feeder/f/77", Duration::from_secs(120)).await.expect("use") },
+            )
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.expect("racer"));
+    }
+    assert_eq!(wins, 1);
+    // Past `keep`, a nonce is forgotten (and the signature's timestamp check refuses the request).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(s.use_nonce("worker/w1/00aa", Duration::from_millis(10)).await.expect("old"));
 }
