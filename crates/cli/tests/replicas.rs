@@ -1,5 +1,5 @@
 //! Two `zkcoproc serve` replicas on one PostgreSQL database, three remote dev workers, 200 tasks
-//! submitted through both replicas, and one replica SIGKILLed midway: every acknowledged task is
+//! submitted through both replicas, and one replica SIGKILLed when a third of them are done: every acknowledged task is
 //! done exactly once (one `delivering` and one `done` in its history, one accepted proof, one
 //! receipt file in the program's volume), and the surviving replica answers for all of them.
 //!
@@ -124,16 +124,21 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
-        let alive = if i < TASKS / 2 { [&api_a, &api_b][i % 2] } else { &api_b };
-        if i == TASKS / 2 {
-            // Any replica answers for any task: b knows a's tasks.
-            let (status, body) = api_b.get(&format!("/v1/tasks/{}", tasks[0])).expect("task on b");
-            assert_eq!(status, 200, "{body}");
-            println!("SIGKILL replica a after {i} submissions ({:?})", started.elapsed());
-            a.kill();
-        }
-        tasks.push(alive.prove(&program, &json!({ "n": i + 1 })).expect("submit"));
+        let api = [&api_a, &api_b][i % 2];
+        tasks.push(api.prove(&program, &json!({ "n": i + 1 })).expect("submit"));
     }
+    // Any replica answers for any task: b knows a's tasks.
+    let (status, body) = api_b.get(&format!("/v1/tasks/{}", tasks[0])).expect("task on b");
+    assert_eq!(status, 200, "{body}");
+    // Midway through the draining, replica a dies with tasks in flight.
+    let done_at_kill = poll(Duration::from_secs(120), || {
+        let (_, health) = api_b.get("/health")?;
+        let done = health["tasks"]["done"].as_u64().unwrap_or(0);
+        Ok((done >= TASKS as u64 / 3).then_some(done))
+    })
+    .expect("a third of the tasks done");
+    a.kill();
+    println!("SIGKILL replica a with {done_at_kill}/{TASKS} tasks done ({:?})", started.elapsed());
 
     let finished = poll(Duration::from_secs(240), || {
         let mut open = 0;
