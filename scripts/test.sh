@@ -53,7 +53,7 @@ echo "== cargo test" >&2
 log="$(mktemp)"
 trap 'rm -f "$log"; pg_stop' EXIT
 set +e
-cargo test --workspace -- --test-threads 2 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads 2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
