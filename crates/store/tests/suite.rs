@@ -30,7 +30,9 @@ async fn postgres() -> Option<Arc<dyn Store>> {
     Some(Arc::new(fresh_database(&base).await))
 }
 
-/// Creates an empty database on the server at `base` and connects a store to it.
+/// Creates an empty database on the server at `base` and connects a store to it. (The async twin
+/// of `zkcoproc_testing::postgres::fresh_database`, which blocks on a runtime of its own and so
+/// cannot run inside these tokio tests.)
 async fn fresh_database(base: &str) -> PgStore {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
