@@ -387,24 +387,12 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
         let ids: Vec<String> =
             (0..tasks).map(|i| api.prove(&program, &json!({ "n": i % 50 + 1 }))).collect::<Result<_, _>>()?;
         let start = Instant::now();
-        let mut workers: Vec<std::process::Child> = (0..n)
+        let cost = cost_ms.to_string();
+        let workers: Vec<zkcoproc_testing::Worker> = (0..n)
             .map(|i| {
-                std::process::Command::new(bin)
-                    .args([
-                        "worker",
-                        "--server",
-                        &server.url,
-                        "--prover",
-                        "dev",
-                        "--name",
-                        &names[i],
-                        "--secret-file",
-                        &secrets_arg,
-                    ])
-                    .args(["--dev-delay-ms", &cost_ms.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
+                let log = tmp.path().join(format!("drain{n}-{}.log", names[i]));
+                let extra = ["--dev-delay-ms", cost.as_str()];
+                zkcoproc_testing::Worker::start(bin, &server.url, &names[i], &secrets_file, &extra, &log)
             })
             .collect::<Result<_, _>>()?;
         for id in &ids {
@@ -414,10 +402,7 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
-        for w in &mut workers {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
+        drop(workers);
         rates.push((n, tasks as f64 / elapsed));
     }
     out!("dev-mode tasks drained by remote workers, {tasks} tasks, proof cost {cost_ms} ms (ideal per worker: {:.1}/s):", 1000.0 / cost_ms as f64);

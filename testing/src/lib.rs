@@ -154,6 +154,42 @@ fn unique_log_path(data: &Path) -> PathBuf {
         .unwrap_or_else(|| parent.join("server.log"))
 }
 
+/// A `zkcoproc worker --prover dev` process; SIGKILLed on drop.
+#[derive(Debug)]
+pub struct Worker(Child);
+
+impl Worker {
+    /// Starts `bin worker --server SERVERS --name NAME --prover dev --secret-file SECRETS EXTRA...`
+    /// (`servers`: one URL or several, comma-separated), logging to `log`.
+    pub fn start(
+        bin: &Path,
+        servers: &str,
+        name: &str,
+        secrets: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> anyhow::Result<Worker> {
+        let log = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(bin)
+            .args(["worker", "--server", servers, "--name", name, "--prover", "dev", "--secret-file"])
+            .arg(secrets)
+            .args(extra)
+            .env("ZKCOPROC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting worker {name}"))?;
+        Ok(Worker(child))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A small blocking JSON client.
 #[derive(Debug, Clone)]
 pub struct Api {

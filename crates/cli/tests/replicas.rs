@@ -6,12 +6,11 @@
 //! Needs the PostgreSQL server of `scripts/postgres.sh` (`ZKCOPROC_TEST_POSTGRES`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use zkcoproc_testing::{hello_app, poll, postgres, Api, Server};
+use zkcoproc_testing::{hello_app, poll, postgres, Api, Server, Worker};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
@@ -19,29 +18,9 @@ fn bin() -> &'static Path {
 
 const TASKS: usize = 200;
 
-struct Worker(Child);
-
-impl Worker {
-    fn start(servers: &str, name: &str, secrets: &Path, log: PathBuf) -> Worker {
-        let log = std::fs::File::create(log).expect("worker log");
-        let child = Command::new(bin())
-            .args(["worker", "--server", servers, "--name", name, "--prover", "dev", "--dev-delay-ms", "10"])
-            .arg("--secret-file")
-            .arg(secrets)
-            .env("ZKCOPROC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("worker");
-        Worker(child)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A dev worker whose proofs cost 10 ms, on `servers` (comma-separated replicas).
+fn worker(servers: &str, name: &str, secrets: &Path, log: &Path) -> Worker {
+    Worker::start(bin(), servers, name, secrets, &["--dev-delay-ms", "10"], log).expect("worker")
 }
 
 fn statuses(history: &Value) -> Vec<String> {
@@ -116,9 +95,9 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
     }
 
     let _workers = [
-        Worker::start(&format!("{},{}", a.url, b.url), "w1", &secrets, tmp.path().join("w1.log")),
-        Worker::start(&format!("{},{}", b.url, a.url), "w2", &secrets, tmp.path().join("w2.log")),
-        Worker::start(&format!("{},{}", a.url, b.url), "w3", &secrets, tmp.path().join("w3.log")),
+        worker(&format!("{},{}", a.url, b.url), "w1", &secrets, &tmp.path().join("w1.log")),
+        worker(&format!("{},{}", b.url, a.url), "w2", &secrets, &tmp.path().join("w2.log")),
+        worker(&format!("{},{}", a.url, b.url), "w3", &secrets, &tmp.path().join("w3.log")),
     ];
 
     let started = Instant::now();

@@ -3,12 +3,11 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use zkcoproc_api::worker_auth;
-use zkcoproc_testing::{hello_app, poll, Server};
+use zkcoproc_testing::{hello_app, poll, Server, Worker};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
@@ -84,31 +83,10 @@ fn lease_request(prover: &str, risc0: &str, wait_ms: u64) -> Value {
     json!({"zkcoproc_version": env!("CARGO_PKG_VERSION"), "risc0_version": risc0, "prover": prover, "wait_ms": wait_ms})
 }
 
-/// A `zkcoproc worker` process, SIGKILLed on drop.
-struct Worker(Child);
-
-impl Worker {
-    fn start(server: &Server, secrets: &Path, name: &str, extra: &[&str]) -> Worker {
-        let log =
-            std::fs::File::create(server.data.with_file_name(format!("worker-{name}.log"))).expect("log");
-        let child = Command::new(bin())
-            .args(["worker", "--server", &server.url, "--name", name, "--prover", "dev", "--secret-file"])
-            .arg(secrets)
-            .args(extra)
-            .env("ZKCOPROC_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("worker");
-        Worker(child)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A dev `zkcoproc worker` of `server`, logging beside its data directory.
+fn worker(server: &Server, secrets: &Path, name: &str, extra: &[&str]) -> Worker {
+    let log = server.data.with_file_name(format!("worker-{name}.log"));
+    Worker::start(bin(), &server.url, name, secrets, extra, &log).expect("worker")
 }
 
 fn provers(t: &Value) -> Vec<(String, String)> {
@@ -203,7 +181,7 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
     // A genuine receipt of the same circuit, for another input (n = 4), proven by w1.
     let other = api.prove(&program, &json!({"n": 4})).expect("prove");
     {
-        let _w1 = Worker::start(&server, &secrets, "w1", &["--max-tasks", "1"]);
+        let _w1 = worker(&server, &secrets, "w1", &["--max-tasks", "1"]);
         let t = api.wait_task(&other, Duration::from_secs(60)).expect("task");
         assert_eq!(t["status"], "done", "{t}");
     }
@@ -232,7 +210,7 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
             evil.call("POST", &result_path, &json!({"lease_id": lease["lease_id"], "receipt": "AAAA"}));
         assert_eq!((status, again["error"]["code"].as_str()), (409, Some("lease_ended")), "{again}");
     }
-    let _w2 = Worker::start(&server, &secrets, "w2", &[]);
+    let _w2 = worker(&server, &secrets, "w2", &[]);
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(t["result"]["n"], 3, "{t}");
@@ -266,7 +244,7 @@ fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
     let task = api.prove(&program, &json!({"n": 5})).expect("prove");
 
     // w1 takes the task and would take a minute; it is SIGKILLed mid-task.
-    let w1 = Worker::start(&server, &secrets, "w1", &["--dev-delay-ms", "60000"]);
+    let w1 = worker(&server, &secrets, "w1", &["--dev-delay-ms", "60000"]);
     poll(Duration::from_secs(30), || {
         let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
         Ok((!provers(&t).is_empty()).then_some(()))
@@ -274,7 +252,7 @@ fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
     .expect("w1 leases the task");
     drop(w1);
 
-    let _w2 = Worker::start(&server, &secrets, "w2", &[]);
+    let _w2 = worker(&server, &secrets, "w2", &[]);
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
     assert_eq!(t["status"], "done", "{t}");
     assert_eq!(t["attempts"], 2);
@@ -295,8 +273,8 @@ fn two_workers_drain_a_batch_each_task_done_exactly_once() {
     let program = api.deploy(hello_app()).expect("deploy");
     let tasks: Vec<String> =
         (0..16).map(|i| api.prove(&program, &json!({"n": i + 1})).expect("prove")).collect();
-    let _w1 = Worker::start(&server, &secrets, "w1", &["--dev-delay-ms", "100"]);
-    let _w2 = Worker::start(&server, &secrets, "w2", &["--dev-delay-ms", "100"]);
+    let _w1 = worker(&server, &secrets, "w1", &["--dev-delay-ms", "100"]);
+    let _w2 = worker(&server, &secrets, "w2", &["--dev-delay-ms", "100"]);
 
     let mut used = HashSet::new();
     for (i, task) in tasks.iter().enumerate() {

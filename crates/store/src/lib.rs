@@ -529,6 +529,31 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>>;
 }
 
+/// The columns a [`TaskRecord`] is read from, in the order both stores' row readers expect.
+pub(crate) const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
+    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
+    user_cycles, lease_owner, claims, expected_journal";
+
+/// A lease duration in milliseconds, as stored.
+pub(crate) fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// The error message of a task that failed with `prover_failed`: every attempt and how it ended.
+pub(crate) fn prover_failed_message(attempts: &[ProverAttempt]) -> String {
+    let list: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let outcome = a.outcome.as_deref().unwrap_or("open");
+            match &a.reason {
+                Some(r) => format!("{} on {}: {outcome} ({r})", a.lease_id, a.worker),
+                None => format!("{} on {}: {outcome}", a.lease_id, a.worker),
+            }
+        })
+        .collect();
+    format!("no proof after {} attempts: {}", attempts.len(), list.join("; "))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -14,9 +14,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock, NewProgram, NewTask, ProgramInfo,
-    ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts, Store,
-    StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus, VolumeWrite,
+    lease_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock,
+    NewProgram, NewTask, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
+    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus,
+    VolumeWrite, TASK_COLUMNS,
 };
 
 /// Schema migrations, applied in order under an advisory lock; `zkcoproc_schema` records how
@@ -128,10 +129,6 @@ const LOCK_SMT: i64 = 0x7a6b_6370_0002;
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up
 /// to this many times.
 const RETRIES: u32 = 8;
-
-const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
-    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal";
 
 /// The database's clock in unix milliseconds: the one clock all replicas share.
 const NOW: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
@@ -290,10 +287,6 @@ fn pg_text_opt(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
     s.as_deref().map(pg_text)
 }
 
-fn lease_ms(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
 async fn db_now(c: &impl GenericClient) -> TxResult<i64> {
     Ok(c.query_one(NOW, &[]).await?.try_get(0)?)
 }
@@ -418,17 +411,7 @@ async fn fail_proving(c: &impl GenericClient, task_id: &str, now: i64) -> TxResu
     )
     .await?;
     let attempts = read_attempts(c, task_id).await?;
-    let list: Vec<String> = attempts
-        .iter()
-        .map(|a| {
-            let outcome = a.outcome.as_deref().unwrap_or("open");
-            match &a.reason {
-                Some(r) => format!("{} on {}: {outcome} ({r})", a.lease_id, a.worker),
-                None => format!("{} on {}: {outcome}", a.lease_id, a.worker),
-            }
-        })
-        .collect();
-    let message = format!("no proof after {} attempts: {}", attempts.len(), list.join("; "));
+    let message = prover_failed_message(&attempts);
     let n = c
         .execute(
             "UPDATE tasks SET status = 'failed', updated_at = $1, error_code = 'prover_failed', error_message = $2, \

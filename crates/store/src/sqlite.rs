@@ -8,9 +8,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    now_ms, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock, NewProgram, NewTask,
-    ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts,
-    Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus, VolumeWrite,
+    lease_ms, now_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased,
+    NewBlock, NewProgram, NewTask, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
+    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus,
+    VolumeWrite, TASK_COLUMNS,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -115,10 +116,6 @@ CREATE INDEX request_nonces_by_age ON request_nonces(at);
 "#,
 ];
 
-const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
-    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal";
-
 /// SQLite store in one file (WAL mode). One process owns a data directory at a time: opening
 /// takes an exclusive lock on `zkcoproc.lock` beside the database.
 pub struct SqliteStore {
@@ -198,10 +195,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn lease_ms(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
 fn read_task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
     let Some(mut task) = conn.query_row(&sql, [id], task_from_row).optional()?.transpose()? else {
@@ -276,17 +269,7 @@ fn fail_proving(conn: &Connection, task_id: &str, now: i64) -> Result<bool> {
         [task_id],
     )?;
     let attempts = read_attempts(conn, task_id)?;
-    let list: Vec<String> = attempts
-        .iter()
-        .map(|a| {
-            let outcome = a.outcome.as_deref().unwrap_or("open");
-            match &a.reason {
-                Some(r) => format!("{} on {}: {outcome} ({r})", a.lease_id, a.worker),
-                None => format!("{} on {}: {outcome}", a.lease_id, a.worker),
-            }
-        })
-        .collect();
-    let message = format!("no proof after {} attempts: {}", attempts.len(), list.join("; "));
+    let message = prover_failed_message(&attempts);
     let n = conn.execute(
         "UPDATE tasks SET status = 'failed', updated_at = ?1, error_code = 'prover_failed', error_message = ?2, \
          lease_owner = NULL, lease_expires_at = NULL WHERE id = ?3 AND status = 'proving'",
