@@ -95,11 +95,21 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         tasks: usize,
     },
-    /// P1–P4 in one run, written to `bench/RESULTS.md` with the machine description.
+    /// P1–P5 in one run, written to `bench/RESULTS.md` with the machine description.
     Report {
         /// Where to write the results.
         #[arg(long, default_value = "bench/RESULTS.md")]
         out: PathBuf,
+    },
+    /// Openings of the coprocessor tree over the API: under a root `--age` inserts old (read from
+    /// the stored nodes) vs under the current root (in memory), on a history of `--age` + 1 inserts.
+    Openings {
+        /// How many inserts old the old root is (the history has one more).
+        #[arg(long, default_value_t = 100_000)]
+        age: u64,
+        /// Requests per root, interleaved.
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
     },
     /// Header-follow throughput from anvil: checked headers inserted per second.
     Follow {
@@ -132,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Workers { tasks, cost_ms } => workers(&bin, tasks, cost_ms),
         Bench::StateProofs { max_slots } => state_proofs(max_slots),
         Bench::Follow { blocks } => follow(&bin, blocks),
+        Bench::Openings { age, requests } => openings(&bin, age, requests),
     }
 }
 
@@ -524,6 +535,90 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a history of `age + 1` inserts of domain `bench` (with the tree nodes each insert
+/// created, as the service stores them) straight into a SQLite data directory, starts the
+/// service on it, and times `GET /v1/domains/bench/blocks/{n}/opening` under the oldest root
+/// (seq 1, `age` inserts before the current one) and under the current root, interleaved.
+fn openings(bin: &Path, age: u64, requests: usize) -> anyhow::Result<()> {
+    use zkcoproc_smt::{key, BlockCommitment, Sha2, Tree};
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let total = age + 1;
+    let begin = Instant::now();
+    let oldest = {
+        let store = zkcoproc_store::SqliteStore::open(&data)?;
+        let mut tree = Tree::new();
+        let mut oldest = None;
+        let mut number = 0u64;
+        while number < total {
+            let prev = tree.root();
+            let mut blocks = Vec::new();
+            for _ in 0..1000.min(total - number) {
+                let k = key::<Sha2>("bench", number);
+                let mut block_hash = [0u8; 32];
+                block_hash[..8].copy_from_slice(&number.to_be_bytes());
+                let value = BlockCommitment {
+                    block_hash,
+                    state_root: <Sha2 as zkcoproc_smt::Hasher>::sha256(&block_hash),
+                };
+                tree = tree.insert(k, value);
+                oldest.get_or_insert(tree.root());
+                let nodes = tree.path_nodes(&k).iter().map(|n| (n.hash(), n.encode())).collect();
+                blocks.push(zkcoproc_store::NewBlock {
+                    number,
+                    block_hash,
+                    state_root: value.state_root,
+                    header: vec![0xc0],
+                    root: tree.root(),
+                    nodes,
+                });
+                number += 1;
+            }
+            if !rt.block_on(zkcoproc_store::Store::append_blocks(&store, "bench", prev, blocks))? {
+                bail!("history append refused");
+            }
+        }
+        oldest.context("empty history")?
+    };
+    out!("history of {total} inserts written in {:.1} s", begin.elapsed().as_secs_f64());
+    let begin = Instant::now();
+    let server = Server::start(bin, &data, "dev", &[])?;
+    out!("service up on it (history loaded) in {:.1} s", begin.elapsed().as_secs_f64());
+    let api = server.api();
+    let (_, current) = api.get("/v1/root")?;
+    if current["seq"].as_u64() != Some(total) {
+        bail!("the service did not load the history: {current}");
+    }
+    let old = hex::encode(oldest);
+    let mut rows: Vec<(&str, Vec<f64>)> =
+        vec![("old root (seq 1)", Vec::new()), ("current root", Vec::new())];
+    for i in 0..requests {
+        // Block 0 is under both roots; other blocks only under the current one.
+        let n = if i % 2 == 0 { 0 } else { (i as u64 * 7919) % total };
+        for (row, root) in [(0, Some(old.as_str())), (1, None)] {
+            let path = match root {
+                Some(r) => format!("/v1/domains/bench/blocks/{n}/opening?root={r}"),
+                None => format!("/v1/domains/bench/blocks/{n}/opening"),
+            };
+            let t = Instant::now();
+            let (status, v) = api.get(&path)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if status != 200 {
+                bail!("opening answered {status}: {v}");
+            }
+            rows[row].1.push(ms);
+        }
+    }
+    table("opening over HTTP, ms", &[0.5, 0.9, 0.99], &mut rows);
+    let (old_p50, cur_p50) = (pct(&rows[0].1, 0.5), pct(&rows[1].1, 0.5));
+    out!(
+        "ratio old root / current root (p50): {:.2} ({requests} requests each, {age} inserts apart)",
+        old_p50 / cur_p50
+    );
+    Ok(())
+}
+
 fn table(unit: &str, percentiles: &[f64], rows: &mut [(&str, Vec<f64>)]) {
     let head: Vec<String> = percentiles
         .iter()
@@ -545,17 +640,20 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// P1–P4 with their default sizes, then the file.
+/// P1–P5 with their default sizes, then the file.
 fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Ok(mut r) = REPORT.lock() {
         r.clear();
     }
-    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 4] = [
+    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 5] = [
         ("P1: real proof through the service vs bare risc0_zkvm", &|| prove(bin, 100)),
         ("P2: end-to-end dev-mode throughput vs the store's raw transaction rate", &|| throughput(bin, 200)),
         ("P3: controller get-witnesses, wasm vs native", &|| witnesses(bin, 2000)),
         ("P4: remote workers with fixed-cost mock proving", &|| workers(bin, 60, 50)),
+        ("P5: openings under a root 100 000 inserts old vs under the current root", &|| {
+            openings(bin, 100_000, 400)
+        }),
     ];
     for (title, run) in sections {
         out!("\n## {title}\n");

@@ -67,6 +67,28 @@ pub fn hostile_controller() -> &'static Path {
     })
 }
 
+/// The rootless test circuit (`testing/apps/rootless/circuit`: its journal never starts with the
+/// task's root), built once per process; returns the program binary's path.
+pub fn rootless_circuit() -> &'static Path {
+    static ROOTLESS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTLESS.get_or_init(|| {
+        let dir = repo_root().join("testing/apps/rootless/circuit");
+        let out = apps_out_dir("rootless");
+        let built = zkcoproc_build::build_circuit(&dir, &out.join("cargo"))
+            .map_err(anyhow::Error::from)
+            .and_then(|bin| {
+                std::fs::create_dir_all(&out)?;
+                let path = out.join("circuit.bin");
+                std::fs::write(&path, bin)?;
+                Ok(path)
+            });
+        match built {
+            Ok(p) => p,
+            Err(e) => panic!("building the rootless circuit: {e:#}"),
+        }
+    })
+}
+
 /// A running `zkcoproc serve` process; killed (SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Server {

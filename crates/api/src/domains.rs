@@ -62,7 +62,7 @@ pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
     responses((status = 200, description = "whether the service ever had this root", body = Object), crate::openapi::Errors))]
 pub(crate) async fn root_info(State(c): State<AppState>, Path(root): Path<String>) -> ApiResult<Json<Value>> {
     let r = parse_root(&root)?;
-    Ok(Json(match c.root_info(&r) {
+    Ok(Json(match c.root_info(&r).await? {
         Some(info) => json!({"known": true, "root": info.root, "seq": info.seq, "block": info.block}),
         None => json!({"known": false, "root": hex::encode(r)}),
     }))
@@ -76,7 +76,7 @@ pub(crate) async fn latest(
     Query(q): Query<RootQuery>,
 ) -> ApiResult<Json<Value>> {
     let root = q.root()?;
-    let block = c.latest_block(&name, root.as_ref())?;
+    let block = c.latest_block(&name, root.as_ref()).await?;
     let root = root.unwrap_or_else(|| c.current_root());
     Ok(Json(json!({
         "domain": block.domain,
@@ -99,7 +99,7 @@ pub(crate) async fn opening(
         .parse()
         .map_err(|_| ApiError::bad_request("bad_block", format!("`{number}` is not a block number")))?;
     let root = q.root()?;
-    let o = c.opening(&name, number, root.as_ref())?;
+    let o = c.opening(&name, number, root.as_ref()).await?;
     let header = match o.value {
         Some(_) => c
             .store()
@@ -164,7 +164,7 @@ pub(crate) async fn feed(
     }
     let outcome = c.feed_headers(&name, rlp).await?;
     tracing::info!(feeder, domain = %name, inserted = outcome.inserted, "blocks fed");
-    let latest = c.latest_block(&name, None).ok();
+    let latest = c.latest_block(&name, None).await.ok();
     Ok(Json(json!({
         "inserted": outcome.inserted,
         "skipped": outcome.skipped,

@@ -72,6 +72,7 @@ pub fn router(
         .route("/v1/programs/{id}/fs", get(fs_list))
         .route("/v1/programs/{id}/fs/{*path}", get(fs_read))
         .route("/v1/programs/{id}/volume", get(volume))
+        .route("/v1/programs/{id}/controller", get(controller))
         .route("/v1/programs/{id}/proofs", post(submit))
         .route("/v1/tasks/{id}", get(task).delete(cancel))
         .route("/v1/tasks/{id}/proof", get(proof))
@@ -222,6 +223,15 @@ async fn fs_read(
 async fn volume(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let image = c.volume_image(program_id(&id)?).await?;
     Ok((OCTET_STREAM, image))
+}
+
+/// The controller component's bytes, so a verifier can recompute the program id from them and
+/// the image id (`zkcoproc verify --task` does) instead of taking the image id on our word.
+#[utoipa::path(get, path = "/v1/programs/{id}/controller", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    responses((status = 200, description = "the controller component (wasm)", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
+async fn controller(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let wasm = c.controller_bytes(program_id(&id)?).await?;
+    Ok((OCTET_STREAM, wasm))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -437,7 +447,7 @@ struct VerifyRequest {
 }
 
 #[utoipa::path(post, path = "/v1/verify", tag = "tasks", request_body = VerifyRequest,
-    responses((status = 200, description = "verdict: `valid`, journal, root and whether the root is known", body = openapi::VerifyView), crate::openapi::Errors))]
+    responses((status = 200, description = "verdict: `valid` (the receipt verifies and its root is known), `receipt_valid` (the receipt alone), journal, root and `root_known`", body = openapi::VerifyView), crate::openapi::Errors))]
 async fn verify(
     State(c): State<AppState>,
     req: Result<Json<VerifyRequest>, JsonRejection>,
@@ -474,19 +484,35 @@ async fn verify(
     Ok(Json(match verdict {
         Ok(v) => {
             let (root, output) = journal::split(&v.journal).unzip();
+            let root_known = match root {
+                Some(r) => c.is_known_root(&r).await?,
+                None => false,
+            };
             openapi::VerifyView {
-                valid: true,
+                valid: root_known,
+                receipt_valid: true,
                 image_id: image_id.to_string(),
                 receipt_kind: Some(v.kind.as_str().to_owned()),
                 journal: Some(hex::encode(&v.journal)),
                 root: Some(root.map(hex::encode)),
                 output: Some(output.map(hex::encode)),
-                root_known: Some(root.is_some_and(|r| c.is_known_root(&r))),
-                error: None,
+                root_known: Some(root_known),
+                error: (!root_known).then(|| openapi::ErrorDetail {
+                    code: "unknown_root".into(),
+                    message: match root {
+                        Some(r) => format!(
+                            "the receipt is valid, but its root {} is not a root this service has had: \
+                             the chain facts it proves were not checked by this service",
+                            hex::encode(r)
+                        ),
+                        None => "the receipt is valid, but its journal is too short to hold a root".into(),
+                    },
+                }),
             }
         }
         Err(e) => openapi::VerifyView {
             valid: false,
+            receipt_valid: false,
             image_id: image_id.to_string(),
             receipt_kind: None,
             journal: None,

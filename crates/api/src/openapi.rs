@@ -129,8 +129,11 @@ pub(crate) struct DryRunView {
 /// `POST /v1/verify`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct VerifyView {
-    /// whether the receipt verified against the image id
+    /// the verdict: the receipt verifies against the image id **and** its journal's root is a
+    /// root this service has had
     pub(crate) valid: bool,
+    /// whether the receipt alone verifies against the image id (whatever its root)
+    pub(crate) receipt_valid: bool,
     pub(crate) image_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) receipt_kind: Option<String>,
@@ -146,7 +149,7 @@ pub(crate) struct VerifyView {
     /// whether the service ever had the journal's root
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) root_known: Option<bool>,
-    /// why not valid
+    /// why not valid: `invalid_receipt` or `unknown_root`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorDetail>,
 }
@@ -163,6 +166,7 @@ pub(crate) struct VerifyView {
         crate::fs_list,
         crate::fs_read,
         crate::volume,
+        crate::controller,
         crate::submit,
         crate::task,
         crate::cancel,

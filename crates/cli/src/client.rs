@@ -1,5 +1,6 @@
 //! HTTP client commands of the CLI.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,43 @@ use zkcoproc_types::journal;
 use zkcoproc_zkvm::{ImageId, ReceiptKind, Verifier, VerifyError};
 
 pub(crate) enum ReceiptSource {
-    Task(String),
-    File { file: PathBuf, image_id: String },
+    /// a task's receipt, optionally required to belong to `program`
+    Task {
+        task: String,
+        program: Option<String>,
+    },
+    File {
+        file: PathBuf,
+        image_id: String,
+    },
+}
+
+/// What `zkcoproc verify` accepts besides a valid receipt.
+pub(crate) struct VerifyPolicy {
+    /// fake (dev-mode) receipts
+    pub(crate) allow_fake: bool,
+    /// roots trusted without asking the service, and the file they came from
+    pub(crate) trusted: Option<(HashSet<[u8; 32]>, PathBuf)>,
+    /// a valid receipt under a root nobody vouched for
+    pub(crate) allow_unknown_root: bool,
+}
+
+/// Reads a trusted-roots file: one hex root (`0x` optional) per line; blank lines and `#`
+/// comments are ignored.
+pub(crate) fn read_trusted_roots(path: &Path) -> anyhow::Result<HashSet<[u8; 32]>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut roots = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut root = [0u8; 32];
+        hex::decode_to_slice(line.strip_prefix("0x").unwrap_or(line), &mut root)
+            .map_err(|_| anyhow!("{}:{}: `{line}` is not a root (32 bytes of hex)", path.display(), i + 1))?;
+        roots.insert(root);
+    }
+    Ok(roots)
 }
 
 pub(crate) struct Client {
@@ -224,11 +260,32 @@ impl Client {
         Ok(())
     }
 
-    /// Verifies locally: the service only supplies the bytes, never the verdict.
-    pub(crate) async fn verify(&self, source: ReceiptSource, allow_fake: bool) -> anyhow::Result<bool> {
+    /// Verifies locally: the service only supplies bytes, never the verdict. Prints the verdict
+    /// and returns whether the receipt verifies and its root is trusted.
+    pub(crate) async fn verify(&self, source: ReceiptSource, policy: &VerifyPolicy) -> anyhow::Result<bool> {
         let (receipt, image_id) = match source {
-            ReceiptSource::Task(id) => {
-                let (receipt, image_id, _) = self.fetch_proof(&id).await?;
+            ReceiptSource::Task { task, program } => {
+                let (receipt, image_id, proof) = self.fetch_proof(&task).await?;
+                let claimed = proof["program_id"].as_str().unwrap_or_default().to_owned();
+                if let Some(want) = program.filter(|p| *p != claimed) {
+                    println!("NOT VERIFIED: task {task} belongs to program {claimed}, not {want}");
+                    return Ok(false);
+                }
+                // The image id comes from the service: bind it to the program id, which is
+                // content-addressed over the controller's bytes and the image id.
+                let controller = self
+                    .send_bytes(self.http.get(format!("{}/v1/programs/{claimed}/controller", self.base)))
+                    .await
+                    .with_context(|| format!("fetching the controller of program {claimed}"))?;
+                let recomputed = zkcoproc_coordinator::program_id(&controller, &image_id);
+                if recomputed != claimed {
+                    println!(
+                        "NOT VERIFIED: the service says program {claimed} has image id {image_id}, but its \
+                         controller and that image id make program {recomputed}"
+                    );
+                    return Ok(false);
+                }
+                println!("program: {claimed} (recomputed from its controller and image id {image_id})");
                 (receipt, image_id)
             }
             ReceiptSource::File { file, image_id } => {
@@ -238,45 +295,85 @@ impl Client {
                 (receipt, image_id)
             }
         };
+        let allow_fake = policy.allow_fake;
         let verdict =
             tokio::task::spawn_blocking(move || Verifier::new(allow_fake).verify(&receipt, image_id)).await?;
-        match verdict {
-            Ok(v) => {
-                let (root, output) =
-                    journal::split(&v.journal).ok_or_else(|| anyhow!("journal shorter than a root"))?;
-                if v.kind == ReceiptKind::Fake {
-                    println!("FAKE receipt (dev mode) accepted because of --allow-fake: it proves nothing");
-                } else {
-                    println!("verified: {} receipt for image id {image_id}", v.kind.as_str());
-                }
-                println!("root:   {}", hex::encode(root));
-                println!("output: {}", hex::encode(output));
-                // The receipt is valid on its own; whether its root is one the service has had
-                // (so the chain facts it proves are the ones the service checked) is the
-                // service's answer, reported apart from it.
-                let url = format!("{}/v1/roots/{}", self.base, hex::encode(root));
-                match self.send(self.http.get(url)).await {
-                    Ok(info) if info["known"] == true => println!(
-                        "root known to {}: yes (history position {}{})",
-                        self.base,
-                        info["seq"],
-                        info["block"]["domain"]
-                            .as_str()
-                            .map(|d| format!(", after {d} block {}", info["block"]["number"]))
-                            .unwrap_or_default()
-                    ),
-                    Ok(_) => println!("root known to {}: NO, the service never had this root", self.base),
-                    Err(e) => println!("root known: unknown ({e:#})"),
-                }
-                Ok(true)
-            }
+        let v = match verdict {
+            Ok(v) => v,
             Err(VerifyError::FakeRejected) => {
                 println!("NOT VERIFIED: the receipt is fake (made by a dev-mode service); pass --allow-fake to inspect it anyway");
-                Ok(false)
+                return Ok(false);
             }
             Err(e) => {
                 println!("NOT VERIFIED: {e}");
+                return Ok(false);
+            }
+        };
+        let Some((root, output)) = journal::split(&v.journal) else {
+            println!("NOT VERIFIED: the journal ({} bytes) is too short to hold a root", v.journal.len());
+            return Ok(false);
+        };
+        if v.kind == ReceiptKind::Fake {
+            println!("FAKE receipt (dev mode) accepted because of --allow-fake: it proves nothing");
+        } else {
+            println!("verified: {} receipt for image id {image_id}", v.kind.as_str());
+        }
+        println!("root:   {}", hex::encode(root));
+        println!("output: {}", hex::encode(output));
+        let trusted = self.root_trusted(&root, policy).await;
+        match (trusted, policy.allow_unknown_root) {
+            (true, _) => Ok(true),
+            (false, true) => {
+                println!(
+                    "accepted because of --allow-unknown-root: the receipt is valid, but its statement \
+                     holds only under root {}, which nobody here vouched for",
+                    hex::encode(root)
+                );
+                Ok(true)
+            }
+            (false, false) => {
+                println!(
+                    "NOT VERIFIED: the receipt is valid, but its root {} is not trusted (not in \
+                     --trusted-roots, not known to {}); pass --allow-unknown-root to accept it anyway",
+                    hex::encode(root),
+                    self.base
+                );
                 Ok(false)
+            }
+        }
+    }
+
+    /// Whether `root` is trusted: listed in the trusted-roots file, or known to the service.
+    /// Prints how it was decided.
+    async fn root_trusted(&self, root: &[u8; 32], policy: &VerifyPolicy) -> bool {
+        if let Some((roots, path)) = &policy.trusted {
+            if roots.contains(root) {
+                println!("root trusted: listed in {}", path.display());
+                return true;
+            }
+            println!("root not listed in {}", path.display());
+        }
+        let url = format!("{}/v1/roots/{}", self.base, hex::encode(root));
+        match self.send(self.http.get(url)).await {
+            Ok(info) if info["known"] == true => {
+                println!(
+                    "root known to {}: yes (history position {}{})",
+                    self.base,
+                    info["seq"],
+                    info["block"]["domain"]
+                        .as_str()
+                        .map(|d| format!(", after {d} block {}", info["block"]["number"]))
+                        .unwrap_or_default()
+                );
+                true
+            }
+            Ok(_) => {
+                println!("root known to {}: NO, the service never had this root", self.base);
+                false
+            }
+            Err(e) => {
+                println!("root known to {}: cannot tell ({e:#})", self.base);
+                false
             }
         }
     }

@@ -111,11 +111,19 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Verify a proof locally (the service is only asked for the receipt), and say so.
+    /// Verify a proof locally and check that its root is trusted; exit 0 only if both hold.
+    ///
+    /// The receipt is verified here, never on the service's word. Its root (the journal's first
+    /// 32 bytes) must be listed in --trusted-roots FILE or be known to the service
+    /// (`GET /v1/roots/{root}`).
     Verify {
-        /// Verify this task's receipt against its program's image id.
+        /// Verify this task's receipt. The image id is not taken on the service's word: the
+        /// program's controller is fetched and the program id recomputed from it and the image id.
         #[arg(long, conflicts_with_all = ["receipt", "image_id"])]
         task: Option<String>,
+        /// With --task: the program the task must belong to (its id is recomputed, see --task).
+        #[arg(long, requires = "task")]
+        program: Option<String>,
         /// A receipt file (what `proof --out` writes).
         #[arg(long, requires = "image_id")]
         receipt: Option<PathBuf>,
@@ -125,6 +133,14 @@ enum Command {
         /// Accept fake (dev-mode) receipts. They prove nothing; use for development only.
         #[arg(long)]
         allow_fake: bool,
+        /// Roots this verifier trusts: one hex root per line (`#` comments and blank lines are
+        /// ignored). A root listed here is trusted without asking the service.
+        #[arg(long, value_name = "FILE")]
+        trusted_roots: Option<PathBuf>,
+        /// Exit 0 for a valid receipt whatever its root (the root is still reported). The
+        /// statement is then proven only under a root nobody vouched for.
+        #[arg(long)]
+        allow_unknown_root: bool,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -253,13 +269,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { task, receipt, image_id, allow_fake, server } => {
+        Command::Verify {
+            task,
+            program,
+            receipt,
+            image_id,
+            allow_fake,
+            trusted_roots,
+            allow_unknown_root,
+            server,
+        } => {
             let source = match (task, receipt, image_id) {
-                (Some(task), None, None) => client::ReceiptSource::Task(task),
+                (Some(task), None, None) => client::ReceiptSource::Task { task, program },
                 (None, Some(file), Some(image_id)) => client::ReceiptSource::File { file, image_id },
                 _ => anyhow::bail!("give --task TASK_ID, or --receipt FILE with --image-id HEX"),
             };
-            let ok = client::Client::new(&server.url)?.verify(source, allow_fake).await?;
+            let trusted = match trusted_roots {
+                Some(path) => Some((client::read_trusted_roots(&path)?, path)),
+                None => None,
+            };
+            let policy = client::VerifyPolicy { allow_fake, trusted, allow_unknown_root };
+            let ok = client::Client::new(&server.url)?.verify(source, &policy).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

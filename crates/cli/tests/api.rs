@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use zkcoproc_testing::{hello_app, Server};
+use zkcoproc_testing::{hello_app, poll, Server};
 use zkcoproc_zkvm::{ImageId, Verifier, VerifyError};
 
 fn bin() -> &'static Path {
@@ -233,4 +233,42 @@ fn the_openapi_document_describes_real_routes() {
         }
     }
     assert!(operations >= 24, "only {operations} operations documented");
+}
+
+/// `--runners 0`: tasks stay queued; `--workers 0`: tasks are witnessed and wait in `proving` for
+/// a remote worker. `/metrics` reports runners and in-process provers apart.
+#[test]
+fn runners_and_workers_flags_do_what_they_say() {
+    let app = hello_app();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let metric = |api: &zkcoproc_testing::Api, name: &str| -> Option<String> {
+        let resp = reqwest::blocking::get(format!("{}/metrics", api.url())).ok()?.text().ok()?;
+        resp.lines().find(|l| l.starts_with(&format!("{name} "))).map(|l| l[name.len() + 1..].to_owned())
+    };
+
+    let server = Server::start(bin(), &tmp.path().join("r0"), "dev", &["--runners", "0"]).expect("server");
+    let api = server.api();
+    let program = api.deploy(app).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 1})).expect("prove");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, t) = api.get(&format!("/v1/tasks/{task}")).expect("task");
+    assert_eq!(t["status"], "queued", "{t}");
+    assert_eq!(metric(&api, "zkcoproc_runners").as_deref(), Some("0"));
+    drop(server);
+
+    let args = ["--workers", "0", "--runners", "3"];
+    let server = Server::start(bin(), &tmp.path().join("w0"), "dev", &args).expect("server");
+    let api = server.api();
+    let program = api.deploy(app).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 1})).expect("prove");
+    poll(Duration::from_secs(30), || {
+        let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
+        Ok((t["status"] == "proving").then_some(()))
+    })
+    .expect("witnessed, waiting for a prover");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, t) = api.get(&format!("/v1/tasks/{task}")).expect("task");
+    assert_eq!(t["status"], "proving", "no in-process prover, no worker: {t}");
+    assert_eq!(metric(&api, "zkcoproc_runners").as_deref(), Some("3"));
+    assert_eq!(metric(&api, "zkcoproc_provers").as_deref(), Some("0"));
 }

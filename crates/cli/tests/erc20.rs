@@ -68,6 +68,7 @@ fn erc20_balances_are_proven_against_the_followed_chain() {
         let t = prove(json!({"token": token, "holder": holder, "slot": 0, "block": block}));
         assert_eq!(t["status"], "done", "{t}\nlog:\n{}", server.log());
         assert_eq!(t["result"]["balance"], expected.to_string(), "{t}");
+        assert_eq!(t["result"]["slot"], 0, "{t}");
         assert_eq!(t["result"]["block"], block);
         assert_eq!(t["result"]["holder"].as_str().map(str::to_lowercase).as_deref(), Some(holder.as_str()));
         assert_eq!(t["result"]["token"].as_str().map(str::to_lowercase).as_deref(), Some(token.as_str()));
@@ -91,13 +92,44 @@ fn erc20_balances_are_proven_against_the_followed_chain() {
     // A block the service has not inserted: the task fails with a clear error.
     let t = prove(json!({"token": token, "holder": alice, "block": head + 100}));
     assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "block_not_under_root", "the host's code is kept: {t}");
     let message = t["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("not under the task's root"), "{t}");
 
+    // Another mapping index: the proof is of that mapping's entry, and says so (the journal
+    // commits the slot); it never passes as `balances[holder]`.
+    for slot in [1u64, 2] {
+        let t = prove(json!({"token": token, "holder": alice, "slot": slot, "block": b1}));
+        assert_eq!(t["status"], "done", "{t}");
+        assert_eq!(t["result"]["slot"], slot, "{t}");
+        assert_eq!(t["result"]["balance"], "0", "{t}");
+        let journal = t["journal"].as_str().expect("journal");
+        let word = &journal[64 + 3 * 64..64 + 4 * 64];
+        assert_eq!(u64::from_str_radix(&word[48..], 16).ok(), Some(slot), "journal: {journal}");
+    }
+
     // A task pinned to an older root still gets openings under that root.
     let old_root = opening["root"].as_str().expect("root").to_owned();
+    // An idempotent request that named no root is the same request after the root moved.
+    let keyed = |api: &zkcoproc_testing::Api| -> Value {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/programs/{program}/proofs", api.url()))
+            .header("Idempotency-Key", "balance-of-alice-at-b1")
+            .json(&json!({"args": {"token": token, "holder": alice, "block": b1}}))
+            .send()
+            .expect("submit");
+        assert_eq!(resp.status().as_u16(), 202);
+        resp.json().expect("json")
+    };
+    let before = keyed(&api);
     anvil.mine(2).expect("mine");
     wait_for_block(&api, head);
+    let after = keyed(&api);
+    assert_eq!(
+        (after["task_id"].as_str(), after["replayed"].as_bool()),
+        (before["task_id"].as_str(), Some(true)),
+        "{after}"
+    );
     let (_, now) = api.get("/v1/root").expect("root");
     assert_ne!(now["root"], old_root.as_str(), "the root moves as blocks are inserted");
     let task = {
@@ -259,5 +291,6 @@ fn an_erc20_balance_proven_with_the_real_cpu_prover_verifies() {
     let image_id = zkcoproc_zkvm::ImageId::from_hex(&erc20_app().image_id).expect("image id");
     let verified = zkcoproc_zkvm::Verifier::new(false).verify(&receipt, image_id).expect("verifies");
     assert_eq!(hex::encode(&verified.journal[..32]), t["root"].as_str().expect("root"));
-    assert_eq!(&verified.journal[32 + 96 + 16..], &777u128.to_be_bytes());
+    assert_eq!(&verified.journal[32 + 96..32 + 128], &[0u8; 32], "the balances mapping is slot 0");
+    assert_eq!(&verified.journal[32 + 128 + 16..], &777u128.to_be_bytes());
 }

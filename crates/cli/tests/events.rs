@@ -59,6 +59,8 @@ fn idempotency_keys_and_cancelling_queued_tasks() {
     assert_eq!(again["task_id"], first["task_id"]);
     let (status, conflict) = submit("order-17", 6);
     assert_eq!((status, conflict["error"]["code"].as_str()), (409, Some("conflict")), "{conflict}");
+    let task_id = first["task_id"].as_str().expect("task id");
+    assert!(!conflict.to_string().contains(task_id), "a conflict revealed the key's task: {conflict}");
     let (status, bad) = submit("a key with spaces", 5);
     assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_idempotency_key")), "{bad}");
     let (_, health) = api.get("/health").expect("health");

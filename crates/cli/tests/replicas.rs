@@ -104,7 +104,8 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
     let mut tasks = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
         let api = [&api_a, &api_b][i % 2];
-        tasks.push(api.prove(&program, &json!({ "n": i + 1 })).expect("submit"));
+        // `keep`: the controller keeps every receipt, so a lost volume write would show.
+        tasks.push(api.prove(&program, &json!({ "n": i + 1, "keep": 1000 })).expect("submit"));
     }
     // Any replica answers for any task: b knows a's tasks.
     let (status, body) = api_b.get(&format!("/v1/tasks/{}", tasks[0])).expect("task on b");
@@ -179,5 +180,43 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
 fn receipt_files(api: &Api, program: &str) -> usize {
     let (status, body) = api.get(&format!("/v1/programs/{program}/fs?path=/var/share/proofs")).expect("list");
     assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().map(|e| e.iter().filter(|e| e["is_dir"] == false).count()).unwrap_or(0)
+    // Every file but the controller's INDEX of them.
+    body["entries"]
+        .as_array()
+        .map(|e| e.iter().filter(|e| e["is_dir"] == false && e["name"] != "INDEX").count())
+        .unwrap_or(0)
+}
+
+/// A root one replica made is known to the others at once: a replica that has not synced it
+/// yet looks it up in the shared history before answering `unknown_root`.
+#[test]
+fn a_replica_knows_a_root_another_replica_made_the_moment_it_is_asked() {
+    let Some(base) = postgres::server() else { return };
+    let database = postgres::fresh_database(&base).expect("database");
+    let anvil = zkcoproc_testing::anvil::Anvil::start().expect("anvil");
+    anvil.mine(3).expect("mine");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A follows the chain; B only shares the database (and syncs the history every second).
+    let follow = anvil.follow_args(0, 50).expect("follow args");
+    let mut a_args: Vec<&str> = vec!["--database", &database];
+    a_args.extend(follow.iter().map(String::as_str));
+    let a = Server::start(bin(), &tmp.path().join("a"), "dev", &a_args).expect("replica a");
+    let b =
+        Server::start(bin(), &tmp.path().join("b"), "dev", &["--database", &database]).expect("replica b");
+    let (api_a, api_b) = (a.api(), b.api());
+    let program = api_b.deploy(hello_app()).expect("deploy");
+    for round in 0..5 {
+        let (_, before) = api_a.get("/v1/root").expect("root");
+        anvil.mine(1).expect("mine");
+        let root = poll(Duration::from_secs(30), || {
+            let (_, now) = api_a.get("/v1/root")?;
+            Ok((now["root"] != before["root"]).then(|| now["root"].as_str().unwrap_or_default().to_owned()))
+        })
+        .expect("a inserts the new block");
+        let (status, info) = api_b.get(&format!("/v1/roots/{root}")).expect("root info");
+        assert_eq!((status, info["known"].as_bool()), (200, Some(true)), "round {round}: {info}");
+        let body = json!({"args": {"n": 1}, "root": root});
+        let (status, v) = api_b.post(&format!("/v1/programs/{program}/proofs"), &body).expect("submit");
+        assert_eq!(status, 202, "round {round}: a task pinned to a's new root was refused by b: {v}");
+    }
 }

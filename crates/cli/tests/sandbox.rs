@@ -43,6 +43,11 @@ fn each_hostile_controller_fails_its_own_task_and_good_tasks_complete() {
         (json!({"mode": "big-output"}), "controller_output_too_large", "exceeds the limit"),
         (json!({"mode": "recursion"}), "controller_trap", "wasm trap"),
         (json!({"mode": "host-calls"}), "controller_timeout", "host-call"),
+        (json!({"mode": "sleep"}), "controller_timeout", "wall-clock"),
+        (json!({"mode": "sleep-loop"}), "controller_timeout", "wall-clock"),
+        (json!({"mode": "clock-spin"}), "controller_timeout", ""),
+        (json!({"mode": "sleep-entrypoint"}), "controller_timeout", "wall-clock"),
+        (json!({"mode": "many-witnesses"}), "too_many_witnesses", "5000 witnesses"),
         (json!({"mode": "bad-result"}), "controller_bad_output", "not JSON"),
         (json!({"mode": "trap-entrypoint"}), "controller_trap", "trapped"),
         (json!({"mode": "write", "path": "/../../etc/x"}), "controller_error", "vfs_invalid_path"),
@@ -81,4 +86,40 @@ fn each_hostile_controller_fails_its_own_task_and_good_tasks_complete() {
     // The failure reached the entrypoint (status failed), whose result is stored.
     let t = api.wait_task(&hostile[0].0, Duration::from_secs(5)).expect("task");
     assert_eq!(t["result"], json!({"status": "failed"}), "{t}");
+}
+
+/// Controllers that block in WASI (sleep, poll on a clock) end at their wall-clock deadline like
+/// any other: a burst of sleeping dry runs neither outlives the deadline nor stalls the service.
+#[test]
+fn sleeping_controllers_end_at_their_deadline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &["--controller-timeout-ms", "1000"])
+        .expect("server");
+    let api = server.api();
+    let program = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy");
+    let started = std::time::Instant::now();
+    let sleepers: Vec<_> = (0..6)
+        .map(|_| {
+            let api = api.clone();
+            let program = program.clone();
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                let (status, v) = api
+                    .post(&format!("/v1/programs/{program}/witnesses"), &json!({"args": {"mode": "sleep"}}))
+                    .expect("dry run");
+                (status, v, t.elapsed())
+            })
+        })
+        .collect();
+    for s in sleepers {
+        let (status, v, took) = s.join().expect("sleeper");
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some("controller_timeout")), "{v}");
+        // Six 1 s calls on two controller slots: three rounds, plus margin.
+        assert!(took < Duration::from_secs(6), "a sleeping dry run took {took:?}");
+    }
+    let (status, v) = api
+        .post(&format!("/v1/programs/{program}/witnesses"), &json!({"args": {"mode": "ok"}}))
+        .expect("dry run");
+    assert_eq!(status, 200, "{v}");
+    println!("6 sleeping dry runs and one good one: {:.2} s", started.elapsed().as_secs_f64());
 }

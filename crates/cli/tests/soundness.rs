@@ -106,7 +106,7 @@ fn the_guest_accepts_the_honest_input_and_rejects_every_tampered_one() {
     let anvil = Anvil::start().expect("anvil");
     let f = fixture(&anvil);
 
-    // Honest: the journal is root ‖ abi(block, token, holder, balance).
+    // Honest: the journal is root ‖ abi(block, token, holder, slot, balance).
     let honest = f.run(&f.input(f.proof.clone())).expect("honest input executes");
     let mut expected = f.tree.root().to_vec();
     let mut word = [0u8; 32];
@@ -117,6 +117,7 @@ fn the_guest_accepts_the_honest_input_and_rejects_every_tampered_one() {
         word[12..].copy_from_slice(a);
         expected.extend_from_slice(&word);
     }
+    expected.extend_from_slice(&[0u8; 32]); // the mapping index (slot 0)
     let mut word = [0u8; 32];
     word[16..].copy_from_slice(&f.balance.to_be_bytes());
     expected.extend_from_slice(&word);

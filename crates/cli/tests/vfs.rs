@@ -54,16 +54,18 @@ fn proofs_are_delivered_into_the_volume_and_readable_through_api_and_cli() {
     let task = api.prove(&program, &json!({"n": 4})).expect("prove");
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
     assert_eq!(t["status"], "done", "{t}");
-    let stem = &task.replace('-', "")[24..];
-    let path = format!("/var/share/proofs/{stem}.bin");
-    assert_eq!(t["result"]["receipt"].as_str(), Some(path.as_str()), "{t}");
+    // The receipt is stored under an 8.3 name made of 55 bits of the task id.
+    let path = t["result"]["receipt"].as_str().expect("receipt path").to_owned();
+    let name = path.strip_prefix("/var/share/proofs/").expect("in /var/share/proofs").to_owned();
+    let (stem, ext) = name.split_once('.').expect("8.3 name");
+    assert_eq!((stem.len(), ext.len()), (8, 3), "{name}");
 
     let (_, proof) = api.get(&format!("/v1/tasks/{task}/proof")).expect("proof");
     let receipt = base64::engine::general_purpose::STANDARD
         .decode(proof["receipt"].as_str().expect("receipt"))
         .expect("base64");
     let files = listing(&api, &program, "/VAR/SHARE/PROOFS");
-    assert_eq!(files.get(&format!("{}.BIN", stem.to_uppercase())), Some(&(receipt.len() as u64)));
+    assert_eq!(files.get(&name.to_uppercase()), Some(&(receipt.len() as u64)));
 
     // The CLI reads the same bytes, case-insensitively.
     let out = Command::new(bin())
@@ -76,7 +78,7 @@ fn proofs_are_delivered_into_the_volume_and_readable_through_api_and_cli() {
         .args(["fs", "ls", &program, "/var/share/proofs", "--server", &server.url])
         .output()
         .expect("fs ls");
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}.BIN", stem.to_uppercase())));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name.to_uppercase()));
 
     // Bad paths and missing files get clear errors.
     let (status, body) =

@@ -45,14 +45,82 @@ impl From<fs::FsError> for String {
     }
 }
 
-/// An 8.3 file stem for a task: the last 8 hex digits of its id (the random part of a UUIDv7).
-/// Naming per-task files by it makes a re-delivery after a crash overwrite the same file.
+/// Crockford's base-32 digits: every one a valid 8.3 name character.
+const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The low 55 bits of a task id (a UUID: the last 14 of its hex digits are random in both v4
+/// and v7), as 11 base-32 digits.
+fn task_digits(task_id: &str) -> Result<[u8; 11], String> {
+    let hex: Vec<u8> = task_id.bytes().filter(u8::is_ascii_hexdigit).collect();
+    if hex.len() < 14 {
+        return Err(format!("task id `{task_id}` is too short"));
+    }
+    let tail = std::str::from_utf8(&hex[hex.len() - 14..]).map_err(|e| e.to_string())?;
+    let bits = u64::from_str_radix(tail, 16).map_err(|e| e.to_string())? & ((1 << 55) - 1);
+    let mut out = [0u8; 11];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = BASE32[((bits >> (5 * (10 - i))) & 31) as usize];
+    }
+    Ok(out)
+}
+
+/// An 8.3 file stem for a task: 8 base-32 digits (40 random bits) of its id. Naming per-task
+/// files by it makes a re-delivery after a crash overwrite the same file. Prefer
+/// [`task_file_name`], which uses the extension too (55 bits).
 pub fn task_file_stem(task_id: &str) -> Result<String, String> {
-    let hex: String = task_id.chars().filter(char::is_ascii_hexdigit).collect();
-    hex.get(hex.len().saturating_sub(8)..)
-        .filter(|s| s.len() == 8)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("task id `{task_id}` is too short"))
+    let d = task_digits(task_id)?;
+    Ok(String::from_utf8_lossy(&d[..8]).into_owned())
+}
+
+/// A whole 8.3 file name for a task, `SSSSSSSS.EEE`: 11 base-32 digits, 55 random bits of its id
+/// (two tasks of a program share a name with probability about n²/2⁵⁶ over n tasks: 1.4·10⁻⁵ at
+/// a million). The stem is [`task_file_stem`].
+pub fn task_file_name(task_id: &str) -> Result<String, String> {
+    let d = task_digits(task_id)?;
+    Ok(format!("{}.{}", String::from_utf8_lossy(&d[..8]), String::from_utf8_lossy(&d[8..])))
+}
+
+/// Writes `data` to `dir/name`, keeping at most `keep` files written this way in `dir` (the
+/// oldest are removed first), and removing more of the oldest while the volume is full. The
+/// order lives in `dir/INDEX` (one name per line, oldest first). Writing a name that is already
+/// kept (a re-delivery) replaces it and makes it the newest. Returns the file's path.
+///
+/// Fails with the filesystem's `vfs_full` only if `data` does not fit even once every other kept
+/// file is gone. All of it is one controller call, so it is committed whole or not at all.
+pub fn write_keeping_newest(dir: &str, name: &str, data: &[u8], keep: usize) -> Result<String, String> {
+    let dir = dir.trim_end_matches('/');
+    let index_path = format!("{dir}/INDEX");
+    let mut kept: Vec<String> = match fs::read(&index_path) {
+        Ok(bytes) => {
+            String::from_utf8_lossy(&bytes).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+        }
+        Err(e) if e.code == "vfs_not_found" => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    kept.retain(|n| !n.eq_ignore_ascii_case(name));
+    let evict = |kept: &mut Vec<String>| -> Result<(), String> {
+        let oldest = kept.remove(0);
+        match fs::remove(&format!("{dir}/{oldest}")) {
+            Err(e) if e.code != "vfs_not_found" => Err(e.into()),
+            _ => Ok(()),
+        }
+    };
+    while kept.len() >= keep.max(1) {
+        evict(&mut kept)?;
+    }
+    let path = format!("{dir}/{name}");
+    loop {
+        match fs::write(&path, data) {
+            Ok(()) => break,
+            Err(e) if e.code == "vfs_full" && !kept.is_empty() => evict(&mut kept)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    kept.push(name.to_owned());
+    let mut index = kept.join("\n");
+    index.push('\n');
+    fs::write(&index_path, index.as_bytes())?;
+    Ok(path)
 }
 
 /// External chains (domains) the service follows, as seen from the task's root.

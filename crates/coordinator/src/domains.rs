@@ -6,9 +6,11 @@
 //! coprocessor root. Only blocks at least `confirmations` deep are inserted. An authenticated
 //! feeder may post headers too; they pass the same checks.
 //!
-//! Every insert is appended to the store's history (the root before and after), so every root
-//! the service has had stays known, and openings under an old root can be rebuilt from the
-//! history (recent versions are kept in memory, sharing their nodes).
+//! Every insert is appended to the store's history (the root before and after) together with the
+//! tree nodes it created, stored by hash, so every root the service has had stays known and
+//! openable: under a recent root from memory (recent versions share their nodes), under any
+//! older one by reading O(depth) nodes from the store. The history lock guards only in-memory
+//! maps: no store or network I/O and no tree building happens while it is held.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -17,15 +19,19 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use zkcoproc_eth::{CheckedHeader, EthError, RpcClient};
-use zkcoproc_runtime::DomainHost;
-use zkcoproc_smt::{BlockCommitment, Opening, Sha2, Tree};
-use zkcoproc_store::{NewBlock, SmtUpdate};
+use zkcoproc_runtime::{DomainHost, HostError};
+use zkcoproc_smt::{BlockCommitment, Opening, Sha2, Tree, Walk};
+use zkcoproc_store::{NewBlock, SmtUpdate, Store};
 use zkcoproc_types::{Root, StateProof, Witness, EMPTY_ROOT};
 
 use crate::{Coordinator, CoordinatorError};
 
-/// Tree versions kept in memory for openings (older ones are rebuilt from the history).
+/// Tree versions kept in memory for openings (older ones are opened from the stored nodes).
 const RECENT_VERSIONS: usize = 256;
+
+/// Updates replayed (and, for a history written before nodes were stored, whose nodes are
+/// stored) per step at start-up.
+const LOAD_CHUNK: usize = 10_000;
 /// Timeout of one JSON-RPC request.
 const RPC_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -108,57 +114,43 @@ impl History {
         h
     }
 
-    /// Applies updates read from the store, checking that they chain and that replaying them
-    /// gives the recorded roots.
-    fn apply(&mut self, updates: Vec<SmtUpdate>) -> Result<(), CoordinatorError> {
-        for u in updates {
-            if u.seq != self.seq + 1 || u.prev_root != self.tree.root() {
-                return Err(CoordinatorError::Internal(format!(
-                    "smt history is broken at seq {} (expected seq {} on root {})",
-                    u.seq,
-                    self.seq + 1,
-                    hex::encode(self.tree.root())
-                )));
+    /// Pushes updates built by [`build`] on this history. Updates at or below the current seq
+    /// were pushed by a concurrent catch-up (the history is the same for everyone) and are skipped.
+    fn push_built(&mut self, built: Vec<(SmtUpdate, Option<Tree>)>) -> Result<(), CoordinatorError> {
+        for (u, tree) in built {
+            if u.seq <= self.seq {
+                continue;
             }
-            let key = zkcoproc_smt::key::<Sha2>(&u.domain, u.number);
-            let tree =
-                self.tree.insert(key, BlockCommitment { block_hash: u.block_hash, state_root: u.state_root });
-            if tree.root() != u.root {
-                return Err(CoordinatorError::Internal(format!(
-                    "smt history: replaying seq {} gives root {}, stored {}",
-                    u.seq,
-                    hex::encode(tree.root()),
-                    hex::encode(u.root)
-                )));
+            if u.seq != self.seq + 1 || u.prev_root != self.root_at(self.seq).unwrap_or_default() {
+                return Err(broken(&u, self.seq, &self.tree.root()));
             }
             self.push(u, tree);
         }
         Ok(())
     }
 
-    fn push(&mut self, u: SmtUpdate, tree: Tree) {
+    /// Records update `u`; `tree` is the version after it, `None` only for an update that is
+    /// followed by more in the same batch (the newest version is always kept).
+    fn push(&mut self, u: SmtUpdate, tree: Option<Tree>) {
         self.seq = u.seq;
         self.roots.insert(u.root, u.seq);
         self.heads.entry(u.domain.clone()).or_default().push((u.seq, u.number));
-        self.recent.insert(u.seq, tree.clone());
-        while self.recent.len() > RECENT_VERSIONS {
-            self.recent.pop_first();
+        if let Some(tree) = tree {
+            self.recent.insert(u.seq, tree.clone());
+            while self.recent.len() > RECENT_VERSIONS {
+                self.recent.pop_first();
+            }
+            self.tree = tree;
         }
-        self.tree = tree;
         self.updates.push(u);
     }
 
-    /// The tree as it was at `seq`.
-    fn version(&self, seq: u64) -> Tree {
-        if let Some(t) = self.recent.get(&seq) {
-            return t.clone();
+    /// The root after update `seq` (0: the empty root).
+    fn root_at(&self, seq: u64) -> Option<Root> {
+        match seq {
+            0 => Some(EMPTY_ROOT),
+            s => self.updates.get((s - 1) as usize).map(|u| u.root),
         }
-        let mut tree = Tree::new();
-        for u in self.updates.iter().take(seq as usize) {
-            let key = zkcoproc_smt::key::<Sha2>(&u.domain, u.number);
-            tree = tree.insert(key, BlockCommitment { block_hash: u.block_hash, state_root: u.state_root });
-        }
-        tree
     }
 
     /// The newest block of `domain` inserted at or before `seq`.
@@ -172,6 +164,50 @@ impl History {
     fn head(&self, domain: &str) -> Option<&SmtUpdate> {
         self.latest_at(domain, self.seq)
     }
+}
+
+fn broken(u: &SmtUpdate, seq: u64, root: &Root) -> CoordinatorError {
+    CoordinatorError::Internal(format!(
+        "smt history is broken at seq {} (expected seq {} on root {})",
+        u.seq,
+        seq + 1,
+        hex::encode(root)
+    ))
+}
+
+/// Replays `updates` on top of `tree` (the version at `seq`), checking that they chain and that
+/// each gives its recorded root. CPU work: callers run it without holding the history lock.
+/// Only the last [`RECENT_VERSIONS`] versions are returned (the history keeps no more). With
+/// `nodes`, also collects every node each insert created (for backfilling the store).
+fn build(
+    mut tree: Tree,
+    mut seq: u64,
+    updates: Vec<SmtUpdate>,
+    mut nodes: Option<&mut Vec<([u8; 32], Vec<u8>)>>,
+) -> Result<Vec<(SmtUpdate, Option<Tree>)>, CoordinatorError> {
+    let mut out = Vec::with_capacity(updates.len());
+    let keep_from = updates.len().saturating_sub(RECENT_VERSIONS);
+    for (i, u) in updates.into_iter().enumerate() {
+        if u.seq != seq + 1 || u.prev_root != tree.root() {
+            return Err(broken(&u, seq, &tree.root()));
+        }
+        let key = zkcoproc_smt::key::<Sha2>(&u.domain, u.number);
+        tree = tree.insert(key, BlockCommitment { block_hash: u.block_hash, state_root: u.state_root });
+        if tree.root() != u.root {
+            return Err(CoordinatorError::Internal(format!(
+                "smt history: replaying seq {} gives root {}, stored {}",
+                u.seq,
+                hex::encode(tree.root()),
+                hex::encode(u.root)
+            )));
+        }
+        if let Some(nodes) = nodes.as_deref_mut() {
+            nodes.extend(tree.path_nodes(&key).iter().map(|n| (n.hash(), n.encode())));
+        }
+        seq = u.seq;
+        out.push((u, (i >= keep_from).then(|| tree.clone())));
+    }
+    Ok(out)
 }
 
 fn block_info(u: &SmtUpdate) -> BlockInfo {
@@ -189,6 +225,7 @@ pub(crate) struct Domains {
     history: RwLock<History>,
     /// serialises appends (follower loops and feeders)
     append: tokio::sync::Mutex<()>,
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for Domains {
@@ -200,15 +237,16 @@ impl std::fmt::Debug for Domains {
 }
 
 impl Domains {
-    pub(crate) fn empty() -> Self {
+    pub(crate) fn empty(store: Arc<dyn Store>) -> Self {
         Domains {
             configs: HashMap::new(),
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
+            store,
         }
     }
 
-    pub(crate) fn new(configs: Vec<DomainConfig>) -> Result<Self, CoordinatorError> {
+    pub(crate) fn new(configs: Vec<DomainConfig>, store: Arc<dyn Store>) -> Result<Self, CoordinatorError> {
         let mut map = HashMap::new();
         for c in configs {
             if !zkcoproc_smt::valid_domain(&c.name) {
@@ -227,6 +265,7 @@ impl Domains {
             configs: map,
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
+            store,
         })
     }
 
@@ -240,17 +279,61 @@ impl Domains {
         self.history.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Applies the history the store has beyond this process's tree (other replicas' appends).
+    /// Safe to run concurrently: the tree is built outside the history lock, and updates another
+    /// catch-up pushed first are skipped.
+    async fn catch_up(&self) -> Result<(), CoordinatorError> {
+        let (after, tree) = {
+            let h = self.read();
+            (h.seq, h.tree.clone())
+        };
+        let updates = self.store.smt_updates(after).await?;
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let n = updates.len();
+        let built = tokio::task::spawn_blocking(move || build(tree, after, updates, None))
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("history replay failed: {e}")))??;
+        self.write().push_built(built)?;
+        tracing::debug!(updates = n, "history caught up");
+        Ok(())
+    }
+
+    /// The history position of `root` (default: the current root). A root this process does not
+    /// know may have been made by another replica on a shared store: the history is synced from
+    /// the store before the root is declared unknown.
+    async fn seq_of(&self, root: Option<&Root>) -> Result<u64, CoordinatorError> {
+        let Some(r) = root else { return Ok(self.read().seq) };
+        if let Some(seq) = self.read().roots.get(r) {
+            return Ok(*seq);
+        }
+        if self.store.shared() {
+            self.catch_up().await?;
+            if let Some(seq) = self.read().roots.get(r) {
+                return Ok(*seq);
+            }
+        }
+        Err(unknown_root(r))
+    }
+
+    /// Whether `root` is a root the service has had (synced from a shared store on a miss).
+    pub(crate) async fn is_known(&self, root: &Root) -> Result<bool, CoordinatorError> {
+        match self.seq_of(Some(root)).await {
+            Ok(_) => Ok(true),
+            Err(CoordinatorError::Invalid { code: "unknown_root", .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The newest block of `domain` under `root` (default: the current root).
-    pub(crate) fn latest_block(
+    pub(crate) async fn latest_block(
         &self,
         domain: &str,
         root: Option<&Root>,
     ) -> Result<BlockInfo, CoordinatorError> {
+        let seq = self.seq_of(root).await?;
         let h = self.read();
-        let seq = match root {
-            None => h.seq,
-            Some(r) => *h.roots.get(r).ok_or_else(|| unknown_root(r))?,
-        };
         if !self.configs.contains_key(domain) && !h.heads.contains_key(domain) {
             return Err(CoordinatorError::NotFound { what: "domain", id: domain.to_owned() });
         }
@@ -260,8 +343,9 @@ impl Domains {
     }
 
     /// The opening of block `number` of `domain` under `root` (default: the current root):
-    /// membership if it was inserted by then, non-membership otherwise.
-    pub(crate) fn opening(
+    /// membership if it was inserted by then, non-membership otherwise. O(tree depth) under any
+    /// root: a recent version is opened in memory, an older one from the stored nodes.
+    pub(crate) async fn opening(
         &self,
         domain: &str,
         number: u64,
@@ -270,24 +354,27 @@ impl Domains {
         if !zkcoproc_smt::valid_domain(domain) {
             return Err(CoordinatorError::invalid("bad_domain", format!("invalid domain name {domain:?}")));
         }
-        let tree = {
-            let h = self.read();
-            let seq = match root {
-                None => h.seq,
-                Some(r) => *h.roots.get(r).ok_or_else(|| unknown_root(r))?,
-            };
-            h.version(seq)
-        };
+        let seq = self.seq_of(root).await?;
         let key = zkcoproc_smt::key::<Sha2>(domain, number);
-        let opening = tree.open(&key);
-        Ok(BlockOpening { root: tree.root(), key, value: tree.get(&key), opening })
+        let (recent, at) = {
+            let h = self.read();
+            (h.recent.get(&seq).cloned(), h.root_at(seq))
+        };
+        let at = at.ok_or_else(|| CoordinatorError::Internal(format!("history has no seq {seq}")))?;
+        let opening = match recent {
+            Some(tree) => tree.open(&key),
+            None => self.store.smt_walk(Walk::new(at, key)).await?.map_err(|e| {
+                CoordinatorError::Internal(format!("opening under root {}: {e}", hex::encode(at)))
+            })?,
+        };
+        let value = opening.leaf.filter(|l| l.key == key).map(|l| l.value);
+        Ok(BlockOpening { root: at, key, value, opening })
     }
 
-    /// Fetches a state proof for a controller (blocking: runs on a controller thread). The block
-    /// must be under `root`, so the witness can be opened under the task's root later.
-    fn fetch_state_proof(
+    /// Fetches a state proof for a controller. The block must be under `root`, so the witness
+    /// can be opened under the task's root later.
+    async fn fetch_state_proof(
         &self,
-        handle: &tokio::runtime::Handle,
         root: &Root,
         domain: &str,
         block: u64,
@@ -295,15 +382,14 @@ impl Domains {
         slots: &[[u8; 32]],
     ) -> Result<StateProof, CoordinatorError> {
         let rpc = self.rpc(domain)?;
-        let latest = self.latest_block(domain, Some(root))?;
-        if block > latest.number || self.opening(domain, block, Some(root))?.value.is_none() {
+        let latest = self.latest_block(domain, Some(root)).await?;
+        if block > latest.number || self.opening(domain, block, Some(root)).await?.value.is_none() {
             return Err(CoordinatorError::invalid(
                 "block_not_under_root",
                 format!("block {block} of {domain} is not under the task's root (newest: {})", latest.number),
             ));
         }
-        let mut proof =
-            handle.block_on(rpc.get_proof(address, slots, block)).map_err(|e| eth_error(domain, &e))?;
+        let mut proof = rpc.get_proof(address, slots, block).await.map_err(|e| eth_error(domain, &e))?;
         proof.domain = domain.to_owned();
         Ok(proof)
     }
@@ -313,6 +399,44 @@ impl Domains {
             .get(domain)
             .map(|(_, rpc)| rpc)
             .ok_or_else(|| CoordinatorError::NotFound { what: "domain", id: domain.to_owned() })
+    }
+
+    /// Loads the whole history from the store (at start-up) and makes sure every version's nodes
+    /// are stored: a history written before nodes were stored gets them now, once. Replays in
+    /// chunks, so neither the versions nor the nodes of a long history are all in memory at once.
+    async fn load(&self) -> Result<usize, CoordinatorError> {
+        let mut rest = self.store.smt_updates(0).await?;
+        let count = rest.len();
+        let backfill = match rest.last() {
+            Some(u) => !self.store.has_smt_node(u.root).await?,
+            None => false,
+        };
+        if backfill {
+            tracing::info!(
+                updates = count,
+                "storing the tree nodes of a history written before nodes were stored"
+            );
+        }
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(LOAD_CHUNK));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let (tree, seq) = {
+                let h = self.read();
+                (h.tree.clone(), h.seq)
+            };
+            let (built, nodes) = tokio::task::spawn_blocking(move || {
+                let mut nodes = Vec::new();
+                let built = build(tree, seq, chunk, backfill.then_some(&mut nodes))?;
+                Ok::<_, CoordinatorError>((built, nodes))
+            })
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("history replay failed: {e}")))??;
+            if backfill {
+                self.store.put_smt_nodes(nodes).await?;
+            }
+            self.write().push_built(built)?;
+        }
+        Ok(count)
     }
 }
 
@@ -327,17 +451,21 @@ impl Coordinator {
         self.domains.read().tree.root()
     }
 
-    /// Whether `root` is a root the service has had.
-    pub fn is_known_root(&self, root: &Root) -> bool {
-        self.domains.read().roots.contains_key(root)
+    /// Whether `root` is a root the service has had. On a shared store a root this replica has
+    /// not seen yet is looked up in the store's history first.
+    pub async fn is_known_root(&self, root: &Root) -> Result<bool, CoordinatorError> {
+        self.domains.is_known(root).await
     }
 
     /// Where `root` sits in the history, if the service has had it.
-    pub fn root_info(&self, root: &Root) -> Option<RootInfo> {
+    pub async fn root_info(&self, root: &Root) -> Result<Option<RootInfo>, CoordinatorError> {
+        if !self.domains.is_known(root).await? {
+            return Ok(None);
+        }
         let h = self.domains.read();
-        let seq = *h.roots.get(root)?;
+        let Some(&seq) = h.roots.get(root) else { return Ok(None) };
         let block = seq.checked_sub(1).and_then(|i| h.updates.get(i as usize)).map(block_info);
-        Some(RootInfo { root: hex::encode(root), seq, block })
+        Ok(Some(RootInfo { root: hex::encode(root), seq, block }))
     }
 
     /// The current root and the newest block of every domain.
@@ -360,19 +488,24 @@ impl Coordinator {
     }
 
     /// The newest block of `domain` under `root` (default: the current root).
-    pub fn latest_block(&self, domain: &str, root: Option<&Root>) -> Result<BlockInfo, CoordinatorError> {
-        self.domains.latest_block(domain, root)
+    pub async fn latest_block(
+        &self,
+        domain: &str,
+        root: Option<&Root>,
+    ) -> Result<BlockInfo, CoordinatorError> {
+        self.domains.latest_block(domain, root).await
     }
 
     /// The opening of block `number` of `domain` under `root` (default: the current root):
-    /// membership if it was inserted by then, non-membership otherwise.
-    pub fn opening(
+    /// membership if it was inserted by then, non-membership otherwise. O(tree depth) under any
+    /// root the service has had.
+    pub async fn opening(
         &self,
         domain: &str,
         number: u64,
         root: Option<&Root>,
     ) -> Result<BlockOpening, CoordinatorError> {
-        self.domains.opening(domain, number, root)
+        self.domains.opening(domain, number, root).await
     }
 
     /// What controllers of a call pinned to any root may read through the `domain` import.
@@ -384,9 +517,7 @@ impl Coordinator {
     /// Loads the tree's history from the store, checks each domain's checkpoint against it and
     /// starts a follower per configured domain.
     pub async fn spawn_domains(self: &Arc<Self>) -> Result<Vec<JoinHandle<()>>, CoordinatorError> {
-        let updates = self.store.smt_updates(0).await?;
-        let count = updates.len();
-        self.domains.write().apply(updates)?;
+        let count = self.domains.load().await?;
         tracing::info!(updates = count, root = %hex::encode(self.current_root()), "coprocessor root loaded");
         let mut handles = Vec::new();
         for (config, _) in self.domains.configs.values() {
@@ -433,8 +564,7 @@ impl Coordinator {
         let mut warned = false;
         loop {
             tokio::time::sleep(HISTORY_SYNC_INTERVAL).await;
-            let _guard = self.domains.append.lock().await;
-            match self.catch_up().await {
+            match self.domains.catch_up().await {
                 Ok(()) => warned = false,
                 Err(e) if !warned => {
                     warned = true;
@@ -443,18 +573,6 @@ impl Coordinator {
                 Err(_) => {}
             }
         }
-    }
-
-    /// Applies the history the store has beyond this process's tree. Callers hold the append lock.
-    async fn catch_up(&self) -> Result<(), CoordinatorError> {
-        let after = self.domains.read().seq;
-        let updates = self.store.smt_updates(after).await?;
-        if !updates.is_empty() {
-            let n = updates.len();
-            self.domains.write().apply(updates)?;
-            tracing::debug!(updates = n, root = %hex::encode(self.current_root()), "history caught up");
-        }
-        Ok(())
     }
 
     async fn follow(self: Arc<Self>, domain: String) {
@@ -540,11 +658,11 @@ impl Coordinator {
         let _guard = self.domains.append.lock().await;
         if self.store.shared() {
             // Build on what the other replicas appended, not on a stale tree.
-            self.catch_up().await?;
+            self.domains.catch_up().await?;
         }
-        let (mut tree, prev_root, head) = {
+        let (mut tree, prev_root, base_seq, head) = {
             let h = self.domains.read();
-            (h.tree.clone(), h.tree.root(), h.head(domain).cloned())
+            (h.tree.clone(), h.tree.root(), h.seq, h.head(domain).cloned())
         };
         let mut parent: Option<(u64, [u8; 32])> = head.as_ref().map(|u| (u.number, u.block_hash));
         // A domain's first block must be its checkpoint, when one is configured.
@@ -597,6 +715,7 @@ impl Coordinator {
             let value = BlockCommitment { block_hash: header.hash.0, state_root: header.state_root.0 };
             tree = tree.insert(key, value);
             parent = Some((header.number, header.hash.0));
+            let nodes = tree.path_nodes(&key).iter().map(|n| (n.hash(), n.encode())).collect();
             blocks.push((
                 NewBlock {
                     number: header.number,
@@ -604,6 +723,7 @@ impl Coordinator {
                     state_root: header.state_root.0,
                     header: header.rlp,
                     root: tree.root(),
+                    nodes,
                 },
                 tree.clone(),
             ));
@@ -615,23 +735,30 @@ impl Coordinator {
         if !self.store.append_blocks(domain, prev_root, new_blocks).await? {
             // Another writer appended first (a replica sharing the store): reload and let the
             // caller retry.
-            self.catch_up().await?;
+            self.domains.catch_up().await?;
             return Err(CoordinatorError::invalid("smt_conflict", "the tree moved on concurrently; retry"));
         }
         let inserted = blocks.len();
-        let mut h = self.domains.write();
-        for (b, tree) in blocks {
+        // Another task may have synced these very updates from the store already (a reader's
+        // catch-up on a shared store): pushing them by their seq skips what is there.
+        let keep_from = blocks.len().saturating_sub(RECENT_VERSIONS);
+        let mut built = Vec::with_capacity(blocks.len());
+        let mut prev = prev_root;
+        for (i, (b, tree)) in blocks.into_iter().enumerate() {
             let update = SmtUpdate {
-                seq: h.seq + 1,
+                seq: base_seq + 1 + i as u64,
                 domain: domain.to_owned(),
                 number: b.number,
                 block_hash: b.block_hash,
                 state_root: b.state_root,
-                prev_root: h.tree.root(),
+                prev_root: prev,
                 root: b.root,
             };
-            h.push(update, tree);
+            prev = b.root;
+            built.push((update, (i >= keep_from).then_some(tree)));
         }
+        let mut h = self.domains.write();
+        h.push_built(built)?;
         tracing::info!(domain, inserted, head = ?parent.map(|(n, _)| n), root = %hex::encode(h.tree.root()), "blocks inserted");
         self.metrics.blocks_inserted(domain, inserted as u64);
         Ok(AppendOutcome { inserted, skipped })
@@ -664,9 +791,9 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         for (i, w) in witnesses.iter_mut().enumerate() {
             let Witness::StateProof(sp) = w else { continue };
-            let opened = self.opening(&sp.domain, sp.block, Some(root))?;
+            let opened = self.opening(&sp.domain, sp.block, Some(root)).await?;
             if opened.value.is_none() {
-                let latest = self.latest_block(&sp.domain, Some(root)).map(|b| b.number).ok();
+                let latest = self.latest_block(&sp.domain, Some(root)).await.map(|b| b.number).ok();
                 return Err(CoordinatorError::invalid(
                     "block_not_under_root",
                     format!(
@@ -691,16 +818,32 @@ impl Coordinator {
     }
 }
 
-/// The `domain` import of controllers, backed by the service's domains.
+/// The `domain` import of controllers, backed by the service's domains. Controllers run on
+/// blocking threads, so the calls block on the service's runtime.
 #[derive(Debug)]
 pub(crate) struct DomainAccess {
     domains: Arc<Domains>,
     handle: tokio::runtime::Handle,
 }
 
+/// A domain operation's error as the controller (and, if it gives up, the task) sees it.
+fn host_error(e: CoordinatorError) -> HostError {
+    match e {
+        CoordinatorError::Invalid { code, message } => HostError { code: code.to_owned(), message },
+        CoordinatorError::NotFound { what: "domain", id } => HostError {
+            code: "unknown_domain".into(),
+            message: format!("domain `{id}` is not followed by this service"),
+        },
+        other => HostError { code: "internal".into(), message: other.to_string() },
+    }
+}
+
 impl DomainHost for DomainAccess {
-    fn latest(&self, domain: &str, root: &Root) -> Result<u64, String> {
-        self.domains.latest_block(domain, Some(root)).map(|b| b.number).map_err(|e| e.to_string())
+    fn latest(&self, domain: &str, root: &Root) -> Result<u64, HostError> {
+        self.handle
+            .block_on(self.domains.latest_block(domain, Some(root)))
+            .map(|b| b.number)
+            .map_err(host_error)
     }
 
     fn state_proof(
@@ -710,10 +853,10 @@ impl DomainHost for DomainAccess {
         address: [u8; 20],
         slots: &[[u8; 32]],
         root: &Root,
-    ) -> Result<StateProof, String> {
-        self.domains
-            .fetch_state_proof(&self.handle, root, domain, block, address, slots)
-            .map_err(|e| e.to_string())
+    ) -> Result<StateProof, HostError> {
+        self.handle
+            .block_on(self.domains.fetch_state_proof(root, domain, block, address, slots))
+            .map_err(host_error)
     }
 }
 

@@ -206,6 +206,7 @@ impl Coordinator {
         let circuits = NonZeroUsize::new(config.cached_circuits).unwrap_or(NonZeroUsize::MIN);
         let slots = config.controller_concurrency.max(1);
         Coordinator {
+            domains: Arc::new(domains::Domains::empty(store.clone())),
             store,
             runtime,
             prover,
@@ -218,13 +219,12 @@ impl Coordinator {
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),
-            domains: Arc::new(domains::Domains::empty()),
         }
     }
 
     /// This coordinator, following `domains` (started by [`Coordinator::spawn_domains`]).
     pub fn with_domains(mut self, domains: Vec<DomainConfig>) -> Result<Self, CoordinatorError> {
-        self.domains = Arc::new(domains::Domains::new(domains)?);
+        self.domains = Arc::new(domains::Domains::new(domains, self.store.clone())?);
         Ok(self)
     }
 
@@ -357,8 +357,9 @@ impl Coordinator {
                 ),
             ));
         }
+        let requested_root = root;
         let root = root.unwrap_or_else(|| self.current_root());
-        if !self.is_known_root(&root) {
+        if !self.is_known_root(&root).await? {
             return Err(CoordinatorError::invalid(
                 "unknown_root",
                 format!("root {} is not a root this service has had", hex::encode(root)),
@@ -366,9 +367,12 @@ impl Coordinator {
         }
         let kind = self.resolve_receipt_kind(receipt_kind)?;
         self.program(program_id).await?;
+        // The request is what the client sent: the root only if it named one, so a retry after
+        // new blocks moved the current root is still the same request.
+        let named_root = requested_root.map(hex::encode).unwrap_or_default();
         let idempotency = idempotency_key.map(|key| {
             let mut h = Sha256::new();
-            for part in [program_id, args, &hex::encode(root), receipt_kind.unwrap_or("")] {
+            for part in [program_id, args, &named_root, receipt_kind.unwrap_or("")] {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part.as_bytes());
             }
@@ -428,6 +432,11 @@ impl Coordinator {
     /// Prometheus metrics, OpenMetrics text format.
     pub async fn render_metrics(&self) -> Result<String, CoordinatorError> {
         Ok(self.metrics.render(self.store.as_ref()).await?)
+    }
+
+    /// A program's controller component, as deployed.
+    pub async fn controller_bytes(&self, program_id: &str) -> Result<Vec<u8>, CoordinatorError> {
+        Ok(self.artifacts(program_id).await?.0)
     }
 
     /// A task by id.

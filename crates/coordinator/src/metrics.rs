@@ -41,6 +41,7 @@ pub(crate) struct Metrics {
     tasks: Family<StatusLabel, Gauge>,
     queue_depth: Gauge,
     runners: Gauge,
+    provers: Gauge,
     retries: Counter,
     verification_failures: Counter,
     failures: Family<CodeLabel, Counter>,
@@ -65,6 +66,7 @@ impl Metrics {
         let tasks = Family::<StatusLabel, Gauge>::default();
         let queue_depth = Gauge::default();
         let runners = Gauge::default();
+        let provers = Gauge::default();
         let retries = Counter::default();
         let verification_failures = Counter::default();
         let failures = Family::<CodeLabel, Counter>::default();
@@ -79,7 +81,12 @@ impl Metrics {
         registry.register("stage_duration_seconds", "Time tasks spent in each stage", stage_seconds.clone());
         registry.register("tasks", "Tasks by status (from the store)", tasks.clone());
         registry.register("queue_depth", "Tasks waiting to be claimed (queued)", queue_depth.clone());
-        registry.register("runners", "In-process provers of this process", runners.clone());
+        registry.register(
+            "runners",
+            "Runners of this process (they drive the controller stages: witnessing and delivering)",
+            runners.clone(),
+        );
+        registry.register("provers", "In-process provers of this process", provers.clone());
         registry.register("retries", "Claims of a task that had been claimed before", retries.clone());
         registry.register(
             "verification_failures",
@@ -103,6 +110,7 @@ impl Metrics {
             tasks,
             queue_depth,
             runners,
+            provers,
             retries,
             verification_failures,
             failures,
@@ -133,8 +141,9 @@ impl Metrics {
         self.failures.get_or_create(&CodeLabel { code: code.into() }).inc();
     }
 
-    pub(crate) fn set_runners(&self, n: usize) {
-        self.runners.set(i64::try_from(n).unwrap_or(i64::MAX));
+    pub(crate) fn set_runners(&self, runners: usize, provers: usize) {
+        self.runners.set(i64::try_from(runners).unwrap_or(i64::MAX));
+        self.provers.set(i64::try_from(provers).unwrap_or(i64::MAX));
     }
 
     /// Refreshes the store-backed gauges and renders everything as OpenMetrics text.

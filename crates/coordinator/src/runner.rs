@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
-use zkcoproc_runtime::{CallContext, CallOutput, LogLine};
+use zkcoproc_runtime::{CallContext, CallOutput, LogLine, RuntimeError};
 use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus, VolumeWrite};
 use zkcoproc_types::{journal, CircuitInput};
 
@@ -66,7 +66,7 @@ impl Coordinator {
         }
         let instance = uuid::Uuid::now_v7().simple().to_string();
         let instance = &instance[..12];
-        self.metrics.set_runners(self.config.provers);
+        self.metrics.set_runners(self.config.runners, self.config.provers);
         let mut handles: Vec<JoinHandle<()>> = (0..self.config.runners)
             .map(|i| {
                 let this = self.clone();
@@ -281,6 +281,21 @@ impl Coordinator {
                 // input fails here, before any prover time is spent, and the journal it commits
                 // binds every receipt to this exact input.
                 let expected = match self.preflight(&task.program_id, input.clone()).await {
+                    // A circuit that commits another root than the task's (one not built on the
+                    // guest SDK, or a bug) could never be accepted: fail now, before proving.
+                    Ok(Ok(journal)) if journal::split(&journal).map(|(r, _)| r) != Some(root) => {
+                        let committed = journal::split(&journal).map(|(r, _)| hex::encode(r));
+                        return Step::Fail {
+                            code: "root_mismatch".into(),
+                            message: format!(
+                                "the circuit's journal starts with root {}, not the task's root {}: \
+                                 circuits must commit `root ‖ output` (use zkcoproc_guest::entry!)",
+                                committed.as_deref().unwrap_or("(journal shorter than a root)"),
+                                hex::encode(root)
+                            ),
+                            logs: Some(logs),
+                        };
+                    }
                     Ok(Ok(journal)) => journal,
                     Ok(Err(e)) => {
                         return Step::Fail { code: e.code().into(), message: e.to_string(), logs: Some(logs) }
@@ -328,9 +343,24 @@ impl Coordinator {
                     ..Default::default()
                 },
             ),
+            // The entrypoint gave up because the program's volume is full: the task fails with
+            // `volume_full`, and its verified proof stays at `GET /v1/tasks/{id}/proof`.
+            Ok(Err(e)) if e.volume_full && matches!(e.error, RuntimeError::Controller(_)) => Step::Fail {
+                code: "volume_full".to_owned(),
+                message: format!(
+                    "delivery failed: the program's volume is full ({}); the verified proof is kept \
+                     and can be fetched from GET /v1/tasks/{}/proof",
+                    e.error, task.id
+                ),
+                logs: Some(append_logs(&task.logs, "delivering", &e.logs)),
+            },
             Ok(Err(e)) => Step::Fail {
                 code: e.error.code().to_owned(),
-                message: format!("delivery failed: {}", e.error),
+                message: format!(
+                    "delivery failed: {}; the verified proof is kept and can be fetched from \
+                     GET /v1/tasks/{}/proof",
+                    e.error, task.id
+                ),
                 logs: Some(append_logs(&task.logs, "delivering", &e.logs)),
             },
             Err(e) => Step::fail("internal", e.to_string()),

@@ -1,13 +1,16 @@
 //! Host side of the controller world: the generated bindings, per-call state and the imports.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
-use wasmtime::component::ResourceTable;
-use wasmtime::ResourceLimiter;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_io::poll::{subscribe, DynPollable, Pollable};
 use zkcoproc_types::{Account, StateProof, StorageSlot, Witness};
 use zkcoproc_vfs::{VfsError, Volume};
 
-use crate::{CallContext, Limits};
+use crate::{CallContext, HostError, Limits};
 
 /// Host bindings generated from the same WIT file the controller SDK uses.
 mod bindings {
@@ -39,13 +42,36 @@ pub(crate) enum HostTrap {
     TooManyHostCalls(u64),
 }
 
-/// Memory limiter that remembers when it refused a growth.
+/// Resource limiter of one call: all linear memories together stay under the memory cap (a
+/// component may have many memories, and wasmtime enables multi-memory), and instances,
+/// memories, tables and table elements are capped. Remembers when it refused a memory growth.
 pub(crate) struct MemoryLimiter {
     max: usize,
+    /// bytes of all linear memories of the call
+    total: usize,
+    /// elements of all tables of the call
+    table_elements: usize,
+    max_table_elements: usize,
+    instances: usize,
+    memories: usize,
+    tables: usize,
     hit: bool,
 }
 
 impl MemoryLimiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        MemoryLimiter {
+            max: limits.max_memory_bytes,
+            total: 0,
+            table_elements: 0,
+            max_table_elements: limits.max_table_elements,
+            instances: limits.max_instances,
+            memories: limits.max_memories,
+            tables: limits.max_tables,
+            hit: false,
+        }
+    }
+
     pub(crate) fn hit(&self) -> Option<usize> {
         self.hit.then_some(self.max)
     }
@@ -54,24 +80,43 @@ impl MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.max {
             self.hit = true;
             return Err(wasmtime::Error::msg("controller memory limit reached"));
         }
+        self.total = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let total = self.table_elements.saturating_sub(current).saturating_add(desired);
+        if total > self.max_table_elements {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
     }
 }
 
@@ -81,15 +126,28 @@ pub(crate) struct HostState {
     /// The program's volume for this call (a private copy), and whether the call changed it.
     pub(crate) volume: Option<Volume>,
     pub(crate) volume_dirty: bool,
+    /// whether a volume write failed with `vfs_full`
+    pub(crate) volume_full: bool,
     host_calls: u64,
     max_host_calls: u64,
     max_fs_write: usize,
     pub(crate) logs: Vec<LogLine>,
+    /// codes of the `domain` calls that failed in this call, in order
+    pub(crate) domain_errors: Vec<String>,
     log_bytes: usize,
     dropped_logs: usize,
     max_payload: usize,
     max_log_bytes: usize,
     pub(crate) limiter: MemoryLimiter,
+    /// when the call started: the zero of the controller's monotonic clock
+    started: std::time::Instant,
+    /// the call's wall-clock deadline: no clock wait of the controller lasts past it
+    deadline: std::time::Instant,
+    /// `domain.state-proof` calls made, and the JSON-RPC requests the domain calls caused
+    state_proofs: usize,
+    rpc_requests: usize,
+    max_state_proofs: usize,
+    max_rpc_requests: usize,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -102,15 +160,23 @@ impl HostState {
             ctx,
             volume,
             volume_dirty: false,
+            volume_full: false,
             host_calls: 0,
             max_host_calls: limits.max_host_calls,
             max_fs_write: limits.max_fs_write_bytes,
             logs: Vec::new(),
+            domain_errors: Vec::new(),
             log_bytes: 0,
             dropped_logs: 0,
             max_payload: limits.max_host_payload_bytes,
             max_log_bytes: limits.max_log_bytes,
-            limiter: MemoryLimiter { max: limits.max_memory_bytes, hit: false },
+            limiter: MemoryLimiter::new(limits),
+            started: std::time::Instant::now(),
+            deadline: std::time::Instant::now() + limits.timeout,
+            state_proofs: 0,
+            rpc_requests: 0,
+            max_state_proofs: limits.max_state_proofs,
+            max_rpc_requests: limits.max_rpc_requests,
             wasi,
             table: ResourceTable::new(),
         }
@@ -141,6 +207,65 @@ impl HostState {
     }
 }
 
+/// A clock wait of the controller (`std::thread::sleep`, a `poll` with a timeout): ends when asked
+/// or at the call's deadline, whichever is first. Once the deadline has passed, the epoch
+/// interruption traps the controller as soon as it runs wasm again, so a call ends within its
+/// deadline (plus an epoch tick) whatever it waits for.
+struct ClockWait(tokio::time::Instant);
+
+#[async_trait::async_trait]
+impl Pollable for ClockWait {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.0).await;
+    }
+}
+
+/// The WASI monotonic clock interface wasmtime-wasi links, as this sandbox serves it: `now` counts
+/// nanoseconds since the call started, and every `subscribe-*` wait is cut at the call's deadline.
+/// Storage keys per `eth_getProof` request (the eth crate's `MAX_KEYS_PER_CALL`).
+const SLOTS_PER_RPC_REQUEST: usize = 1024;
+
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+impl HostState {
+    /// A pollable for a wait until `at` (a point of the call's clock), cut at the deadline.
+    fn wait_until(&mut self, at: std::time::Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        let until = tokio::time::Instant::from_std(at.min(self.deadline));
+        let wait = self.table.push(ClockWait(until))?;
+        subscribe(&mut self.table, wait)
+    }
+
+    fn clock_nanos(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Replaces wasmtime-wasi's monotonic clock (already in `linker`) with the deadline-bounded one.
+pub(crate) fn link_bounded_clock(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("now", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok((store.data().clock_nanos(),))
+    })?;
+    clock.func_wrap("resolution", |_: StoreContextMut<'_, HostState>, (): ()| Ok((1u64,)))?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| {
+            let state = store.data_mut();
+            let at =
+                std::time::Instant::now().checked_add(Duration::from_nanos(nanos)).unwrap_or(state.deadline);
+            Ok((state.wait_until(at)?,))
+        },
+    )?;
+    clock.func_wrap("subscribe-instant", |mut store: StoreContextMut<'_, HostState>, (when,): (u64,)| {
+        let state = store.data_mut();
+        let at = state.started.checked_add(Duration::from_nanos(when)).unwrap_or(state.deadline);
+        Ok((state.wait_until(at)?,))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 fn fs_error(e: &VfsError) -> fs::FsError {
     fs::FsError { code: e.code().into(), message: e.to_string() }
 }
@@ -167,6 +292,7 @@ impl fs::Host for HostState {
         }
         let out = self.volume().and_then(|v| v.write(&path, &data).map_err(|e| fs_error(&e)));
         self.volume_dirty |= out.is_ok();
+        self.volume_full |= out.as_ref().is_err_and(|e| e.code == "vfs_full");
         Ok(out)
     }
 
@@ -242,13 +368,26 @@ impl context::Host for HostState {
     }
 }
 
+impl HostState {
+    /// Hands a domain call's outcome to the controller as `code: message`, remembering the code.
+    fn domain_outcome<T>(&mut self, out: Result<T, HostError>) -> Result<T, String> {
+        out.map_err(|e| {
+            if self.domain_errors.len() < 64 {
+                self.domain_errors.push(e.code.clone());
+            }
+            e.to_string()
+        })
+    }
+}
+
 impl domain::Host for HostState {
     fn latest(&mut self, domain: String) -> wasmtime::Result<Result<u64, String>> {
         self.charge()?;
-        Ok(match &self.ctx.domains {
-            None => Err("this service follows no domain".into()),
+        let out = match &self.ctx.domains {
+            None => Err(no_domains()),
             Some(d) => d.latest(&domain, &self.ctx.root),
-        })
+        };
+        Ok(self.domain_outcome(out))
     }
 
     fn state_proof(
@@ -259,14 +398,32 @@ impl domain::Host for HostState {
         slots: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<types::EthProof, String>> {
         self.charge()?;
+        let out = self.state_proof_of(&domain, block, &address, &slots);
+        Ok(self.domain_outcome(out).map(|sp| from_state_proof(&sp)))
+    }
+}
+
+fn no_domains() -> HostError {
+    HostError::new("unknown_domain", "this service follows no domain")
+}
+
+impl HostState {
+    fn state_proof_of(
+        &mut self,
+        domain: &str,
+        block: u64,
+        address: &[u8],
+        slots: &[Vec<u8>],
+    ) -> Result<StateProof, HostError> {
+        let bad = |m: String| HostError::new("bad_state_proof_request", m);
         let Some(domains) = self.ctx.domains.clone() else {
-            return Ok(Err("this service follows no domain".into()));
+            return Err(no_domains());
         };
-        let Ok(address) = <[u8; 20]>::try_from(address.as_slice()) else {
-            return Ok(Err(format!("address must be 20 bytes, not {}", address.len())));
+        let Ok(address) = <[u8; 20]>::try_from(address) else {
+            return Err(bad(format!("address must be 20 bytes, not {}", address.len())));
         };
         if slots.len() > zkcoproc_types::state::MAX_SLOTS {
-            return Ok(Err(format!(
+            return Err(bad(format!(
                 "{} slots exceed the limit of {}",
                 slots.len(),
                 zkcoproc_types::state::MAX_SLOTS
@@ -276,12 +433,29 @@ impl domain::Host for HostState {
         for (i, s) in slots.iter().enumerate() {
             match <[u8; 32]>::try_from(s.as_slice()) {
                 Ok(k) => keys.push(k),
-                Err(_) => return Ok(Err(format!("slot {i} must be 32 bytes, not {}", s.len()))),
+                Err(_) => return Err(bad(format!("slot {i} must be 32 bytes, not {}", s.len()))),
             }
         }
-        Ok(domains
-            .state_proof(&domain, block, address, &keys, &self.ctx.root)
-            .map(|sp| from_state_proof(&sp)))
+        if self.state_proofs >= self.max_state_proofs {
+            return Err(HostError::new(
+                "too_many_state_proofs",
+                format!("a controller call may fetch at most {} state proofs", self.max_state_proofs),
+            ));
+        }
+        // One eth_getProof per 1024 slots (and one for an account without slots).
+        let requests = keys.len().div_ceil(SLOTS_PER_RPC_REQUEST).max(1);
+        if self.rpc_requests + requests > self.max_rpc_requests {
+            return Err(HostError::new(
+                "too_many_rpc_requests",
+                format!(
+                    "a controller call may cause at most {} JSON-RPC requests ({} made, this proof needs {requests})",
+                    self.max_rpc_requests, self.rpc_requests
+                ),
+            ));
+        }
+        self.state_proofs += 1;
+        self.rpc_requests += requests;
+        domains.state_proof(domain, block, address, &keys, &self.ctx.root)
     }
 }
 
@@ -363,4 +537,27 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
         s.push_str("…[truncated]");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_for_all_memories_of_a_call_together() {
+        let limits = Limits { max_memory_bytes: 100, max_table_elements: 10, ..Limits::default() };
+        let mut l = MemoryLimiter::new(&limits);
+        assert!(l.memory_growing(0, 60, None).expect("first memory"));
+        assert_eq!(l.hit(), None);
+        // A second memory of 60 would make 120 in all.
+        assert!(l.memory_growing(0, 60, None).is_err());
+        assert_eq!(l.hit(), Some(100));
+        // Growing the first memory within the cap still works.
+        assert!(l.memory_growing(60, 100, None).expect("grow"));
+        assert!(l.memory_growing(100, 101, None).is_err());
+        // Table elements are capped in total too.
+        assert!(l.table_growing(0, 6, None).expect("table"));
+        assert!(!l.table_growing(0, 6, None).expect("second table"));
+        assert_eq!((l.instances(), l.memories(), l.tables()), (64, 8, 16));
+    }
 }

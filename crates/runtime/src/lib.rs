@@ -67,6 +67,14 @@ pub enum RuntimeError {
         /// the cap
         limit: usize,
     },
+    /// The controller returned more witnesses than the cap allows.
+    #[error("controller returned {count} witnesses, more than the limit of {limit}")]
+    TooManyWitnesses {
+        /// witnesses returned
+        count: usize,
+        /// the cap
+        limit: usize,
+    },
     /// The controller returned something malformed.
     #[error("controller returned malformed output: {0}")]
     BadOutput(String),
@@ -74,6 +82,16 @@ pub enum RuntimeError {
     /// `entrypoint`).
     #[error("controller returned an error: {0}")]
     Controller(String),
+    /// The controller gave up after a `domain` host call failed and returned that failure (its
+    /// error names the host error's code): the task keeps the host's code
+    /// (`block_not_under_root`, `unknown_domain`, `domain_rpc`, ...).
+    #[error("controller returned an error after a failed domain call: {message}")]
+    Host {
+        /// the failed host call's code
+        code: String,
+        /// the controller's error
+        message: String,
+    },
     /// The sandbox itself failed (a bug or resource problem on the host).
     #[error("controller runtime failure: {0}")]
     Internal(String),
@@ -81,14 +99,16 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     /// Stable machine-readable code for API responses and task errors.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
+            RuntimeError::Host { code, .. } => code.as_str(),
             RuntimeError::InvalidComponent(_) | RuntimeError::WrongWorld(_) => "invalid_controller",
             RuntimeError::Trap(_) => "controller_trap",
             RuntimeError::Timeout(_) => "controller_timeout",
             RuntimeError::OutOfMemory(_) => "controller_out_of_memory",
             RuntimeError::ArgsTooLarge { .. } => "args_too_large",
             RuntimeError::OutputTooLarge { .. } => "controller_output_too_large",
+            RuntimeError::TooManyWitnesses { .. } => "too_many_witnesses",
             RuntimeError::BadOutput(_) => "controller_bad_output",
             RuntimeError::Controller(_) => "controller_error",
             RuntimeError::Internal(_) => "internal",
@@ -103,6 +123,8 @@ pub struct CallError {
     pub error: RuntimeError,
     /// the controller's log lines up to the failure
     pub logs: Vec<LogLine>,
+    /// whether a write to the program's volume failed with `vfs_full` during the call
+    pub volume_full: bool,
 }
 
 impl std::fmt::Display for CallError {
@@ -113,9 +135,15 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+impl CallError {
+    fn new(error: RuntimeError, logs: Vec<LogLine>) -> Self {
+        CallError { error, logs, volume_full: false }
+    }
+}
+
 impl From<RuntimeError> for CallError {
     fn from(error: RuntimeError) -> Self {
-        CallError { error, logs: Vec::new() }
+        CallError { error, logs: Vec::new(), volume_full: false }
     }
 }
 
@@ -131,12 +159,36 @@ pub struct CallOutput<T> {
     pub volume: Option<Volume>,
 }
 
+/// A failed `domain` host call: a stable code (`block_not_under_root`, `unknown_domain`,
+/// `unknown_root`, `no_blocks`, `domain_rpc`, `bad_state_proof_request`, ...) and a message. The
+/// controller sees `code: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostError {
+    /// stable machine-readable code
+    pub code: String,
+    /// explanation
+    pub message: String,
+}
+
+impl HostError {
+    /// A host error with `code`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        HostError { code: code.to_owned(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
 /// The external chains (domains) a controller may read through the `domain` import, as the
 /// service provides them. Calls block (they may go to a JSON-RPC node); controllers run on
 /// blocking threads.
 pub trait DomainHost: Send + Sync + std::fmt::Debug {
     /// The newest block of `domain` under `root`.
-    fn latest(&self, domain: &str, root: &Root) -> Result<u64, String>;
+    fn latest(&self, domain: &str, root: &Root) -> Result<u64, HostError>;
     /// `eth_getProof` of `address` and `slots` at `block` of `domain`, which must be under
     /// `root`. The proof comes without header and opening.
     fn state_proof(
@@ -146,7 +198,7 @@ pub trait DomainHost: Send + Sync + std::fmt::Debug {
         address: [u8; 20],
         slots: &[[u8; 32]],
         root: &Root,
-    ) -> Result<StateProof, String>;
+    ) -> Result<StateProof, HostError>;
 }
 
 /// What a call runs for; exposed to the controller through the `context` and `domain` imports.
@@ -205,6 +257,8 @@ impl Runtime {
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
         host::Controller::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        // WASI clock waits end at the call's deadline (see `host::link_bounded_clock`).
+        host::link_bounded_clock(&mut linker).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
@@ -279,19 +333,23 @@ impl Runtime {
     ) -> Result<CallOutput<Vec<Witness>>, CallError> {
         self.check_args(args)?;
         let limit = self.limits.max_witness_bytes;
+        let max_witnesses = self.limits.max_witnesses;
         self.call(controller, ctx, volume, |bindings, store| bindings.call_get_witnesses(&mut *store, args))
             .and_then(|out| {
                 let value = match out.value.into_iter().map(host::to_witness).collect::<Result<Vec<_>, _>>() {
                     Ok(v) => v,
-                    Err(e) => return Err(CallError { error: RuntimeError::BadOutput(e), logs: out.logs }),
+                    Err(e) => return Err(CallError::new(RuntimeError::BadOutput(e), out.logs)),
                 };
                 let out = CallOutput { value, logs: out.logs, volume: out.volume };
+                if out.value.len() > max_witnesses {
+                    return Err(CallError::new(
+                        RuntimeError::TooManyWitnesses { count: out.value.len(), limit: max_witnesses },
+                        out.logs,
+                    ));
+                }
                 let size: usize = out.value.iter().map(Witness::encoded_len).sum();
                 if size > limit {
-                    return Err(CallError {
-                        error: RuntimeError::OutputTooLarge { size, limit },
-                        logs: out.logs,
-                    });
+                    return Err(CallError::new(RuntimeError::OutputTooLarge { size, limit }, out.logs));
                 }
                 Ok(out)
             })
@@ -309,16 +367,16 @@ impl Runtime {
         self.call(controller, ctx, volume, |bindings, store| bindings.call_entrypoint(&mut *store, event))
             .and_then(|out| {
                 if out.value.len() > limit {
-                    return Err(CallError {
-                        error: RuntimeError::OutputTooLarge { size: out.value.len(), limit },
-                        logs: out.logs,
-                    });
+                    return Err(CallError::new(
+                        RuntimeError::OutputTooLarge { size: out.value.len(), limit },
+                        out.logs,
+                    ));
                 }
                 if let Err(e) = serde_json_check(&out.value) {
-                    return Err(CallError {
-                        error: RuntimeError::BadOutput(format!("entrypoint result is not JSON: {e}")),
-                        logs: out.logs,
-                    });
+                    return Err(CallError::new(
+                        RuntimeError::BadOutput(format!("entrypoint result is not JSON: {e}")),
+                        out.logs,
+                    ));
                 }
                 Ok(out)
             })
@@ -349,20 +407,39 @@ impl Runtime {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
+        let started = std::time::Instant::now();
         let result = controller.pre.instantiate(&mut store).and_then(|bindings| f(&bindings, &mut store));
+        // A call that ran past its deadline failed, whatever it returned: the epoch interruption
+        // may not get to trap it when the deadline falls inside a host call (a clock wait that
+        // ended at the deadline) and the controller returns right after.
+        let result = match result {
+            Ok(_) if started.elapsed() >= self.limits.timeout => {
+                Err(wasmtime::Error::new(wasmtime::Trap::Interrupt))
+            }
+            other => other,
+        };
         let state = store.into_data();
         let memory_hit = state.limiter.hit();
         let volume = if state.volume_dirty { state.volume } else { None };
         let logs = state.logs;
+        let host_errors = state.domain_errors;
+        let volume_full = state.volume_full;
         match result {
             Ok(Ok(value)) => Ok(CallOutput { value, logs, volume }),
             Ok(Err(message)) => {
                 let message = host::truncate(message, self.limits.max_result_bytes);
-                Err(CallError { error: RuntimeError::Controller(message), logs })
+                // A controller that gives up on a failed domain call (`?`) returns the host's
+                // `code: message`: the task keeps that code. Only codes the host really returned
+                // in this call count, so a controller cannot claim one it never got.
+                let error = match host_errors.iter().rev().find(|c| message.contains(c.as_str())) {
+                    Some(code) => RuntimeError::Host { code: code.clone(), message },
+                    None => RuntimeError::Controller(message),
+                };
+                Err(CallError { error, logs, volume_full })
             }
             Err(e) => {
                 let error = classify(&e, memory_hit);
-                Err(CallError { error, logs })
+                Err(CallError { error, logs, volume_full })
             }
         }
     }

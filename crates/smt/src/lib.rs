@@ -20,7 +20,9 @@
 //!
 //! This crate is `no_std` + `alloc` with no required dependency: circuits verify openings with
 //! their own (accelerated) SHA-256 through [`Hasher`]. The `std` feature adds the host side: the
-//! persistent [`Tree`] (every version stays readable) and [`Sha2`].
+//! persistent [`Tree`] (every version stays readable) and [`Sha2`], and the content-addressed
+//! node encoding ([`StoredNode`]) with which a store keeps every version's nodes by hash, so an
+//! opening under any historical root is a [`Walk`] of O(depth) node reads.
 //!
 //! Start from [`key`], [`Opening::verify`] and, on the host, [`Tree::insert`].
 
@@ -34,7 +36,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 #[cfg(feature = "std")]
+mod stored;
+#[cfg(feature = "std")]
 mod tree;
+#[cfg(feature = "std")]
+pub use stored::{StoredNode, Walk, WalkError};
 #[cfg(feature = "std")]
 pub use tree::{Sha2, Tree};
 

@@ -123,6 +123,31 @@ impl Tree {
     }
 }
 
+impl Tree {
+    /// The nodes on `key`'s path, root first, down to its leaf or to an empty subtree: after an
+    /// insert of `key`, exactly the nodes that insert created (empty subtrees are not nodes).
+    /// A store that keeps these for every insert can open every version (see [`crate::Walk`]).
+    pub fn path_nodes(&self, key: &Key) -> Vec<crate::StoredNode> {
+        let mut out = Vec::new();
+        let mut node = &self.root;
+        let mut depth = 0;
+        loop {
+            match node.as_ref() {
+                Node::Empty => return out,
+                Node::Leaf(l, _) => {
+                    out.push(crate::StoredNode::Leaf(*l));
+                    return out;
+                }
+                Node::Internal(left, right, _) => {
+                    out.push(crate::StoredNode::Internal(left.hash(), right.hash()));
+                    node = if bit(key, depth) { right } else { left };
+                    depth += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Inserts `leaf` under `node` at `depth`; returns the new subtree and whether a leaf was added.
 fn insert(node: &Arc<Node>, leaf: Leaf, depth: usize) -> (Arc<Node>, bool) {
     match node.as_ref() {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use zkcoproc_smt::{Opening, WalkError};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +416,9 @@ pub struct NewBlock {
     pub header: Vec<u8>,
     /// the tree's root after inserting this block
     pub root: [u8; 32],
+    /// the tree nodes this insert created, as `(hash, encoding)` (see
+    /// [`zkcoproc_smt::StoredNode`]); stored by hash, so every root stays openable
+    pub nodes: Vec<([u8; 32], Vec<u8>)>,
 }
 
 /// Persistence for zkcoproc. Every method is atomic.
@@ -527,12 +531,28 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>>;
     /// The RLP header of a stored block.
     async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>>;
+    /// Runs `walk` (an opening under some root) over the stored tree nodes, reading one node per
+    /// level in one transaction. The walk checks every node against its hash, so a missing or
+    /// corrupt node is its error, not a wrong opening.
+    async fn smt_walk(&self, walk: zkcoproc_smt::Walk) -> Result<Result<Opening, WalkError>>;
+    /// Stores tree nodes `(hash, encoding)` (those already stored are left as they are): for
+    /// histories written before nodes were stored.
+    async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()>;
+    /// Whether the node with this hash is stored.
+    async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool>;
 }
 
 /// The columns a [`TaskRecord`] is read from, in the order both stores' row readers expect.
 pub(crate) const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
     user_cycles, lease_owner, claims, expected_journal";
+
+/// SQL predicate (both dialects) on a `prover_leases` row: the lease counts as a proving attempt.
+/// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the
+/// crash allowance instead, and a superseded one (another lease's receipt was accepted) did not
+/// fail at all.
+pub(crate) const COUNTED_ATTEMPT: &str =
+    "(reason IS DISTINCT FROM 'service restarted' AND outcome IS DISTINCT FROM 'superseded')";
 
 /// A lease duration in milliseconds, as stored.
 pub(crate) fn lease_ms(lease: Duration) -> i64 {

@@ -15,9 +15,9 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{
     lease_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock,
-    NewProgram, NewTask, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
+    NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
     StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus,
-    VolumeWrite, TASK_COLUMNS,
+    VolumeWrite, WalkError, COUNTED_ATTEMPT, TASK_COLUMNS,
 };
 
 /// Schema migrations, applied in order under an advisory lock; `zkcoproc_schema` records how
@@ -119,6 +119,12 @@ CREATE TABLE request_nonces (
     at   BIGINT NOT NULL
 );
 CREATE INDEX request_nonces_by_age ON request_nonces(at);
+"#,
+    r#"
+CREATE TABLE smt_nodes (
+    hash  BYTEA PRIMARY KEY,
+    node  BYTEA NOT NULL
+);
 "#,
 ];
 
@@ -544,8 +550,9 @@ impl Store for PgStore {
                 if let Some(row) = seen {
                     let (hash, task_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
                     if hash != key.request_hash {
+                        // Never name the other task: the key may be another client's.
                         return Err(TxError::Store(StoreError::Conflict(format!(
-                            "Idempotency-Key `{}` was used for a different request (task {task_id})",
+                            "Idempotency-Key `{}` was used for a different request",
                             key.key
                         ))));
                     }
@@ -783,10 +790,12 @@ impl Store for PgStore {
                 .await?;
                 let counts = tx
                     .query_one(
-                        "SELECT COUNT(*), \
-                                COUNT(*) FILTER (WHERE reason IS DISTINCT FROM 'service restarted'), \
-                                COUNT(*) FILTER (WHERE reason = 'service restarted') \
-                         FROM prover_leases WHERE task_id = $1",
+                        format!(
+                            "SELECT COUNT(*), COUNT(*) FILTER (WHERE {COUNTED_ATTEMPT}), \
+                                    COUNT(*) FILTER (WHERE reason = 'service restarted') \
+                             FROM prover_leases WHERE task_id = $1"
+                        )
+                        .as_str(),
                         &[&task_id],
                     )
                     .await?;
@@ -898,8 +907,12 @@ impl Store for PgStore {
             .await?;
             let counts = tx
                 .query_one(
-                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE outcome IS NULL AND expires_at > $2) \
-                     FROM prover_leases WHERE task_id = $1",
+                    format!(
+                        "SELECT COUNT(*) FILTER (WHERE {COUNTED_ATTEMPT}), \
+                                COUNT(*) FILTER (WHERE outcome IS NULL AND expires_at > $2) \
+                         FROM prover_leases WHERE task_id = $1"
+                    )
+                    .as_str(),
                     &[&task_id, &now],
                 )
                 .await?;
@@ -1080,6 +1093,7 @@ impl Store for PgStore {
                 .await?;
                 prev = b.root;
             }
+            insert_nodes(&tx, blocks.iter().flat_map(|b| &b.nodes)).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -1123,4 +1137,54 @@ impl Store for PgStore {
             row.map(|r| Ok(r.try_get(0)?)).transpose()
         })
     }
+
+    async fn smt_walk(&self, walk: zkcoproc_smt::Walk) -> Result<Result<Opening, WalkError>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT node FROM smt_nodes WHERE hash = $1")
+            .await
+            .map_err(|e| pg_error(&e))?;
+        // Nodes are immutable once written (content-addressed), so reading them one query at a
+        // time outside a transaction still reads one consistent version.
+        let mut walk = walk;
+        while let Some(hash) = walk.next_hash() {
+            let row = client.query_opt(&stmt, &[&hash.as_slice()]).await.map_err(|e| pg_error(&e))?;
+            let node: Option<Vec<u8>> = row.map(|r| r.try_get(0)).transpose().map_err(|e| pg_error(&e))?;
+            if let Err(e) = walk.feed(node.as_deref()) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(walk.finish()))
+    }
+
+    async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()> {
+        transaction!(self, |tx| {
+            insert_nodes(&tx, nodes.iter()).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT 1 FROM smt_nodes WHERE hash = $1", &[&hash.as_slice()])
+            .await
+            .map_err(|e| pg_error(&e))?;
+        Ok(row.is_some())
+    }
+}
+
+/// Stores tree nodes, leaving those already stored (several replicas may store the same node).
+async fn insert_nodes<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    nodes: impl Iterator<Item = &'a ([u8; 32], Vec<u8>)>,
+) -> TxResult<()> {
+    let stmt = tx
+        .prepare_cached("INSERT INTO smt_nodes (hash, node) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .await?;
+    for (hash, node) in nodes {
+        tx.execute(&stmt, &[&hash.as_slice(), node]).await?;
+    }
+    Ok(())
 }

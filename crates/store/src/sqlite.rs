@@ -9,9 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
     lease_ms, now_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased,
-    NewBlock, NewProgram, NewTask, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
-    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus,
-    VolumeWrite, TASK_COLUMNS,
+    NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result,
+    SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord,
+    TaskStatus, VolumeWrite, WalkError, COUNTED_ATTEMPT, TASK_COLUMNS,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -113,6 +113,12 @@ CREATE TABLE request_nonces (
     at   INTEGER NOT NULL
 );
 CREATE INDEX request_nonces_by_age ON request_nonces(at);
+"#,
+    r#"
+CREATE TABLE smt_nodes (
+    hash  BLOB PRIMARY KEY,
+    node  BLOB NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -444,8 +450,9 @@ impl Store for SqliteStore {
                     .optional()?;
                 if let Some((hash, task_id)) = seen {
                     if hash != key.request_hash {
+                        // Never name the other task: the key may be another client's.
                         return Err(StoreError::Conflict(format!(
-                            "Idempotency-Key `{}` was used for a different request (task {task_id})",
+                            "Idempotency-Key `{}` was used for a different request",
                             key.key
                         )));
                     }
@@ -694,10 +701,11 @@ impl Store for SqliteStore {
                 // A lease that ended because this service died is not the prover's failure: it
                 // counts against the (larger) crash allowance instead of `max_attempts`.
                 let (leases, attempts, restarts): (i64, i64, i64) = tx.query_row(
-                    "SELECT COUNT(*), \
-                            COALESCE(SUM(reason IS NOT 'service restarted'), 0), \
-                            COALESCE(SUM(reason IS 'service restarted'), 0) \
-                     FROM prover_leases WHERE task_id = ?1",
+                    &format!(
+                        "SELECT COUNT(*), COALESCE(SUM({COUNTED_ATTEMPT}), 0), \
+                                COALESCE(SUM(reason IS 'service restarted'), 0) \
+                         FROM prover_leases WHERE task_id = ?1"
+                    ),
                     [&task_id],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
@@ -790,8 +798,11 @@ impl Store for SqliteStore {
                 "UPDATE prover_leases SET outcome = ?1, reason = ?2 WHERE lease_id = ?3",
                 params![outcome, reason, lease_id],
             )?;
-            let attempts: i64 =
-                tx.query_row("SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1", [&task_id], |r| r.get(0))?;
+            let attempts: i64 = tx.query_row(
+                &format!("SELECT COALESCE(SUM({COUNTED_ATTEMPT}), 0) FROM prover_leases WHERE task_id = ?1"),
+                [&task_id],
+                |r| r.get(0),
+            )?;
             let open: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM prover_leases WHERE task_id = ?1 AND outcome IS NULL AND expires_at > ?2",
                 params![task_id, now],
@@ -974,6 +985,7 @@ impl Store for SqliteStore {
                     ])?;
                     prev = b.root;
                 }
+                insert_nodes(&tx, blocks.iter().flat_map(|b| &b.nodes))?;
             }
             tx.commit()?;
             Ok(true)
@@ -1035,6 +1047,50 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn smt_walk(&self, walk: zkcoproc_smt::Walk) -> Result<Result<Opening, WalkError>> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let out = {
+                let mut stmt = tx.prepare_cached("SELECT node FROM smt_nodes WHERE hash = ?1")?;
+                walk.run(|hash| stmt.query_row([&hash[..]], |r| r.get::<_, Vec<u8>>(0)).optional())?
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert_nodes(&tx, nodes.iter())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT 1 FROM smt_nodes WHERE hash = ?1", [&hash[..]], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+}
+
+fn insert_nodes<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    nodes: impl Iterator<Item = &'a ([u8; 32], Vec<u8>)>,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO smt_nodes (hash, node) VALUES (?1, ?2)")?;
+    for (hash, node) in nodes {
+        stmt.execute(params![&hash[..], node])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ both!(
     concurrent_claimers_take_each_task_once,
     concurrent_provers_lease_each_task_once,
     nonces_are_used_once_and_forgotten_when_old,
+    every_root_opens_from_the_stored_nodes,
+    restarts_and_superseded_leases_are_not_proving_attempts,
 );
 
 fn program(id: &str) -> NewProgram {
@@ -112,6 +114,7 @@ fn block(number: u64, root: u8) -> NewBlock {
         state_root: [number as u8 + 1; 32],
         header: vec![0xc0, number as u8],
         root: [root; 32],
+        nodes: Vec::new(),
     }
 }
 
@@ -504,4 +507,71 @@ async fn nonces_are_used_once_and_forgotten_when_old(s: &Arc<dyn Store>) {
     // Past `keep`, a nonce is forgotten (and the signature's timestamp check refuses the request).
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(s.use_nonce("worker/w1/00aa", Duration::from_millis(10)).await.expect("old"));
+}
+
+async fn every_root_opens_from_the_stored_nodes(s: &Arc<dyn Store>) {
+    use zkcoproc_smt::{key, BlockCommitment, Sha2, Tree, Walk, WalkError};
+    let mut tree = Tree::new();
+    let mut roots = vec![tree.root()];
+    for chunk in (0..40u64).collect::<Vec<_>>().chunks(8) {
+        let prev = tree.root();
+        let mut blocks = Vec::new();
+        for &n in chunk {
+            let k = key::<Sha2>("eth", n);
+            tree = tree.insert(k, BlockCommitment { block_hash: [n as u8; 32], state_root: [1; 32] });
+            roots.push(tree.root());
+            let nodes = tree.path_nodes(&k).iter().map(|node| (node.hash(), node.encode())).collect();
+            blocks.push(NewBlock { root: tree.root(), nodes, ..block(n, 0) });
+        }
+        assert!(s.append_blocks("eth", prev, blocks).await.expect("append"));
+    }
+    for (version, root) in roots.iter().enumerate() {
+        for n in [0u64, 7, 8, 39, 41] {
+            let k = key::<Sha2>("eth", n);
+            let opening = s.smt_walk(Walk::new(*root, k)).await.expect("read").expect("walk");
+            let want = ((n as usize) < version)
+                .then_some(BlockCommitment { block_hash: [n as u8; 32], state_root: [1; 32] });
+            assert_eq!(opening.verify::<Sha2>(root, &k), Ok(want), "version {version}, block {n}");
+        }
+    }
+    assert!(s.has_smt_node(tree.root()).await.expect("has"));
+    let unknown = [0xee; 32];
+    assert!(!s.has_smt_node(unknown).await.expect("has"));
+    let missing = s.smt_walk(Walk::new(unknown, key::<Sha2>("eth", 1))).await.expect("read");
+    assert_eq!(missing, Err(WalkError::Missing(unknown)));
+    // Backfilling stores what is missing and leaves what is there.
+    let other = Tree::new().insert(key::<Sha2>("x", 1), BlockCommitment::default());
+    let nodes: Vec<_> =
+        other.path_nodes(&key::<Sha2>("x", 1)).iter().map(|n| (n.hash(), n.encode())).collect();
+    s.put_smt_nodes(nodes.clone()).await.expect("put");
+    s.put_smt_nodes(nodes).await.expect("put again");
+    assert!(s.has_smt_node(other.root()).await.expect("has"));
+}
+
+async fn restarts_and_superseded_leases_are_not_proving_attempts(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let long = Duration::from_secs(60);
+    // Two leases of in-process provers whose service died (they expire unrenewed).
+    for p in ["local-a-p0", "local-b-p0"] {
+        let l = s.lease_proving(p, long, 3).await.expect("lease").lease.expect("t");
+        assert_eq!(
+            s.renew_prover_lease("t", &l.lease_id, Duration::ZERO).await.expect("renew"),
+            RenewOutcome::Renewed
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One worker failure: the first of 3 attempts, not the third.
+    let w = s.lease_proving("w1", long, 3).await.expect("lease").lease.expect("still provable");
+    let out = s.fail_attempt("t", &w.lease_id, "failed", "out of memory", 3).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::Retrying, "two restarts and one failure used up the attempts");
+    let attempts = s.prover_attempts("t").await.expect("attempts");
+    let restarted = attempts.iter().filter(|a| a.reason.as_deref() == Some("service restarted")).count();
+    assert_eq!((attempts.len(), restarted), (3, 2));
+    // Another worker can still prove it.
+    let w2 = s.lease_proving("w2", long, 3).await.expect("lease").lease.expect("still provable");
+    assert_eq!(
+        s.accept_proof("t", &w2.lease_id, vec![1], vec![2], 3).await.expect("accept"),
+        AttemptOutcome::Accepted
+    );
 }

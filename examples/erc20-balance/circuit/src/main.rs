@@ -8,7 +8,11 @@
 //! controller cannot pass off another slot's value.
 //!
 //! Output (after the root the SDK commits): `abi.encode(uint256 block, address token,
-//! address holder, uint256 balance)`, 128 bytes.
+//! address holder, uint256 slot, uint256 balance)`, 160 bytes. The mapping index `slot` is part
+//! of the statement: which storage mapping holds a token's balances is a fact of its source code,
+//! not of its state, so the circuit cannot check it. A verifier must check that `slot` is the
+//! index of `token`'s balances mapping (0 for OpenZeppelin's ERC20); the journal says exactly
+//! "at block N, `token`'s storage mapping number `slot` maps `holder` to `balance`".
 
 #![no_main]
 
@@ -32,7 +36,7 @@ fn app(input: &CircuitInput) -> Vec<u8> {
     preimage[32..].copy_from_slice(&request[20..]);
     assert_eq!(slot.key, keccak256(preimage).0, "proven slot is not balances[holder]");
 
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(160);
     let mut word = [0u8; 32];
     word[24..].copy_from_slice(&proof.block.to_be_bytes());
     out.extend_from_slice(&word);
@@ -40,6 +44,7 @@ fn app(input: &CircuitInput) -> Vec<u8> {
     word[12..].copy_from_slice(&proof.address);
     out.extend_from_slice(&word);
     out.extend_from_slice(&preimage[..32]);
+    out.extend_from_slice(&preimage[32..]);
     out.extend_from_slice(&slot.value);
     out
 }

@@ -5,17 +5,23 @@
 //! under the task's root. The controller computes the mapping slot
 //! `keccak256(pad32(holder) ‖ pad32(slot))`, asks the host for the state proof, and hands the
 //! circuit the request and the proof. `entrypoint` stores the receipt in the program's volume
-//! and decodes the journal into `{"block", "token", "holder", "balance"}` (balance as a decimal
-//! string).
+//! and decodes the journal into `{"block", "token", "holder", "slot", "balance"}` (balance as a
+//! decimal string). The journal commits `slot`: a balance proven from another mapping index says
+//! so, and a verifier checks that `slot` is the token's balances mapping.
 
 use alloy_primitives::{keccak256, Address, U256};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zkcoproc_controller_sdk::{domain, export, fs, info, task_file_stem, Controller, Witness};
+use zkcoproc_controller_sdk::{
+    domain, export, info, task_file_name, write_keeping_newest, Controller, Witness,
+};
 
 /// The domain the circuit accepts.
 const DOMAIN: &str = "ethereum";
+
+/// Receipts (and failure records) kept in the volume; older ones are removed.
+const KEEP: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,26 +65,26 @@ impl Controller for Erc20Balance {
     fn entrypoint(event: String) -> Result<String, String> {
         let event: Value = serde_json::from_str(&event).map_err(|e| format!("bad event: {e}"))?;
         let task = event["task_id"].as_str().ok_or("event has no task_id")?;
-        let name = task_file_stem(task)?;
+        let name = task_file_name(task)?;
         if event["status"] == "failed" {
-            let path = format!("/var/log/{name}.err");
-            fs::write(&path, event["error"].to_string().as_bytes())?;
+            let path = write_keeping_newest("/var/log", &name, event["error"].to_string().as_bytes(), KEEP)?;
             return Ok(json!({"failure_log": path}).to_string());
         }
         let receipt = base64::engine::general_purpose::STANDARD
             .decode(event["receipt"].as_str().ok_or("event has no receipt")?)
             .map_err(|e| format!("receipt is not base64: {e}"))?;
-        let path = format!("/var/share/proofs/{name}.bin");
-        fs::write(&path, &receipt)?;
+        let path = write_keeping_newest("/var/share/proofs", &name, &receipt, KEEP)?;
         let output = hex::decode(event["output"].as_str().ok_or("event has no output")?)
             .map_err(|e| format!("output is not hex: {e}"))?;
-        let [block, token, holder, balance] = words(&output)?;
+        let [block, token, holder, slot, balance] = words(&output)?;
         let block = U256::from_be_bytes(block);
         let block = u64::try_from(block).map_err(|_| "block number does not fit u64")?;
+        let slot = U256::from_be_bytes(slot);
         let result = json!({
             "block": block,
             "token": Address::from_slice(&token[12..]).to_checksum(None),
             "holder": Address::from_slice(&holder[12..]).to_checksum(None),
+            "slot": u64::try_from(slot).map_or_else(|_| json!(slot.to_string()), |s| json!(s)),
             "balance": U256::from_be_bytes(balance).to_string(),
             "receipt": path,
         });
@@ -86,12 +92,12 @@ impl Controller for Erc20Balance {
     }
 }
 
-/// The four ABI words of the output.
-fn words(output: &[u8]) -> Result<[[u8; 32]; 4], String> {
-    if output.len() != 128 {
-        return Err(format!("output is {} bytes, expected 128", output.len()));
+/// The five ABI words of the output.
+fn words(output: &[u8]) -> Result<[[u8; 32]; 5], String> {
+    if output.len() != 160 {
+        return Err(format!("output is {} bytes, expected 160", output.len()));
     }
-    let mut out = [[0u8; 32]; 4];
+    let mut out = [[0u8; 32]; 5];
     for (i, w) in out.iter_mut().enumerate() {
         w.copy_from_slice(&output[32 * i..32 * (i + 1)]);
     }

@@ -21,7 +21,21 @@ impl Controller for Hostile {
     fn get_witnesses(args: String) -> Result<Vec<Witness>, String> {
         let args: Value = serde_json::from_str(&args).map_err(|e| e.to_string())?;
         match args["mode"].as_str().unwrap_or("ok") {
-            "ok" | "bad-result" | "trap-entrypoint" => Ok(one()),
+            "ok" | "bad-result" | "trap-entrypoint" | "fill-entrypoint" | "sleep-entrypoint" => Ok(one()),
+            // Blocking WASI calls, which the epoch deadline alone cannot interrupt.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(one())
+            }
+            "sleep-loop" => loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            },
+            "clock-spin" => {
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_secs(3600) {}
+                Ok(one())
+            }
+            "many-witnesses" => Ok(vec![Witness::Data(Vec::new()); 5000]),
             "loop" => {
                 let mut x: u64 = 0;
                 loop {
@@ -59,6 +73,17 @@ impl Controller for Hostile {
         match event["args"]["mode"].as_str().unwrap_or("ok") {
             "bad-result" => Ok("this is not JSON".into()),
             "trap-entrypoint" if event["status"] == "done" => panic!("entrypoint trap on purpose"),
+            "sleep-entrypoint" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok("{}".into())
+            }
+            // Writes 1 MB files until the volume is full, then gives up with the fs error.
+            "fill-entrypoint" if event["status"] == "done" => {
+                for i in 0.. {
+                    fs::write(&format!("/fill/f{i}.bin"), &vec![b'f'; 1_000_000])?;
+                }
+                unreachable!()
+            }
             _ => Ok(json!({"status": event["status"]}).to_string()),
         }
     }
