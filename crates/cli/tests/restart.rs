@@ -63,7 +63,13 @@ fn sigkill_mid_flight_then_restart_finishes_every_task_exactly_once() {
     }
     let (_, health) = api.get("/health").expect("health");
     assert_eq!(health["tasks"], json!({"done": TASKS}), "{health}");
-    // Tasks a runner held when the process died were claimed again after the restart.
-    assert!(resumed > 0, "no task was in flight at the kill");
+    // Tasks a runner or prover held when the process died were released at the restart and
+    // taken again (a re-leased proof shows as a second attempt; a re-claimed controller stage
+    // only in the restart's log).
+    let log = server.log();
+    assert!(
+        resumed > 0 || log.contains("resuming tasks that were in flight"),
+        "no task was in flight at the kill"
+    );
     server.kill();
 }
