@@ -564,7 +564,7 @@ fn openings(bin: &Path, age: u64, requests: usize) -> anyhow::Result<()> {
                 };
                 tree = tree.insert(k, value);
                 oldest.get_or_insert(tree.root());
-                let nodes = tree.path_nodes(&k).iter().map(|n| (n.hash(), n.encode())).collect();
+                let nodes = tree.path_rows(&k);
                 blocks.push(zkcoproc_store::NewBlock {
                     number,
                     block_hash,

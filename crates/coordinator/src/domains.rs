@@ -202,7 +202,7 @@ fn build(
             )));
         }
         if let Some(nodes) = nodes.as_deref_mut() {
-            nodes.extend(tree.path_nodes(&key).iter().map(|n| (n.hash(), n.encode())));
+            nodes.extend(tree.path_rows(&key));
         }
         seq = u.seq;
         out.push((u, (i >= keep_from).then(|| tree.clone())));
@@ -715,7 +715,7 @@ impl Coordinator {
             let value = BlockCommitment { block_hash: header.hash.0, state_root: header.state_root.0 };
             tree = tree.insert(key, value);
             parent = Some((header.number, header.hash.0));
-            let nodes = tree.path_nodes(&key).iter().map(|n| (n.hash(), n.encode())).collect();
+            let nodes = tree.path_rows(&key);
             blocks.push((
                 NewBlock {
                     number: header.number,

@@ -128,6 +128,15 @@ impl Tree {
     /// insert of `key`, exactly the nodes that insert created (empty subtrees are not nodes).
     /// A store that keeps these for every insert can open every version (see [`crate::Walk`]).
     pub fn path_nodes(&self, key: &Key) -> Vec<crate::StoredNode> {
+        self.path(key)
+    }
+
+    /// [`Tree::path_nodes`] as a store keeps them: `(hash, encoding)` rows.
+    pub fn path_rows(&self, key: &Key) -> Vec<(Hash, Vec<u8>)> {
+        self.path(key).iter().map(|n| (n.hash(), n.encode())).collect()
+    }
+
+    fn path(&self, key: &Key) -> Vec<crate::StoredNode> {
         let mut out = Vec::new();
         let mut node = &self.root;
         let mut depth = 0;

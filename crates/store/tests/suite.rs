@@ -520,7 +520,7 @@ async fn every_root_opens_from_the_stored_nodes(s: &Arc<dyn Store>) {
             let k = key::<Sha2>("eth", n);
             tree = tree.insert(k, BlockCommitment { block_hash: [n as u8; 32], state_root: [1; 32] });
             roots.push(tree.root());
-            let nodes = tree.path_nodes(&k).iter().map(|node| (node.hash(), node.encode())).collect();
+            let nodes = tree.path_rows(&k);
             blocks.push(NewBlock { root: tree.root(), nodes, ..block(n, 0) });
         }
         assert!(s.append_blocks("eth", prev, blocks).await.expect("append"));
@@ -541,8 +541,7 @@ async fn every_root_opens_from_the_stored_nodes(s: &Arc<dyn Store>) {
     assert_eq!(missing, Err(WalkError::Missing(unknown)));
     // Backfilling stores what is missing and leaves what is there.
     let other = Tree::new().insert(key::<Sha2>("x", 1), BlockCommitment::default());
-    let nodes: Vec<_> =
-        other.path_nodes(&key::<Sha2>("x", 1)).iter().map(|n| (n.hash(), n.encode())).collect();
+    let nodes: Vec<_> = other.path_rows(&key::<Sha2>("x", 1));
     s.put_smt_nodes(nodes.clone()).await.expect("put");
     s.put_smt_nodes(nodes).await.expect("put again");
     assert!(s.has_smt_node(other.root()).await.expect("has"));
