@@ -205,6 +205,13 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Whether the worker process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -227,6 +234,26 @@ impl Api {
             .build()
             .unwrap_or_else(|_| reqwest::blocking::Client::new());
         Api { url: url.to_owned(), http }
+    }
+
+    /// A client for `url` that sends `Authorization: Bearer TOKEN`.
+    pub fn with_key(url: &str, token: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .default_headers(headers)
+            .build()
+            .unwrap_or_else(|_| reqwest::blocking::Client::new());
+        Api { url: url.to_owned(), http }
+    }
+
+    /// DELETE `path`.
+    pub fn delete(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.delete(format!("{}{path}", self.url)).send()?;
+        Ok((resp.status().as_u16(), resp.json().unwrap_or(Value::Null)))
     }
 
     /// The base URL.

@@ -16,12 +16,30 @@ pub struct ApiError {
     code: String,
     message: String,
     logs: Option<serde_json::Value>,
+    headers: Vec<(axum::http::HeaderName, String)>,
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into(), logs: None }
+        ApiError { status, code: code.into(), message: message.into(), logs: None, headers: Vec::new() }
+    }
+
+    /// This error with a response header.
+    pub fn header(mut self, name: axum::http::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// This error with `Retry-After` (whole seconds, at least 1).
+    pub fn retry_after(self, after: std::time::Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.header(axum::http::header::RETRY_AFTER, secs.max(1).to_string())
+    }
+
+    /// The error's stable code.
+    pub fn code(&self) -> &str {
+        &self.code
     }
 
     /// 400 with `code`.
@@ -49,7 +67,13 @@ impl IntoResponse for ApiError {
         if let Some(logs) = self.logs {
             error["logs"] = logs;
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 
@@ -87,6 +111,9 @@ impl From<CoordinatorError> for ApiError {
             }
             CoordinatorError::Store(e) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
+            }
+            CoordinatorError::TooMany { code, message, retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).retry_after(retry_after)
             }
             CoordinatorError::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }

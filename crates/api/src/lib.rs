@@ -1,16 +1,20 @@
 //! The zkcoproc REST API (v1, JSON), served with axum.
 //!
 //! Every error answers `{"error": {"code", "message"}}` with the right status: 400 bad input,
-//! 404 unknown id, 409 not ready / conflict, 413 too large, 422 a controller failed in a dry run,
-//! 500 only for real bugs. Request bodies are capped ([`ApiConfig::max_body_bytes`]).
+//! 401 no or unknown API key, 403 not the owner, 404 unknown id, 409 not ready / conflict, 410
+//! pruned, 413 too large, 422 a controller failed in a dry run, 429 a caller's quota (with
+//! `Retry-After`), 503 the service is busy (with `Retry-After`), 500 only for real bugs. Request
+//! bodies are capped ([`ApiConfig::max_body_bytes`]); who may do what is [`access`]'s concern.
 //!
 //! Not for business logic: handlers validate, call the [`Coordinator`] and render.
 //!
 //! Start from [`router`].
 
+pub mod access;
 mod domains;
 mod error;
 pub mod openapi;
+pub mod server;
 mod views;
 mod worker;
 pub mod worker_auth;
@@ -25,12 +29,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use zkcoproc_coordinator::Coordinator;
 use zkcoproc_store::CancelOutcome;
 use zkcoproc_types::journal;
 use zkcoproc_zkvm::ImageId;
 
+use access::{Access, Caller};
 pub use domains::{FeederAuth, MAX_FEED_HEADERS};
 pub use error::ApiError;
 
@@ -39,12 +45,26 @@ pub use error::ApiError;
 pub struct ApiConfig {
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Largest controller `args` accepted (413 `args_too_large`), checked before they are parsed.
+    pub max_args_bytes: usize,
+    /// Identities, owners and quotas.
+    pub access: Arc<Access>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_body_bytes: 32 << 20 }
+        ApiConfig {
+            max_body_bytes: 32 << 20,
+            max_args_bytes: zkcoproc_runtime::Limits::default().max_args_bytes,
+            access: Arc::new(Access::open()),
+        }
     }
+}
+
+/// The API's settings, as handlers see them.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    max_args_bytes: usize,
 }
 
 pub(crate) type AppState = Arc<Coordinator>;
@@ -88,6 +108,8 @@ pub fn router(
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
         .layer(axum::Extension(Arc::new(workers)))
+        .layer(axum::Extension(config.access.clone()))
+        .layer(axum::Extension(Arc::new(Settings { max_args_bytes: config.max_args_bytes })))
         .layer(axum::Extension(Arc::new(feeders)))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -124,6 +146,34 @@ fn b64(field: &str, s: &str) -> ApiResult<Vec<u8>> {
 
 fn body<T>(json: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     json.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+/// A request's controller arguments, refused by size before they are parsed into a value, then
+/// normalized (compact JSON) as the controller and the idempotency hash see them.
+fn controller_args(raw: Option<&RawValue>, settings: &Settings) -> ApiResult<String> {
+    let Some(raw) = raw else { return Ok("null".to_owned()) };
+    let text = raw.get();
+    if text.len() > settings.max_args_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "args_too_large",
+            format!(
+                "arguments of {} bytes exceed the limit of {} bytes",
+                text.len(),
+                settings.max_args_bytes
+            ),
+        ));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ApiError::bad_request("bad_json", format!("`args`: {e}")))?;
+    Ok(value.to_string())
+}
+
+/// The owner check of a program-private route: 404 for an unknown program, 403 for another
+/// identity's program.
+async fn owned(c: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let info = c.program(id).await?;
+    caller.must_own(info.owner.as_deref(), id)
 }
 
 #[utoipa::path(get, path = "/health", tag = "service",
@@ -163,12 +213,15 @@ struct DeployRequest {
         (status = 200, description = "already deployed (same id)", body = openapi::DeployedView), crate::openapi::Errors))]
 async fn deploy(
     State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
     req: Result<Json<DeployRequest>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let req = body(req)?;
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
-    let d = c.deploy(controller, circuit).await?;
+    let _slot = access.deploys.take().await?;
+    let d = c.deploy(controller, circuit, caller.identity()).await?;
     let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
@@ -194,11 +247,16 @@ struct FsQuery {
     responses((status = 200, description = "directory entries", body = Object), crate::openapi::Errors))]
 async fn fs_list(
     State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
     Path(id): Path<String>,
     Query(q): Query<FsQuery>,
 ) -> ApiResult<Json<Value>> {
     let path = q.path.unwrap_or_else(|| "/".to_owned());
-    let entries = c.list_dir(program_id(&id)?, &path).await?;
+    let id = program_id(&id)?;
+    owned(&c, &caller, id).await?;
+    let _slot = access.volume_reads.take().await?;
+    let entries = c.list_dir(id, &path).await?;
     let entries: Vec<Value> =
         entries.iter().map(|e| json!({"name": e.name, "is_dir": e.is_dir, "size": e.size})).collect();
     Ok(Json(json!({"path": path, "entries": entries})))
@@ -212,16 +270,29 @@ const OCTET_STREAM: [(axum::http::HeaderName, &str); 1] =
     responses((status = 200, description = "file bytes", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
 async fn fs_read(
     State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
     Path((id, path)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    let bytes = c.read_file(program_id(&id)?, &format!("/{path}")).await?;
+    let id = program_id(&id)?;
+    owned(&c, &caller, id).await?;
+    let _slot = access.volume_reads.take().await?;
+    let bytes = c.read_file(id, &format!("/{path}")).await?;
     Ok((OCTET_STREAM, bytes))
 }
 
 #[utoipa::path(get, path = "/v1/programs/{id}/volume", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, description = "the FAT-16 image", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
-async fn volume(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let image = c.volume_image(program_id(&id)?).await?;
+async fn volume(
+    State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = program_id(&id)?;
+    owned(&c, &caller, id).await?;
+    let _slot = access.volume_reads.take().await?;
+    let image = c.volume_image(id).await?;
     Ok((OCTET_STREAM, image))
 }
 
@@ -240,7 +311,7 @@ struct WitnessRequest {
     /// the controller's JSON arguments
     #[serde(default)]
     #[schema(value_type = Object)]
-    args: Value,
+    args: Option<Box<RawValue>>,
 }
 
 #[utoipa::path(post, path = "/v1/programs/{id}/witnesses", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
@@ -248,11 +319,18 @@ struct WitnessRequest {
     responses((status = 200, description = "dry run of the controller's get-witnesses", body = openapi::DryRunView), crate::openapi::Errors))]
 async fn witnesses(
     State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
+    axum::Extension(settings): axum::Extension<Arc<Settings>>,
     Path(id): Path<String>,
     req: Result<Json<WitnessRequest>, JsonRejection>,
 ) -> ApiResult<Json<openapi::DryRunView>> {
     let req = body(req)?;
-    let dry = c.dry_run(program_id(&id)?, &req.args.to_string()).await?;
+    let id = program_id(&id)?;
+    let args = controller_args(req.args.as_deref(), &settings)?;
+    owned(&c, &caller, id).await?;
+    let _slot = access.dry_runs.take().await?;
+    let dry = c.dry_run(id, &args).await?;
     Ok(Json(views::dry_run(&dry)))
 }
 
@@ -262,7 +340,7 @@ struct ProofRequest {
     /// the controller's JSON arguments
     #[serde(default)]
     #[schema(value_type = Object)]
-    args: Value,
+    args: Option<Box<RawValue>>,
     /// pin to this root (hex); default: the current root
     root: Option<String>,
     /// fake, composite, succinct or groth16; default: what the service's prover makes
@@ -289,19 +367,24 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<String>>
     responses((status = 202, description = "task accepted (durable)", body = openapi::SubmittedView), crate::openapi::Errors))]
 async fn submit(
     State(c): State<AppState>,
+    caller: Caller,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
+    axum::Extension(settings): axum::Extension<Arc<Settings>>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
     req: Result<Json<ProofRequest>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
+    access.submit_token(&caller)?;
     let key = idempotency_key(&headers)?;
     let req = body(req)?;
     let id = program_id(&id)?;
+    let args = controller_args(req.args.as_deref(), &settings)?;
     let root = match req.root.as_deref() {
         None => None,
         Some(r) => Some(parse_root(r)?),
     };
     let inserted =
-        c.submit(id, &req.args.to_string(), root, req.receipt_kind.as_deref(), key.as_deref()).await?;
+        c.submit(id, &args, root, req.receipt_kind.as_deref(), key.as_deref(), caller.identity()).await?;
     let task = inserted.task;
     let view = openapi::SubmittedView {
         task_id: task.id,
@@ -328,8 +411,23 @@ async fn task(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Js
 
 #[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses((status = 200, description = "cancelled; the task", body = Object), crate::openapi::Errors))]
-async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn cancel(State(c): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = task_id(&id)?;
+    if caller.identity().is_some() {
+        // Its submitter or its program's owner (anyone, for what was submitted or deployed
+        // while the service was open).
+        let task = c.task(id).await?;
+        let owner = c.program(&task.program_id).await?.owner;
+        let me = caller.identity();
+        let unowned = task.submitter.is_none() && owner.is_none();
+        if !(unowned || task.submitter.as_deref() == me || owner.as_deref() == me) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("task {id} may be cancelled by its submitter or its program's owner only"),
+            ));
+        }
+    }
     match c.cancel(id).await? {
         CancelOutcome::Cancelled(_) => {
             Ok(Json(views::task(&c.task(id).await?, &c.prover_attempts(id).await?)))
@@ -350,6 +448,7 @@ async fn cancel(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<
         content_type = "text/event-stream"), crate::openapi::Errors))]
 async fn events(
     State(c): State<AppState>,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
     Path(id): Path<String>,
 ) -> ApiResult<
     axum::response::sse::Sse<
@@ -359,7 +458,9 @@ async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = task_id(&id)?.to_owned();
     c.task(&id).await?; // 404 before the stream starts
+    let slot = access.event_streams.take().await?;
     struct State {
+        _slot: tokio::sync::OwnedSemaphorePermit,
         c: Arc<Coordinator>,
         id: String,
         changes: tokio::sync::broadcast::Receiver<String>,
@@ -368,7 +469,7 @@ async fn events(
         finished: bool,
     }
     let changes = c.subscribe();
-    let start = State { c, id, changes, sent: 0, pending: Default::default(), finished: false };
+    let start = State { _slot: slot, c, id, changes, sent: 0, pending: Default::default(), finished: false };
     let stream = futures_util::stream::unfold(start, |mut st| async move {
         loop {
             if let Some(event) = st.pending.pop_front() {
@@ -419,6 +520,17 @@ async fn events(
     responses((status = 200, description = "receipt (base64) and journal (hex)", body = Object), crate::openapi::Errors))]
 async fn proof(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let task = c.task(task_id(&id)?).await?;
+    if task.status.is_terminal() && task.receipt.is_none() && task.journal.is_some() {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "proof_pruned",
+            format!(
+                "task {} finished longer ago than the service keeps receipts (--retention-days); \
+                 its journal is still in the task",
+                task.id
+            ),
+        ));
+    }
     let (Some(receipt), Some(journal_bytes)) = (&task.receipt, &task.journal) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -450,9 +562,11 @@ struct VerifyRequest {
     responses((status = 200, description = "verdict: `valid` (the receipt verifies and its root is known), `receipt_valid` (the receipt alone), journal, root and `root_known`", body = openapi::VerifyView), crate::openapi::Errors))]
 async fn verify(
     State(c): State<AppState>,
+    axum::Extension(access): axum::Extension<Arc<Access>>,
     req: Result<Json<VerifyRequest>, JsonRejection>,
 ) -> ApiResult<Json<openapi::VerifyView>> {
     let req = body(req)?;
+    let _slot = access.verifications.take().await?;
     let (receipt, image_id) = match (req.task_id, req.receipt, req.image_id) {
         (Some(id), None, None) => {
             let task = c.task(task_id(&id)?).await?;

@@ -90,6 +90,8 @@ pub(crate) struct ProgramView {
     pub(crate) circuit_size: u64,
     /// RFC 3339
     pub(crate) created_at: String,
+    /// the identity that first deployed it (none: deployed while the service was open)
+    pub(crate) owner: Option<String>,
 }
 
 /// `GET /health`.

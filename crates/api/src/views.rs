@@ -21,6 +21,7 @@ pub(crate) fn program(p: &ProgramInfo) -> ProgramView {
         controller_size: p.controller_size,
         circuit_size: p.circuit_size,
         created_at: rfc3339(p.created_at),
+        owner: p.owner.clone(),
     }
 }
 
@@ -102,6 +103,7 @@ pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
         "args": parse(&t.args),
         "root": hex::encode(t.root),
         "receipt_kind": t.receipt_kind,
+        "submitter": t.submitter,
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
         "timestamps": timestamps,

@@ -62,7 +62,11 @@ pub(crate) async fn authed<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<(String, T)> {
-    let worker = auth.verify(method.as_str(), uri.path(), headers, body).map_err(|e| auth_error(&e, role))?;
+    // The store's clock: replicas whose own clocks disagree still judge timestamps alike.
+    let now = c.store().now_ms().await.map_err(zkcoproc_coordinator::CoordinatorError::from)?;
+    let now = u64::try_from(now / 1000).unwrap_or(0);
+    let worker =
+        auth.verify(method.as_str(), uri.path(), headers, body, now).map_err(|e| auth_error(&e, role))?;
     // `verify` checked the nonce header's presence and shape.
     let nonce =
         headers.get(crate::worker_auth::HEADER_NONCE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -152,6 +156,8 @@ pub(crate) async fn lease(
             ),
         ));
     }
+    // A worker whose recent leases all failed gets none for a while (429, `Retry-After`).
+    c.check_worker(&worker).await?;
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
     loop {
         if let Some(lease) = c.lease_proving(&worker).await? {

@@ -3,8 +3,9 @@
 //! A worker signs `zkcoproc-worker-v1 \n METHOD \n PATH \n TIMESTAMP \n NONCE \n hex(SHA-256(body))`
 //! with its secret and sends its name, the timestamp (unix seconds), a fresh nonce and the
 //! signature in headers. The service checks the signature against the named worker's secret
-//! (constant time), refuses timestamps more than [`MAX_SKEW_SECS`] away from its clock, and
-//! refuses a nonce it has seen within that window: a captured request cannot be replayed.
+//! (constant time), refuses timestamps more than [`MAX_SKEW_SECS`] away from the clock it is
+//! given (the store's: every replica judges by the same one), and refuses a nonce it has seen
+//! within that window: a captured request cannot be replayed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +80,12 @@ pub fn read_secrets(path: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(format!("{}: bad worker name `{name}`", path.display()));
         }
+        if name.starts_with("local-") {
+            return Err(format!(
+                "{}: `{name}`: names starting with `local-` belong to the service's own provers",
+                path.display()
+            ));
+        }
         if secret.len() < 16 {
             return Err(format!("{}: the secret of `{name}` is shorter than 16 characters", path.display()));
         }
@@ -116,13 +123,15 @@ impl WorkerAuth {
         WorkerAuth { secrets: secrets.into_iter().collect(), nonces: Mutex::default() }
     }
 
-    /// Checks a request; returns the authenticated worker's name.
+    /// Checks a request against the clock `now` (unix seconds); returns the authenticated
+    /// worker's name.
     pub fn verify(
         &self,
         method: &str,
         path: &str,
         headers: &axum::http::HeaderMap,
         body: &[u8],
+        now: u64,
     ) -> Result<String, AuthError> {
         if self.secrets.is_empty() {
             return Err(AuthError::Disabled);
@@ -143,7 +152,6 @@ impl WorkerAuth {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| AuthError::BadSignature)?;
         mac.update(payload(method, path, timestamp, nonce, body).as_bytes());
         mac.verify_slice(&signature).map_err(|_| AuthError::BadSignature)?;
-        let now = unix_now();
         if now.abs_diff(timestamp) > MAX_SKEW_SECS {
             return Err(AuthError::Stale);
         }
@@ -192,30 +200,36 @@ mod tests {
         let nonce = "00112233445566778899aabbccddeeff";
         let sig = sign(b"0123456789abcdef", "POST", "/v1/worker/lease", now, nonce, b"{}");
         let h = headers("w1", now, nonce, &sig);
-        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h, b"{}"), Ok("w1".into()));
-        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h, b"{}"), Err(AuthError::Replayed));
+        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h, b"{}", now), Ok("w1".into()));
+        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h, b"{}", now), Err(AuthError::Replayed));
         // Any change to what was signed breaks the signature.
         let nonce2 = "ffeeddccbbaa99887766554433221100";
         let sig2 = sign(b"0123456789abcdef", "POST", "/v1/worker/lease", now, nonce2, b"{}");
         let h2 = headers("w1", now, nonce2, &sig2);
-        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h2, b"{ }"), Err(AuthError::BadSignature));
-        assert_eq!(auth.verify("POST", "/v1/worker/other", &h2, b"{}"), Err(AuthError::BadSignature));
+        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h2, b"{ }", now), Err(AuthError::BadSignature));
+        assert_eq!(auth.verify("POST", "/v1/worker/other", &h2, b"{}", now), Err(AuthError::BadSignature));
         assert_eq!(
-            auth.verify("POST", "/v1/worker/lease", &headers("w2", now, nonce2, &sig2), b"{}"),
+            auth.verify("POST", "/v1/worker/lease", &headers("w2", now, nonce2, &sig2), b"{}", now),
             Err(AuthError::BadSignature)
         );
         let wrong = sign(b"another-secret-16", "POST", "/v1/worker/lease", now, nonce2, b"{}");
         assert_eq!(
-            auth.verify("POST", "/v1/worker/lease", &headers("w1", now, nonce2, &wrong), b"{}"),
+            auth.verify("POST", "/v1/worker/lease", &headers("w1", now, nonce2, &wrong), b"{}", now),
             Err(AuthError::BadSignature)
         );
         let old = now - 10 * MAX_SKEW_SECS;
         let stale = sign(b"0123456789abcdef", "POST", "/v1/worker/lease", old, nonce2, b"{}");
         assert_eq!(
-            auth.verify("POST", "/v1/worker/lease", &headers("w1", old, nonce2, &stale), b"{}"),
+            auth.verify("POST", "/v1/worker/lease", &headers("w1", old, nonce2, &stale), b"{}", now),
             Err(AuthError::Stale)
         );
-        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h2, b"{}"), Ok("w1".into()));
-        assert_eq!(WorkerAuth::default().verify("POST", "/x", &h2, b""), Err(AuthError::Disabled));
+        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h2, b"{}", now), Ok("w1".into()));
+        assert_eq!(WorkerAuth::default().verify("POST", "/x", &h2, b"", now), Err(AuthError::Disabled));
+        // The clock is the one given (the store's), not this machine's: a request this machine
+        // would find fresh is stale by a clock ten minutes ahead.
+        let nonce3 = "0123456789abcdef0123456789abcdef";
+        let sig3 = sign(b"0123456789abcdef", "POST", "/v1/worker/lease", now, nonce3, b"{}");
+        let h3 = headers("w1", now, nonce3, &sig3);
+        assert_eq!(auth.verify("POST", "/v1/worker/lease", &h3, b"{}", now + 600), Err(AuthError::Stale));
     }
 }

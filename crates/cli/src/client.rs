@@ -56,11 +56,21 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             anyhow::bail!("--server / ZKCOPROC_SERVER must be an http(s) URL, got `{base}`");
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                .map_err(|_| {
+                    anyhow!("--api-key / ZKCOPROC_API_KEY holds characters a header cannot carry")
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
             .build()?;

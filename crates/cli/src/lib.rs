@@ -177,6 +177,15 @@ struct ServerArg {
     /// The service's URL.
     #[arg(long = "server", env = "ZKCOPROC_SERVER", default_value = DEFAULT_SERVER, global = true)]
     url: String,
+    /// API key (a token of the service's --api-keys-file), sent as `Authorization: Bearer`.
+    #[arg(long = "api-key", env = "ZKCOPROC_API_KEY", global = true, hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl ServerArg {
+    fn client(&self) -> anyhow::Result<client::Client> {
+        client::Client::new(&self.url, self.api_key.as_deref())
+    }
 }
 
 /// Runs the command line; the binary's `main`.
@@ -230,11 +239,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(c), Some(k)) => (c, k),
                 _ => anyhow::bail!("give APP_OUT_DIR, or both --controller and --circuit"),
             };
-            client::Client::new(&server.url)?.deploy(&controller, &circuit).await?;
+            server.client()?.deploy(&controller, &circuit).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prove { program_id, args, wait, receipt_kind, idempotency_key, server } => {
-            let c = client::Client::new(&server.url)?;
+            let c = server.client()?;
             let task_id =
                 c.prove(&program_id, &args, receipt_kind.as_deref(), idempotency_key.as_deref()).await?;
             if !wait {
@@ -247,21 +256,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if task["status"] == "done" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Cancel { task_id, server } => {
-            let task = client::Client::new(&server.url)?.cancel(&task_id).await?;
+            let task = server.client()?.cancel(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Task { task_id, server } => {
-            let task = client::Client::new(&server.url)?.task(&task_id).await?;
+            let task = server.client()?.task(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Proof { task_id, out, server } => {
-            client::Client::new(&server.url)?.proof(&task_id, out.as_deref()).await?;
+            server.client()?.proof(&task_id, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fs { command, server } => {
-            let c = client::Client::new(&server.url)?;
+            let c = server.client()?;
             match command {
                 FsCommand::Ls { program_id, path } => c.fs_ls(&program_id, &path).await?,
                 FsCommand::Cat { program_id, path } => c.fs_cat(&program_id, &path).await?,
@@ -289,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let policy = client::VerifyPolicy { allow_fake, trusted, allow_unknown_root };
-            let ok = client::Client::new(&server.url)?.verify(source, &policy).await?;
+            let ok = server.client()?.verify(source, &policy).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }

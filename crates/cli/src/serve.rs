@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use zkcoproc_api::access::{self, Access, ApiKeys};
+use zkcoproc_api::server::HttpLimits;
 use zkcoproc_coordinator::{Config, Coordinator, DomainConfig};
 use zkcoproc_runtime::{Limits, Runtime};
 use zkcoproc_store::{PgStore, SqliteStore, Store};
@@ -96,6 +98,67 @@ pub(crate) struct ServeArgs {
     /// command-line flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// API keys (`name:token` lines): with it, deploy, submit, cancel, dry runs and volume reads
+    /// need `Authorization: Bearer TOKEN`, and a program's volume and dry runs are its owner's
+    /// (the identity that first deployed it). Without it the service is open to anyone.
+    #[arg(long, value_name = "FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// Without --api-keys-file, listen on a non-loopback address anyway (anyone who can reach
+    /// it may deploy, prove, cancel and read every volume).
+    #[arg(long)]
+    insecure_open: bool,
+    /// Unfinished tasks one identity (or, on an open service, all anonymous callers together)
+    /// may have at once.
+    #[arg(long, default_value_t = 1_000)]
+    max_queued_per_identity: u64,
+    /// Submits per second one identity (or anonymous client address) may make on average.
+    #[arg(long, default_value_t = access::Quotas::default().submit_rate)]
+    submit_rate: f64,
+    /// Submits one identity may make at once before --submit-rate applies.
+    #[arg(long, default_value_t = access::Quotas::default().submit_burst)]
+    submit_burst: u32,
+    /// Dry runs running at once (more wait briefly, then get 503).
+    #[arg(long, default_value_t = access::Quotas::default().dry_runs)]
+    max_dry_runs: usize,
+    /// Deploys (controller compiles) running at once.
+    #[arg(long, default_value_t = access::Quotas::default().deploys)]
+    max_deploys: usize,
+    /// Volume reads (fs, volume export) running at once.
+    #[arg(long, default_value_t = access::Quotas::default().volume_reads)]
+    max_volume_reads: usize,
+    /// Receipt verifications (`POST /v1/verify`) running at once.
+    #[arg(long, default_value_t = access::Quotas::default().verifications)]
+    max_verifications: usize,
+    /// Server-Sent Event streams open at once.
+    #[arg(long, default_value_t = access::Quotas::default().event_streams)]
+    max_event_streams: usize,
+    /// Longest a client may take to send a request's headers, in milliseconds.
+    #[arg(long, default_value_t = HttpLimits::default().header_read_timeout.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// Longest a client may take to send a request's body, in milliseconds.
+    #[arg(long, default_value_t = HttpLimits::default().body_read_timeout.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// HTTP connections served at once.
+    #[arg(long, default_value_t = HttpLimits::default().max_connections)]
+    max_connections: usize,
+    /// Days finished tasks keep their circuit input and receipt (the task, its journal and
+    /// result stay); 0 keeps them forever.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u64,
+    /// Tests: the retention period in milliseconds instead of --retention-days.
+    #[arg(long, hide = true)]
+    retention_ms: Option<u64>,
+    /// Longest a prover lease may be renewed for, in milliseconds; default: ten times an
+    /// estimate of the task's proving time from its cycle count, at least 30 minutes.
+    #[arg(long)]
+    prover_max_lease_ms: Option<u64>,
+    /// A remote worker whose last this-many leases all ended without a proof is refused leases
+    /// for --quarantine-ms (0: never).
+    #[arg(long, default_value_t = Config::default().quarantine_after)]
+    quarantine_after: u32,
+    /// How long a quarantine lasts, in milliseconds (from the newest failed lease).
+    #[arg(long, default_value_t = Config::default().quarantine.as_millis() as u64)]
+    quarantine_ms: u64,
 }
 
 /// Default `--confirmations`: deep enough that ordinary Ethereum reorgs never reach it.
@@ -172,6 +235,16 @@ fn domain_configs(args: &ServeArgs) -> anyhow::Result<Vec<DomainConfig>> {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let keys = match &args.api_keys_file {
+        Some(file) => Some(ApiKeys::read(file).map_err(|e| anyhow::anyhow!(e))?),
+        None if !args.listen.ip().is_loopback() && !args.insecure_open => anyhow::bail!(
+            "refusing to listen on {} without --api-keys-file: anyone who can reach it could deploy, \
+             prove, cancel and read every volume. Give --api-keys-file FILE, or --insecure-open to \
+             serve openly anyway",
+            args.listen
+        ),
+        None => None,
+    };
     let store: Arc<dyn Store> = match &args.database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Arc::new(
             PgStore::connect(url, args.database_connections)
@@ -192,6 +265,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Limits::default()
     };
     let runtime = Arc::new(Runtime::new(limits)?);
+    let max_args_bytes = runtime.limits().max_args_bytes;
     let (prover, verifier, default_workers): (Arc<dyn Prover>, Verifier, usize) = match args.prover {
         ProverChoice::Cpu => {
             (Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?), Verifier::new(false), 1)
@@ -217,6 +291,15 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         lease: Duration::from_millis(args.lease_ms.max(300)),
         volume_size,
         max_cycles: args.max_cycles,
+        max_unfinished_per_identity: args.max_queued_per_identity,
+        prover_max_lease: args.prover_max_lease_ms.map(Duration::from_millis),
+        quarantine_after: args.quarantine_after,
+        quarantine: Duration::from_millis(args.quarantine_ms),
+        retention: match args.retention_ms {
+            Some(ms) => Some(Duration::from_millis(ms.max(1))),
+            None => (args.retention_days > 0)
+                .then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400))),
+        },
         ..Config::default()
     };
     let domains = domain_configs(&args)?;
@@ -239,9 +322,25 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for file in &args.feeder_secret_file {
         feeders.extend(zkcoproc_api::worker_auth::read_secrets(file).map_err(|e| anyhow::anyhow!(e))?);
     }
+    let quotas = access::Quotas {
+        submit_rate: args.submit_rate,
+        submit_burst: args.submit_burst,
+        dry_runs: args.max_dry_runs,
+        deploys: args.max_deploys,
+        volume_reads: args.max_volume_reads,
+        verifications: args.max_verifications,
+        event_streams: args.max_event_streams,
+        ..access::Quotas::default()
+    };
+    let open = keys.is_none();
+    let api_config = zkcoproc_api::ApiConfig {
+        max_body_bytes: args.max_body_bytes,
+        max_args_bytes,
+        access: Arc::new(Access::new(keys, &quotas)),
+    };
     let app = zkcoproc_api::router(
         coordinator.clone(),
-        &zkcoproc_api::ApiConfig { max_body_bytes: args.max_body_bytes },
+        &api_config,
         zkcoproc_api::worker_auth::WorkerAuth::new(secrets),
         zkcoproc_api::FeederAuth(zkcoproc_api::worker_auth::WorkerAuth::new(feeders)),
     );
@@ -254,10 +353,20 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => args.data.display().to_string(),
     };
     tracing::info!(%addr, %data, prover = ?args.prover, "zkcoproc serving");
+    if open {
+        tracing::warn!(%addr, "no --api-keys-file: the service is OPEN, anyone who reaches it may deploy, prove, \
+            cancel and read volumes");
+    }
     // Scripts and tests read this line to learn the address (useful with port 0).
     println!("zkcoproc listening on http://{addr}");
 
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let http = HttpLimits {
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(100)),
+        body_read_timeout: Duration::from_millis(args.body_timeout_ms.max(100)),
+        max_connections: args.max_connections,
+        ..HttpLimits::default()
+    };
+    zkcoproc_api::server::serve(listener, app, http, shutdown_signal()).await?;
     for r in runners {
         r.abort();
     }

@@ -48,6 +48,8 @@ struct Signed {
     http: reqwest::Client,
     name: String,
     secret: Vec<u8>,
+    /// the `Retry-After` (seconds) of the last 429 or 503 answer
+    retry_after: std::sync::atomic::AtomicU64,
 }
 
 impl Signed {
@@ -83,6 +85,13 @@ impl Signed {
                         tracing::warn!(server = %base, "moved to another replica");
                         self.current.store(index, Ordering::Relaxed);
                     }
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    self.retry_after.store(retry_after.min(3600), Ordering::Relaxed);
                     return Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()));
                 }
                 Err(e) => {
@@ -138,6 +147,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         http,
         name: name.clone(),
         secret,
+        retry_after: std::sync::atomic::AtomicU64::new(0),
     });
     let prover: Arc<dyn Prover> = match args.prover {
         ProverChoice::Cpu => Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?),
@@ -152,6 +162,11 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     tracing::info!(worker = %name, servers = %client.bases.join(","), prover = prover_name, "worker started");
     let mut circuits: HashMap<String, CircuitImage> = HashMap::new();
     let mut done = 0u64;
+    // A worker never exits on one bad answer: it logs, waits longer after each failure in a row
+    // (1 s doubling to a minute) and carries on. Only refusals that cannot change (bad
+    // credentials, incompatible versions) end it.
+    let mut failures = 0u32;
+    let backoff = |failures: u32| Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
     while args.max_tasks.is_none_or(|max| done < max) {
         let request = json!({
             "zkcoproc_version": env!("CARGO_PKG_VERSION"),
@@ -162,22 +177,36 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         let (status, lease) = match client.json(reqwest::Method::POST, "/v1/worker/lease", &request).await {
             Ok(r) => r,
             Err(e) => {
+                failures += 1;
                 tracing::warn!(error = %e, "lease request failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(backoff(failures)).await;
                 continue;
             }
         };
         match status {
             200 => {}
-            204 => continue,
+            204 => {
+                failures = 0;
+                continue;
+            }
             401 | 403 | 409 => return Err(refusal(status, &lease)),
             _ => {
-                tracing::warn!(status, body = %lease, "unexpected lease answer; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                failures += 1;
+                let asked = Duration::from_secs(client.retry_after.load(Ordering::Relaxed));
+                let wait = backoff(failures).max(asked);
+                tracing::warn!(status, body = %lease, seconds = wait.as_secs(), "lease refused for now; retrying later");
+                tokio::time::sleep(wait).await;
                 continue;
             }
         }
-        work(&client, prover.clone(), &mut circuits, &lease).await?;
+        match work(&client, prover.clone(), &mut circuits, &lease).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %format!("{e:#}"), "this lease failed on the worker; carrying on");
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
         done += 1;
     }
     tracing::info!(tasks = done, "worker finished");
@@ -195,22 +224,18 @@ async fn work(
         |k: &str| lease[k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("lease without `{k}`: {lease}"));
     let (task_id, lease_id, image_id) = (field("task_id")?, field("lease_id")?, field("image_id")?);
     tracing::info!(task = %task_id, lease = %lease_id, "leased");
-    let input =
-        base64::engine::general_purpose::STANDARD.decode(field("input")?).context("input is not base64")?;
-    if !circuits.contains_key(&image_id) {
-        let (status, bytes) =
-            client.call(reqwest::Method::GET, &format!("/v1/worker/circuits/{image_id}"), None).await?;
-        if status != 200 {
-            bail!("cannot fetch circuit {image_id}: HTTP {status}");
+    let result_path = format!("/v1/worker/tasks/{task_id}/result");
+    let (image, input) = match prepare(client, circuits, lease, &image_id).await {
+        Ok(ready) => ready,
+        Err(e) => {
+            // Say so at once, so the task goes to another prover now rather than at expiry.
+            let body = json!({ "lease_id": lease_id, "error": format!("worker_error: {e:#}") });
+            if let Err(report) = client.json(reqwest::Method::POST, &result_path, &body).await {
+                tracing::warn!(error = %report, "cannot report the failure; the lease will expire");
+            }
+            return Err(e);
         }
-        let image = tokio::task::spawn_blocking(move || CircuitImage::load(&bytes)).await??;
-        // The service is trusted for work, not for bytes: the circuit must be the one named.
-        if image.image_id().to_string() != image_id {
-            bail!("the service sent circuit {} for image id {image_id}", image.image_id());
-        }
-        circuits.insert(image_id.clone(), image);
-    }
-    let image = circuits.get(&image_id).cloned().ok_or_else(|| anyhow!("circuit cache"))?;
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let renew_every = Duration::from_millis(lease["renew_every_ms"].as_u64().unwrap_or(20_000).max(100));
@@ -247,8 +272,47 @@ async fn work(
         }),
         Err(e) => json!({ "lease_id": lease_id, "error": format!("{}: {e}", e.code()) }),
     };
-    let (status, answer) =
-        client.json(reqwest::Method::POST, &format!("/v1/worker/tasks/{task_id}/result"), &body).await?;
-    tracing::info!(task = %task_id, status, answer = %answer, "result submitted");
-    Ok(())
+    // A proof is worth a few tries: transport errors and 5xx answers are retried.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.json(reqwest::Method::POST, &result_path, &body).await {
+            Ok((status, answer)) if status < 500 || tries >= 5 => {
+                tracing::info!(task = %task_id, status, answer = %answer, "result submitted");
+                return Ok(());
+            }
+            Ok((status, _)) => {
+                tracing::warn!(task = %task_id, status, "the service failed to take the result; retrying")
+            }
+            Err(e) if tries >= 5 => return Err(e.context("cannot submit the result")),
+            Err(e) => tracing::warn!(task = %task_id, error = %e, "cannot submit the result; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1 << tries)).await;
+    }
+}
+
+/// The leased task's circuit (fetched once per image id, and checked against it) and input.
+async fn prepare(
+    client: &Arc<Signed>,
+    circuits: &mut HashMap<String, CircuitImage>,
+    lease: &Value,
+    image_id: &str,
+) -> anyhow::Result<(CircuitImage, Vec<u8>)> {
+    let encoded = lease["input"].as_str().ok_or_else(|| anyhow!("lease without `input`"))?;
+    let input = base64::engine::general_purpose::STANDARD.decode(encoded).context("input is not base64")?;
+    if !circuits.contains_key(image_id) {
+        let (status, bytes) =
+            client.call(reqwest::Method::GET, &format!("/v1/worker/circuits/{image_id}"), None).await?;
+        if status != 200 {
+            bail!("cannot fetch circuit {image_id}: HTTP {status}");
+        }
+        let image = tokio::task::spawn_blocking(move || CircuitImage::load(&bytes)).await??;
+        // The service is trusted for work, not for bytes: the circuit must be the one named.
+        if image.image_id().to_string() != image_id {
+            bail!("the service sent circuit {} for image id {image_id}", image.image_id());
+        }
+        circuits.insert(image_id.to_owned(), image);
+    }
+    let image = circuits.get(image_id).cloned().ok_or_else(|| anyhow!("circuit cache"))?;
+    Ok((image, input))
 }

@@ -189,11 +189,12 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
 
     let task = api.prove(&program, &json!({"n": 3})).expect("prove");
     let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
+    let bad_w1 = Speaker::new(&server.url, "w1", "secret-of-worker-one");
     let result_path = format!("/v1/worker/tasks/{task}/result");
-    for (receipt, reason) in [
-        (json!("AAAAAAAA"), "verification_failed"),
+    for (evil, receipt, reason) in [
+        (&evil, json!("AAAAAAAA"), "verification_failed"),
         // Valid for the circuit, but it proves another run: bound to its input, rejected.
-        (proof["receipt"].clone(), "journal_mismatch"),
+        (&bad_w1, proof["receipt"].clone(), "journal_mismatch"),
     ] {
         let (status, lease) = evil.lease(10_000);
         assert_eq!((status, lease["task_id"].as_str()), (200, Some(task.as_str())), "{lease}");
@@ -210,6 +211,9 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
             evil.call("POST", &result_path, &json!({"lease_id": lease["lease_id"], "receipt": "AAAA"}));
         assert_eq!((status, again["error"]["code"].as_str()), (409, Some("lease_ended")), "{again}");
     }
+    // While other workers ask for work, a worker is not given a task it failed again.
+    let (status, lease) = evil.lease(0);
+    assert_eq!(status, 204, "{lease}");
     let _w2 = worker(&server, &secrets, "w2", &[]);
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
     assert_eq!(t["status"], "done", "{t}");
@@ -218,7 +222,7 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
         provers(&t),
         [
             ("evil".into(), "invalid".into()),
-            ("evil".into(), "invalid".into()),
+            ("w1".into(), "invalid".into()),
             ("w2".into(), "accepted".into())
         ]
     );

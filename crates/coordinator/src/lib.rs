@@ -21,7 +21,7 @@ mod proving;
 mod runner;
 
 pub use domains::{AppendOutcome, BlockInfo, BlockOpening, DomainConfig, RootInfo};
-pub use proving::ProofVerdict;
+pub use proving::{default_lease_lifetime, ProofVerdict, LOCAL_PREFIX};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -70,6 +70,17 @@ pub struct Config {
     pub controller_concurrency: usize,
     /// Cap on a circuit's user cycles in the preflight execution.
     pub max_cycles: u64,
+    /// Unfinished tasks one identity may have at once (submits beyond it get `too_many_tasks`).
+    pub max_unfinished_per_identity: u64,
+    /// Longest a prover lease may be renewed for, whatever the task; `None`: a generous multiple
+    /// of the task's cycle count (see [`proving::default_lease_lifetime`]).
+    pub prover_max_lease: Option<Duration>,
+    /// Consecutive failed leases after which a remote worker is quarantined.
+    pub quarantine_after: u32,
+    /// How long a quarantine lasts (from the newest failed lease).
+    pub quarantine: Duration,
+    /// How long finished tasks keep their circuit input and receipt; `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for Config {
@@ -86,6 +97,11 @@ impl Default for Config {
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,
             controller_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             max_cycles: zkcoproc_zkvm::DEFAULT_MAX_CYCLES,
+            max_unfinished_per_identity: 1_000,
+            prover_max_lease: None,
+            quarantine_after: 3,
+            quarantine: Duration::from_secs(600),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -123,6 +139,16 @@ pub enum CoordinatorError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A limit of the caller's was reached; try again after `retry_after`.
+    #[error("{message}")]
+    TooMany {
+        /// stable machine-readable code
+        code: &'static str,
+        /// explanation
+        message: String,
+        /// when trying again makes sense
+        retry_after: Duration,
+    },
     /// A bug or host resource failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -181,6 +207,7 @@ pub struct Coordinator {
     changes: tokio::sync::broadcast::Sender<String>,
     metrics: metrics::Metrics,
     domains: Arc<domains::Domains>,
+    workers: proving::WorkerBook,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -219,6 +246,7 @@ impl Coordinator {
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),
+            workers: proving::WorkerBook::default(),
         }
     }
 
@@ -266,8 +294,14 @@ impl Coordinator {
         self.prover.name()
     }
 
-    /// Validates and stores a program. Idempotent: the same pair gives the same id.
-    pub async fn deploy(&self, controller: Vec<u8>, circuit: Vec<u8>) -> Result<Deployed, CoordinatorError> {
+    /// Validates and stores a program. Idempotent: the same pair gives the same id. `owner` is
+    /// the deploying identity (`None` on an open service); only the first deploy sets it.
+    pub async fn deploy(
+        &self,
+        controller: Vec<u8>,
+        circuit: Vec<u8>,
+        owner: Option<&str>,
+    ) -> Result<Deployed, CoordinatorError> {
         let runtime = self.runtime.clone();
         let (id, controller, image) = blocking(move || {
             let image = CircuitImage::load(&circuit)
@@ -289,6 +323,7 @@ impl Coordinator {
                 controller,
                 // Stored as the program binary the prover loads (a bare ELF was wrapped).
                 circuit: image.binary().to_vec(),
+                owner: owner.map(str::to_owned),
             })
             .await?;
         if let Ok(mut circuits) = self.circuits.lock() {
@@ -337,7 +372,9 @@ impl Coordinator {
     /// Enqueues a proof of `program_id` for `args`, pinned to `root` (default: the current
     /// root). The task is durable when this returns. With an `idempotency_key`, a retry of the
     /// same request returns the same task (`created` false); the same key with another request
-    /// is a conflict.
+    /// is a conflict. Keys are scoped to (`submitter`, program): another identity's key never
+    /// matches. `submitter` is the identity submitting (`None` on an open service); it may have
+    /// at most [`Config::max_unfinished_per_identity`] unfinished tasks.
     pub async fn submit(
         &self,
         program_id: &str,
@@ -345,6 +382,7 @@ impl Coordinator {
         root: Option<Root>,
         receipt_kind: Option<&str>,
         idempotency_key: Option<&str>,
+        submitter: Option<&str>,
     ) -> Result<Inserted, CoordinatorError> {
         check_args_json(args)?;
         if args.len() > self.runtime.limits().max_args_bytes {
@@ -367,6 +405,18 @@ impl Coordinator {
         }
         let kind = self.resolve_receipt_kind(receipt_kind)?;
         self.program(program_id).await?;
+        let unfinished = self.store.unfinished_tasks_of(submitter).await?;
+        if unfinished >= self.config.max_unfinished_per_identity {
+            return Err(CoordinatorError::TooMany {
+                code: "too_many_tasks",
+                message: format!(
+                    "{} has {unfinished} unfinished tasks, the most one identity may have; \
+                     wait for some to finish",
+                    submitter.unwrap_or("the anonymous caller")
+                ),
+                retry_after: Duration::from_secs(10),
+            });
+        }
         // The request is what the client sent: the root only if it named one, so a retry after
         // new blocks moved the current root is still the same request.
         let named_root = requested_root.map(hex::encode).unwrap_or_default();
@@ -376,7 +426,9 @@ impl Coordinator {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part.as_bytes());
             }
-            Idempotency { key: key.to_owned(), request_hash: hex::encode(h.finalize()) }
+            // Scoped to the submitter: names hold no newline, keys no control character.
+            let key = format!("{}\n{key}", submitter.unwrap_or(""));
+            Idempotency { key, request_hash: hex::encode(h.finalize()) }
         });
         let inserted = self
             .store
@@ -387,6 +439,7 @@ impl Coordinator {
                     args: args.to_owned(),
                     root,
                     receipt_kind: kind.as_str().to_owned(),
+                    submitter: submitter.map(str::to_owned),
                 },
                 idempotency,
             )

@@ -47,6 +47,8 @@ pub(crate) struct Metrics {
     failures: Family<CodeLabel, Counter>,
     leases: Family<OutcomeLabel, Gauge>,
     workers: Gauge,
+    quarantined: Gauge,
+    pruned: Counter,
     blocks: Family<DomainLabel, Counter>,
 }
 
@@ -72,6 +74,8 @@ impl Metrics {
         let failures = Family::<CodeLabel, Counter>::default();
         let leases = Family::<OutcomeLabel, Gauge>::default();
         let workers = Gauge::default();
+        let quarantined = Gauge::default();
+        let pruned = Counter::default();
         let blocks = Family::<DomainLabel, Counter>::default();
         registry.register(
             "domain_blocks_inserted",
@@ -104,6 +108,16 @@ impl Metrics {
             "Provers (in-process or remote) that took a lease in the last 5 minutes",
             workers.clone(),
         );
+        registry.register(
+            "workers_quarantined",
+            "Remote workers refused leases for now because their recent leases kept failing",
+            quarantined.clone(),
+        );
+        registry.register(
+            "tasks_pruned",
+            "Finished tasks whose input and receipt were dropped after the retention period",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             stage_seconds,
@@ -116,6 +130,8 @@ impl Metrics {
             failures,
             leases,
             workers,
+            quarantined,
+            pruned,
             blocks,
         }
     }
@@ -139,6 +155,14 @@ impl Metrics {
             self.verification_failures.inc();
         }
         self.failures.get_or_create(&CodeLabel { code: code.into() }).inc();
+    }
+
+    pub(crate) fn set_quarantined(&self, n: usize) {
+        self.quarantined.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn pruned(&self, n: u64) {
+        self.pruned.inc_by(n);
     }
 
     pub(crate) fn set_runners(&self, runners: usize, provers: usize) {

@@ -7,10 +7,12 @@
 //! expired lease is still accepted while the task is proving. After `max_attempts` attempts
 //! without a proof the task fails with `prover_failed` and the list of attempts.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use zkcoproc_store::{AttemptOutcome, ProverLease, RenewOutcome, TaskRecord};
+use zkcoproc_store::{AttemptOutcome, LeaseRules, ProverLease, RenewOutcome, TaskRecord};
 use zkcoproc_types::journal;
 
 use crate::{blocking, Coordinator, CoordinatorError};
@@ -24,7 +26,124 @@ pub struct ProofVerdict {
     pub rejected: Option<String>,
 }
 
+/// A worker that asked for work this recently counts as "asking": while one other worker is,
+/// a worker is not given a task it failed before.
+const ASKING: Duration = Duration::from_secs(30);
+/// Entries kept in the [`WorkerBook`]'s maps at most (they are cleared beyond it).
+const BOOK_CAP: usize = 10_000;
+
+/// Names of in-process provers start with this; remote worker names may not.
+pub const LOCAL_PREFIX: &str = "local-";
+
+/// The longest a prover lease may be renewed for by default: ten times a pessimistic estimate of
+/// the proof's time (a minute plus 10 000 user cycles a second), and never under 30 minutes.
+pub fn default_lease_lifetime(user_cycles: Option<u64>) -> Duration {
+    let estimate = Duration::from_secs(60 + user_cycles.unwrap_or(0) / 10_000);
+    (estimate * 10).max(Duration::from_secs(30 * 60))
+}
+
+/// What this process knows of workers: when each last asked for work, the lifetime of the
+/// leases it handed out, and which workers it found quarantined.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerBook {
+    polls: Mutex<HashMap<String, Instant>>,
+    lifetimes: Mutex<HashMap<String, Duration>>,
+    quarantined: Mutex<HashMap<String, Instant>>,
+}
+
+impl WorkerBook {
+    /// Records that `worker` asks for work; whether another worker asked recently.
+    fn note_poll(&self, worker: &str) -> bool {
+        let Ok(mut polls) = self.polls.lock() else { return false };
+        let now = Instant::now();
+        if polls.len() >= BOOK_CAP {
+            polls.retain(|_, at| now.duration_since(*at) < ASKING);
+        }
+        polls.insert(worker.to_owned(), now);
+        polls.iter().any(|(w, at)| w != worker && now.duration_since(*at) < ASKING)
+    }
+
+    fn lifetime(&self, lease_id: &str) -> Option<Duration> {
+        self.lifetimes.lock().ok()?.get(lease_id).copied()
+    }
+
+    fn set_lifetime(&self, lease_id: &str, lifetime: Duration) {
+        if let Ok(mut map) = self.lifetimes.lock() {
+            if map.len() >= BOOK_CAP {
+                map.clear();
+            }
+            map.insert(lease_id.to_owned(), lifetime);
+        }
+    }
+
+    fn forget_lease(&self, lease_id: &str) {
+        if let Ok(mut map) = self.lifetimes.lock() {
+            map.remove(lease_id);
+        }
+    }
+
+    /// Marks `worker` quarantined until `until` (or not, with `None`); the number quarantined now.
+    fn set_quarantine(&self, worker: &str, until: Option<Instant>) -> (bool, usize) {
+        let Ok(mut map) = self.quarantined.lock() else { return (false, 0) };
+        let now = Instant::now();
+        map.retain(|_, u| *u > now);
+        let new = match until {
+            Some(u) => map.insert(worker.to_owned(), u).is_none(),
+            None => {
+                map.remove(worker);
+                false
+            }
+        };
+        (new, map.len())
+    }
+}
+
 impl Coordinator {
+    /// Refuses a remote worker whose last [`Config::quarantine_after`](crate::Config) leases all
+    /// ended without a proof, until [`Config::quarantine`](crate::Config) after the newest of
+    /// them (`worker_quarantined`, with the time left). In-process provers are never
+    /// quarantined. The verdict comes from the store, so every replica reaches the same one.
+    pub async fn check_worker(&self, worker: &str) -> Result<(), CoordinatorError> {
+        let n = self.config.quarantine_after;
+        if n == 0 || worker.starts_with(LOCAL_PREFIX) {
+            return Ok(());
+        }
+        let record = self.store.worker_record(worker, n).await?;
+        let now = self.store.now_ms().await?;
+        let until = record.last_failure_at.map(|at| {
+            at.saturating_add(i64::try_from(self.config.quarantine.as_millis()).unwrap_or(i64::MAX))
+        });
+        match until {
+            Some(until) if record.consecutive_failures >= n && until > now => {
+                let left = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+                let (new, count) = self.workers.set_quarantine(worker, Some(Instant::now() + left));
+                self.metrics.set_quarantined(count);
+                if new {
+                    tracing::warn!(
+                        worker,
+                        failures = record.consecutive_failures,
+                        seconds = left.as_secs(),
+                        "worker quarantined: its recent leases all ended without a proof"
+                    );
+                }
+                Err(CoordinatorError::TooMany {
+                    code: "worker_quarantined",
+                    message: format!(
+                        "worker {worker} is quarantined for {} s more: its last {} leases ended without a proof",
+                        left.as_secs().max(1),
+                        record.consecutive_failures
+                    ),
+                    retry_after: left.max(Duration::from_secs(1)),
+                })
+            }
+            _ => {
+                let (_, count) = self.workers.set_quarantine(worker, None);
+                self.metrics.set_quarantined(count);
+                Ok(())
+            }
+        }
+    }
+
     /// Starts [`Config::provers`](crate::Config::provers) in-process provers; each leases
     /// proving tasks exactly as a remote worker does.
     pub fn spawn_provers(self: &Arc<Self>, instance: &str) -> Vec<JoinHandle<()>> {
@@ -106,12 +225,21 @@ impl Coordinator {
         self: &Arc<Self>,
         worker: &str,
     ) -> Result<Option<ProverLease>, CoordinatorError> {
-        let leased =
-            self.store.lease_proving(worker, self.config.prover_lease, self.config.max_attempts).await?;
+        // While another worker asks for work, nobody gets a task it already failed: one bad
+        // worker cannot use up a task's attempts alone.
+        let rules = LeaseRules {
+            lease: self.config.prover_lease,
+            max_attempts: self.config.max_attempts,
+            avoid_own_failures: self.workers.note_poll(worker),
+        };
+        let leased = self.store.lease_proving(worker, rules).await?;
         for task_id in leased.failed {
             self.prover_failed(task_id);
         }
         if let Some(l) = &leased.lease {
+            let lifetime =
+                self.config.prover_max_lease.unwrap_or_else(|| default_lease_lifetime(l.task.user_cycles));
+            self.workers.set_lifetime(&l.lease_id, lifetime);
             tracing::info!(task = %l.task.id, lease = %l.lease_id, worker, "task leased for proving");
             self.changed(&l.task.id);
         }
@@ -172,9 +300,25 @@ impl Coordinator {
     }
 
     /// Renews a prover lease; tells the prover to stop when the task was cancelled or the lease
-    /// was lost.
+    /// was lost, or outlived its maximum lifetime ([`Config::prover_max_lease`](crate::Config)).
     pub async fn renew(&self, task_id: &str, lease_id: &str) -> Result<RenewOutcome, CoordinatorError> {
-        Ok(self.store.renew_prover_lease(task_id, lease_id, self.config.prover_lease).await?)
+        let lifetime = match (self.config.prover_max_lease, self.workers.lifetime(lease_id)) {
+            (Some(fixed), _) => fixed,
+            (None, Some(known)) => known,
+            // Leased by another replica, or before a restart.
+            (None, None) => {
+                let lifetime = default_lease_lifetime(self.task(task_id).await?.user_cycles);
+                self.workers.set_lifetime(lease_id, lifetime);
+                lifetime
+            }
+        };
+        let outcome =
+            self.store.renew_prover_lease(task_id, lease_id, self.config.prover_lease, lifetime).await?;
+        if outcome != RenewOutcome::Renewed {
+            self.workers.forget_lease(lease_id);
+            self.work_to_prove();
+        }
+        Ok(outcome)
     }
 
     /// A prover's receipt: verified against the program's image id, the task's receipt kind and
@@ -187,6 +331,7 @@ impl Coordinator {
         receipt: Vec<u8>,
         user_cycles: Option<u64>,
     ) -> Result<ProofVerdict, CoordinatorError> {
+        self.workers.forget_lease(lease_id);
         let task = self.task(task_id).await?;
         match self.check_receipt(&task, receipt.clone()).await? {
             Ok(journal) => {
@@ -221,6 +366,7 @@ impl Coordinator {
         reason: &str,
     ) -> Result<AttemptOutcome, CoordinatorError> {
         tracing::warn!(task = %task_id, lease = %lease_id, worker, reason, "proving attempt failed");
+        self.workers.forget_lease(lease_id);
         self.record_failure(task_id, lease_id, "failed", reason).await
     }
 
@@ -286,16 +432,16 @@ impl Coordinator {
         })
     }
 
-    /// Executes the program's circuit on `input` without proving; returns the journal or why the
-    /// circuit rejected the input.
+    /// Executes the program's circuit on `input` without proving; returns the journal and cycle
+    /// count, or why the circuit rejected the input.
     pub(crate) async fn preflight(
         &self,
         program_id: &str,
         input: Vec<u8>,
-    ) -> Result<Result<Vec<u8>, zkcoproc_zkvm::ZkvmError>, CoordinatorError> {
+    ) -> Result<Result<zkcoproc_zkvm::Executed, zkcoproc_zkvm::ZkvmError>, CoordinatorError> {
         let image = self.circuit(program_id).await?;
         let max_cycles = self.config.max_cycles;
-        blocking(move || Ok(zkcoproc_zkvm::execute(&image, &input, max_cycles).map(|e| e.journal))).await
+        blocking(move || Ok(zkcoproc_zkvm::execute(&image, &input, max_cycles))).await
     }
 
     /// A loaded circuit by image id (what remote workers download), if a program uses it.

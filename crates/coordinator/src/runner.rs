@@ -75,7 +75,50 @@ impl Coordinator {
             })
             .collect();
         handles.extend(self.spawn_provers(instance));
+        if let Some(retention) = self.config.retention {
+            let this = self.clone();
+            handles.push(tokio::spawn(async move { this.retention_loop(retention).await }));
+        }
         Ok(handles)
+    }
+
+    /// Every hour (first a minute after start), drops the input and receipt of tasks that
+    /// finished more than `retention` ago, in batches, pausing between them so the store keeps
+    /// serving.
+    async fn retention_loop(self: Arc<Self>, retention: std::time::Duration) {
+        tokio::time::sleep(std::time::Duration::from_secs(60).min(retention)).await;
+        loop {
+            match self.prune_finished(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    tasks = n,
+                    days = retention.as_secs() / 86_400,
+                    "pruned finished tasks' inputs and receipts"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot prune finished tasks"),
+            }
+            tokio::time::sleep(
+                std::time::Duration::from_secs(3600).min(retention.max(std::time::Duration::from_secs(1))),
+            )
+            .await;
+        }
+    }
+
+    /// Drops the input and receipt of every task that finished more than `retention` ago, in
+    /// bounded batches; returns how many it pruned.
+    pub async fn prune_finished(&self, retention: std::time::Duration) -> Result<u64, CoordinatorError> {
+        const BATCH: usize = 500;
+        let cutoff = self.store.now_ms().await? - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            let n = self.store.prune_payloads(cutoff, BATCH).await?;
+            total += n;
+            self.metrics.pruned(n);
+            if n < BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     async fn run_loop(self: Arc<Self>, owner: String) {
@@ -283,8 +326,8 @@ impl Coordinator {
                 let expected = match self.preflight(&task.program_id, input.clone()).await {
                     // A circuit that commits another root than the task's (one not built on the
                     // guest SDK, or a bug) could never be accepted: fail now, before proving.
-                    Ok(Ok(journal)) if journal::split(&journal).map(|(r, _)| r) != Some(root) => {
-                        let committed = journal::split(&journal).map(|(r, _)| hex::encode(r));
+                    Ok(Ok(run)) if journal::split(&run.journal).map(|(r, _)| r) != Some(root) => {
+                        let committed = journal::split(&run.journal).map(|(r, _)| hex::encode(r));
                         return Step::Fail {
                             code: "root_mismatch".into(),
                             message: format!(
@@ -296,7 +339,7 @@ impl Coordinator {
                             logs: Some(logs),
                         };
                     }
-                    Ok(Ok(journal)) => journal,
+                    Ok(Ok(run)) => run,
                     Ok(Err(e)) => {
                         return Step::Fail { code: e.code().into(), message: e.to_string(), logs: Some(logs) }
                     }
@@ -308,7 +351,9 @@ impl Coordinator {
                         input: Some(input),
                         logs: Some(logs),
                         volume,
-                        expected_journal: Some(expected),
+                        expected_journal: Some(expected.journal),
+                        // Until a prover reports its own count: sizes the lease lifetime.
+                        user_cycles: Some(expected.user_cycles),
                         ..Default::default()
                     },
                 )

@@ -179,8 +179,11 @@ pub struct RpcClient {
 impl RpcClient {
     /// A client for `url` with a per-request `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, EthError> {
+        // Redirects are not followed: a node (or whatever answers at its address) must not send
+        // the service's requests elsewhere.
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| EthError::Transport(e.to_string()))?;
         Ok(RpcClient { url: url.to_owned(), http })
@@ -199,6 +202,12 @@ impl RpcClient {
             .send()
             .await
             .map_err(|e| EthError::Transport(e.without_url().to_string()))?;
+        if resp.status().is_redirection() {
+            return Err(EthError::Transport(format!(
+                "HTTP {}: the node redirects, and redirects are not followed",
+                resp.status()
+            )));
+        }
         if !resp.status().is_success() {
             return Err(EthError::Transport(format!("HTTP {}", resp.status())));
         }
@@ -403,5 +412,44 @@ mod tests {
         assert!(matches!(check_rpc_header(3, &lie), Err(EthError::HeaderHash { .. })));
         let wrong_number = RpcHeader { hash: h.hash_slow(), inner: h };
         assert!(check_rpc_header(4, &wrong_number).is_err());
+    }
+
+    /// Answers every connection on `listener` with `response`.
+    async fn answer_forever(listener: tokio::net::TcpListener, response: String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let (elsewhere, node) = (bind().await.expect("bind"), bind().await.expect("bind"));
+        let (elsewhere_addr, node_addr) =
+            (elsewhere.local_addr().expect("addr"), node.local_addr().expect("addr"));
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":"0x10"}"#;
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::spawn(answer_forever(elsewhere, ok));
+        let redirect = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere_addr}/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        tokio::spawn(answer_forever(node, redirect));
+        // The place redirected to does answer:
+        let direct =
+            RpcClient::new(&format!("http://{elsewhere_addr}/"), Duration::from_secs(5)).expect("client");
+        assert_eq!(direct.block_number().await.expect("direct"), 16);
+        // but a node that redirects there is an error.
+        let client = RpcClient::new(&format!("http://{node_addr}/"), Duration::from_secs(5)).expect("client");
+        let err = client.block_number().await.expect_err("a redirect was followed");
+        assert!(err.to_string().contains("redirect"), "{err}");
     }
 }

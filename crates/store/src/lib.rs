@@ -135,6 +135,8 @@ pub struct NewProgram {
     pub controller: Vec<u8>,
     /// the circuit program binary
     pub circuit: Vec<u8>,
+    /// the identity deploying it (`None` on an open service); kept only by the first deploy
+    pub owner: Option<String>,
 }
 
 /// A stored program, without its artifacts.
@@ -150,6 +152,8 @@ pub struct ProgramInfo {
     pub circuit_size: u64,
     /// unix milliseconds
     pub created_at: i64,
+    /// the identity that first deployed it (`None`: deployed on an open service)
+    pub owner: Option<String>,
 }
 
 /// A task to enqueue.
@@ -165,12 +169,16 @@ pub struct NewTask {
     pub root: [u8; 32],
     /// the receipt kind asked for
     pub receipt_kind: String,
+    /// the identity submitting it (`None` on an open service)
+    pub submitter: Option<String>,
 }
 
 /// An `Idempotency-Key` with a hash of the request it came with.
 #[derive(Clone, Debug)]
 pub struct Idempotency {
-    /// the client's key (scoped to the program)
+    /// the key as stored, scoped to the program (by the table) and to whatever the caller puts
+    /// before a newline (the coordinator: the submitting identity); messages show only what
+    /// follows the last newline, the client's own key
     pub key: String,
     /// hash of the request body; the same key with another body is a conflict
     pub request_hash: String,
@@ -238,6 +246,8 @@ pub struct TaskRecord {
     pub claims: u32,
     /// the journal of the preflight execution of this task's input: a receipt must match it
     pub expected_journal: Option<Vec<u8>>,
+    /// the identity that submitted it (`None`: submitted on an open service)
+    pub submitter: Option<String>,
 }
 
 /// Fields a stage transition of a runner sets, besides the status. (Receipt, journal and
@@ -258,6 +268,8 @@ pub struct StageUpdate {
     pub volume: Option<VolumeWrite>,
     /// set the expected journal (from the preflight execution)
     pub expected_journal: Option<Vec<u8>>,
+    /// set the user cycles (the preflight's count, until a prover reports its own)
+    pub user_cycles: Option<u64>,
 }
 
 /// A program's volume image as stored, with its version (bumped by every write).
@@ -373,6 +385,35 @@ pub enum AttemptOutcome {
     Unknown,
 }
 
+/// How proving leases are handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRules {
+    /// how long a lease lasts without renewal
+    pub lease: Duration,
+    /// leases of a task that may end without a proof before it fails with `prover_failed`
+    pub max_attempts: u32,
+    /// do not give the worker a task it already failed (another worker is asking for work)
+    pub avoid_own_failures: bool,
+}
+
+/// How a worker's most recent leases ended, newest first (for quarantine decisions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerRecord {
+    /// leases that ended without a proof (failed, invalid, or expired not by a restart), counted
+    /// from the newest back to the first that did not
+    pub consecutive_failures: u32,
+    /// unix ms the newest of those leases was issued
+    pub last_failure_at: Option<i64>,
+}
+
+/// SQL predicate (both dialects) on a `prover_leases` row: the worker failed it (not a restart of
+/// the service, not superseded by another worker's proof).
+pub(crate) const WORKER_FAILED: &str = "(outcome IN ('failed', 'invalid') OR (outcome = 'expired' \
+    AND reason IS DISTINCT FROM 'service restarted'))";
+
+/// The reason recorded on a prover lease that ended because it outlived its maximum lifetime.
+pub const LIFETIME_EXCEEDED: &str = "lease lifetime exceeded";
+
 /// How many times a task may be caught in flight by a crash of the service (its in-process
 /// prover lease expiring with the restart) before it fails: a task that crashes the service every
 /// time must not crash it forever, but a service restarted a few times must not fail innocent
@@ -474,14 +515,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
     /// fails with `prover_failed` instead of being leased; leases ended by a restart of the
     /// service count against [`MAX_CRASHES`] instead.
-    async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased>;
-    /// Renews a prover lease.
+    /// With `rules.avoid_own_failures`, a task this worker already failed is not leased to it.
+    async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased>;
+    /// Renews a prover lease, unless it was issued more than `max_lifetime` ago: such a lease
+    /// ends (`expired`, reason `lease lifetime exceeded`, counting as an attempt) and the answer
+    /// is [`RenewOutcome::Lost`], so the task goes to another prover.
     async fn renew_prover_lease(
         &self,
         task_id: &str,
         lease_id: &str,
         lease: Duration,
+        max_lifetime: Duration,
     ) -> Result<RenewOutcome>;
+    /// How `worker`'s newest leases (at most `window`) ended.
+    async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord>;
     /// Records a proving attempt that ended without an accepted proof (`outcome` is `failed` or
     /// `invalid`); fails the task with `prover_failed` when it was the last attempt allowed.
     async fn fail_attempt(
@@ -513,6 +560,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)>;
     /// Number of tasks in each status.
     async fn status_counts(&self) -> Result<StatusCounts>;
+    /// Number of unfinished tasks `submitter` submitted (`None`: those submitted anonymously).
+    async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64>;
+    /// Drops the circuit input and the receipt of up to `limit` tasks that finished before
+    /// `finished_before` (unix ms); the task row, its journal, result and history stay. Returns
+    /// how many tasks it pruned (fewer than `limit`: nothing more to prune).
+    async fn prune_payloads(&self, finished_before: i64, limit: usize) -> Result<u64>;
+    /// The store's clock, in unix ms: the one clock every replica of a shared store judges
+    /// signed-request timestamps and nonce expiry by.
+    async fn now_ms(&self) -> Result<i64>;
     /// Up to `limit` programs with tasks waiting for a controller stage (queued, witnessing or
     /// delivering), most recently submitted first: what a restarted service should compile first.
     async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>>;
@@ -545,7 +601,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// The columns a [`TaskRecord`] is read from, in the order both stores' row readers expect.
 pub(crate) const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal";
+    user_cycles, lease_owner, claims, expected_journal, submitter";
 
 /// SQL predicate (both dialects) on a `prover_leases` row: the lease counts as a proving attempt.
 /// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the

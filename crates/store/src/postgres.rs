@@ -14,10 +14,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    lease_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased, NewBlock,
-    NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
-    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord, TaskStatus,
-    VolumeWrite, WalkError, COUNTED_ATTEMPT, TASK_COLUMNS,
+    lease_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules,
+    Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome,
+    Result, SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent,
+    TaskRecord, TaskStatus, VolumeWrite, WalkError, WorkerRecord, COUNTED_ATTEMPT, LIFETIME_EXCEEDED,
+    TASK_COLUMNS, WORKER_FAILED,
 };
 
 /// Schema migrations, applied in order under an advisory lock; `zkcoproc_schema` records how
@@ -125,6 +126,15 @@ CREATE TABLE smt_nodes (
     hash  BYTEA PRIMARY KEY,
     node  BYTEA NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE programs ADD COLUMN owner TEXT;
+ALTER TABLE tasks ADD COLUMN submitter TEXT;
+CREATE INDEX tasks_unfinished_by_submitter ON tasks(submitter)
+    WHERE status NOT IN ('done', 'failed', 'cancelled');
+CREATE INDEX tasks_finished_with_payloads ON tasks(updated_at)
+    WHERE status IN ('done', 'failed', 'cancelled') AND (input IS NOT NULL OR receipt IS NOT NULL);
+CREATE INDEX prover_leases_by_worker ON prover_leases(worker, issued_at);
 "#,
 ];
 
@@ -336,6 +346,7 @@ fn task_from_row(r: &Row) -> TxResult<TaskRecord> {
         lease_owner: r.try_get(17)?,
         claims: u32::try_from(r.try_get::<_, i64>(18)?).unwrap_or(u32::MAX),
         expected_journal: r.try_get(19)?,
+        submitter: r.try_get(20)?,
     })
 }
 
@@ -473,9 +484,9 @@ impl Store for PgStore {
             let now = db_now(&tx).await?;
             let n = tx
                 .execute(
-                    "INSERT INTO programs (id, image_id, controller, circuit, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                    &[&p.id, &p.image_id, &p.controller, &p.circuit, &now],
+                    "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    &[&p.id, &p.image_id, &p.controller, &p.circuit, &now, &p.owner],
                 )
                 .await?;
             if n == 0 {
@@ -497,8 +508,8 @@ impl Store for PgStore {
         transaction!(self, |tx| {
             let row = tx
                 .query_opt(
-                    "SELECT id, image_id, length(controller)::BIGINT, length(circuit)::BIGINT, created_at \
-                     FROM programs WHERE id = $1",
+                    "SELECT id, image_id, length(controller)::BIGINT, length(circuit)::BIGINT, created_at, \
+                     owner FROM programs WHERE id = $1",
                     &[&id],
                 )
                 .await?;
@@ -509,6 +520,7 @@ impl Store for PgStore {
                     controller_size: r.try_get::<_, i64>(2)?.max(0) as u64,
                     circuit_size: r.try_get::<_, i64>(3)?.max(0) as u64,
                     created_at: r.try_get(4)?,
+                    owner: r.try_get(5)?,
                 })
             })
             .transpose()
@@ -553,7 +565,7 @@ impl Store for PgStore {
                         // Never name the other task: the key may be another client's.
                         return Err(TxError::Store(StoreError::Conflict(format!(
                             "Idempotency-Key `{}` was used for a different request",
-                            key.key
+                            key.key.rsplit('\n').next().unwrap_or_default()
                         ))));
                     }
                     let task = read_task(&tx, &task_id).await?.ok_or_else(|| {
@@ -565,9 +577,9 @@ impl Store for PgStore {
                 }
             }
             tx.execute(
-                "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)",
-                &[&t.id, &t.program_id, &pg_text(&t.args), &t.root.as_slice(), &t.receipt_kind, &now],
+                "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, \
+                 submitter) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7)",
+                &[&t.id, &t.program_id, &pg_text(&t.args), &t.root.as_slice(), &t.receipt_kind, &now, &t.submitter],
             )
             .await?;
             insert_event(&tx, &t.id, "queued", now).await?;
@@ -658,6 +670,7 @@ impl Store for PgStore {
             None => (None, None),
         };
         let (result, logs) = (pg_text_opt(&u.result), pg_text_opt(&u.logs));
+        let user_cycles = u.user_cycles.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
         transaction!(self, |tx| {
             let now = db_now(&tx).await?;
             let n = tx
@@ -667,7 +680,8 @@ impl Store for PgStore {
                         logs = COALESCE($5, logs), expected_journal = COALESCE($6, expected_journal), \
                         error_code = COALESCE($7, error_code), error_message = COALESCE($8, error_message), \
                         lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END, \
-                        lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END \
+                        lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END, \
+                        user_cycles = COALESCE($13, user_cycles) \
                      WHERE id = $10 AND status = $11 AND lease_owner = $12",
                     &[
                         &to.as_str(),
@@ -682,6 +696,7 @@ impl Store for PgStore {
                         &id,
                         &from.as_str(),
                         &owner,
+                        &user_cycles,
                     ],
                 )
                 .await?;
@@ -733,7 +748,17 @@ impl Store for PgStore {
         })
     }
 
-    async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased> {
+    async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
+        let LeaseRules { lease, max_attempts, avoid_own_failures } = rules;
+        let candidates_sql = format!(
+            "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
+             AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                             AND pl.outcome IS NULL AND pl.expires_at > $2) \
+             AND NOT ($3 AND EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                     AND pl.worker = $1 AND {WORKER_FAILED})) \
+             ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
+             LIMIT 32 FOR UPDATE OF t SKIP LOCKED"
+        );
         transaction!(self, |tx| {
             let now = db_now(&tx).await?;
             let expires = now.saturating_add(lease_ms(lease));
@@ -764,17 +789,9 @@ impl Store for PgStore {
             }
             // Unleased proving tasks (open leases that expired do not hold a task), those this
             // worker has tried least first, then oldest; tasks another replica is leasing
-            // right now are skipped, not waited for.
-            let candidates = tx
-                .query(
-                    "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
-                     AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
-                                     AND pl.outcome IS NULL AND pl.expires_at > $2) \
-                     ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
-                     LIMIT 32 FOR UPDATE OF t SKIP LOCKED",
-                    &[&worker, &now],
-                )
-                .await?;
+            // right now are skipped, not waited for; none this worker failed before, when told
+            // to avoid them.
+            let candidates = tx.query(candidates_sql.as_str(), &[&worker, &now, &avoid_own_failures]).await?;
             let mut failed = Vec::new();
             for row in candidates {
                 let task_id: String = row.try_get(0)?;
@@ -838,6 +855,7 @@ impl Store for PgStore {
         task_id: &str,
         lease_id: &str,
         lease: Duration,
+        max_lifetime: Duration,
     ) -> Result<RenewOutcome> {
         transaction!(self, |tx| {
             let now = db_now(&tx).await?;
@@ -848,7 +866,7 @@ impl Store for PgStore {
             };
             let Some(row) = tx
                 .query_opt(
-                    "SELECT outcome, expires_at FROM prover_leases WHERE lease_id = $1 AND task_id = $2",
+                    "SELECT outcome, expires_at, issued_at FROM prover_leases WHERE lease_id = $1 AND task_id = $2",
                     &[&lease_id, &task_id],
                 )
                 .await?
@@ -861,6 +879,16 @@ impl Store for PgStore {
                 return Ok(RenewOutcome::Cancelled);
             }
             if current != TaskStatus::Proving || outcome.is_some() {
+                return Ok(RenewOutcome::Lost);
+            }
+            let issued_at: i64 = row.try_get(2)?;
+            if now.saturating_sub(issued_at) > lease_ms(max_lifetime) {
+                tx.execute(
+                    "UPDATE prover_leases SET outcome = 'expired', reason = $2 WHERE lease_id = $1",
+                    &[&lease_id, &LIFETIME_EXCEEDED],
+                )
+                .await?;
+                tx.commit().await?;
                 return Ok(RenewOutcome::Lost);
             }
             // An expired lease may be revived only while nobody else holds the task.
@@ -1033,6 +1061,61 @@ impl Store for PgStore {
                 .await?;
             rows.iter().map(|r| Ok(r.try_get(0)?)).collect::<TxResult<Vec<String>>>()
         })
+    }
+
+    async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord> {
+        let sql = format!(
+            "SELECT {WORKER_FAILED}, issued_at FROM prover_leases WHERE worker = $1 AND outcome IS NOT NULL \
+             ORDER BY issued_at DESC LIMIT $2"
+        );
+        let window = i64::from(window);
+        transaction!(self, |tx| {
+            let rows = tx.query(sql.as_str(), &[&worker, &window]).await?;
+            let mut record = WorkerRecord::default();
+            for r in rows {
+                if !r.try_get::<_, bool>(0)? {
+                    break;
+                }
+                record.consecutive_failures += 1;
+                if record.last_failure_at.is_none() {
+                    record.last_failure_at = Some(r.try_get(1)?);
+                }
+            }
+            Ok(record)
+        })
+    }
+
+    async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64> {
+        transaction!(self, |tx| {
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
+                     AND status NOT IN ('done', 'failed', 'cancelled')",
+                    &[&submitter],
+                )
+                .await?;
+            Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+        })
+    }
+
+    async fn prune_payloads(&self, finished_before: i64, limit: usize) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        transaction!(self, |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE tasks SET input = NULL, receipt = NULL WHERE seq IN (SELECT seq FROM tasks \
+                     WHERE status IN ('done', 'failed', 'cancelled') AND (input IS NOT NULL OR receipt IS NOT NULL) \
+                     AND updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[&finished_before, &limit],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+    }
+
+    async fn now_ms(&self) -> Result<i64> {
+        transaction!(self, |tx| { Ok(db_now(&tx).await?) })
     }
 
     async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {

@@ -8,10 +8,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{
-    lease_ms, now_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted, Leased,
-    NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result,
-    SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError, TaskEvent, TaskRecord,
-    TaskStatus, VolumeWrite, WalkError, COUNTED_ATTEMPT, TASK_COLUMNS,
+    lease_ms, now_ms, prover_failed_message, AttemptOutcome, CancelOutcome, Idempotency, Inserted,
+    LeaseRules, Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease,
+    RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskError,
+    TaskEvent, TaskRecord, TaskStatus, VolumeWrite, WalkError, WorkerRecord, COUNTED_ATTEMPT,
+    LIFETIME_EXCEEDED, TASK_COLUMNS, WORKER_FAILED,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -119,6 +120,15 @@ CREATE TABLE smt_nodes (
     hash  BLOB PRIMARY KEY,
     node  BLOB NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE programs ADD COLUMN owner TEXT;
+ALTER TABLE tasks ADD COLUMN submitter TEXT;
+CREATE INDEX tasks_unfinished_by_submitter ON tasks(submitter)
+    WHERE status NOT IN ('done', 'failed', 'cancelled');
+CREATE INDEX tasks_finished_with_payloads ON tasks(updated_at)
+    WHERE status IN ('done', 'failed', 'cancelled') AND (input IS NOT NULL OR receipt IS NOT NULL);
+CREATE INDEX prover_leases_by_worker ON prover_leases(worker, issued_at);
 "#,
 ];
 
@@ -358,6 +368,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
         lease_owner: r.get(17)?,
         claims: u32::try_from(r.get::<_, i64>(18)?).unwrap_or(u32::MAX),
         expected_journal: r.get(19)?,
+        submitter: r.get(20)?,
     }))
 }
 
@@ -379,9 +390,9 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             tx.execute(
-                "INSERT INTO programs (id, image_id, controller, circuit, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![p.id, p.image_id, p.controller, p.circuit, now_ms()],
+                "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![p.id, p.image_id, p.controller, p.circuit, now_ms(), p.owner],
             )?;
             tx.commit()?;
             Ok(true)
@@ -394,7 +405,7 @@ impl Store for SqliteStore {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, image_id, length(controller), length(circuit), created_at \
+                    "SELECT id, image_id, length(controller), length(circuit), created_at, owner \
                      FROM programs WHERE id = ?1",
                     [id],
                     |r| {
@@ -404,6 +415,7 @@ impl Store for SqliteStore {
                             controller_size: r.get::<_, i64>(2)? as u64,
                             circuit_size: r.get::<_, i64>(3)? as u64,
                             created_at: r.get(4)?,
+                            owner: r.get(5)?,
                         })
                     },
                 )
@@ -453,7 +465,7 @@ impl Store for SqliteStore {
                         // Never name the other task: the key may be another client's.
                         return Err(StoreError::Conflict(format!(
                             "Idempotency-Key `{}` was used for a different request",
-                            key.key
+                            key.key.rsplit('\n').next().unwrap_or_default()
                         )));
                     }
                     let task = read_task(&tx, &task_id)?
@@ -463,8 +475,8 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, \
-                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)",
-                params![t.id, t.program_id, t.args, t.root.to_vec(), t.receipt_kind, now],
+                 updated_at, submitter) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7)",
+                params![t.id, t.program_id, t.args, t.root.to_vec(), t.receipt_kind, now, t.submitter],
             )?;
             tx.execute(
                 "INSERT INTO task_events (task_id, status, at) VALUES (?1, 'queued', ?2)",
@@ -580,7 +592,8 @@ impl Store for SqliteStore {
                     error_code = COALESCE(?7, error_code), \
                     error_message = COALESCE(?8, error_message), \
                     lease_owner = CASE WHEN ?9 THEN NULL ELSE lease_owner END, \
-                    lease_expires_at = CASE WHEN ?9 THEN NULL ELSE lease_expires_at END \
+                    lease_expires_at = CASE WHEN ?9 THEN NULL ELSE lease_expires_at END, \
+                    user_cycles = COALESCE(?13, user_cycles) \
                  WHERE id = ?10 AND status = ?11 AND lease_owner = ?12",
                 params![
                     to.as_str(),
@@ -595,6 +608,7 @@ impl Store for SqliteStore {
                     id,
                     from.as_str(),
                     owner,
+                    u.user_cycles.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
                 ],
             )?;
             if n == 0 {
@@ -655,8 +669,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn lease_proving(&self, worker: &str, lease: Duration, max_attempts: u32) -> Result<Leased> {
+    async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
         let worker = worker.to_owned();
+        let LeaseRules { lease, max_attempts, avoid_own_failures } = rules;
         self.with(move |conn| {
             let now = now_ms();
             let expires = now.saturating_add(lease_ms(lease));
@@ -685,15 +700,18 @@ impl Store for SqliteStore {
                  WHERE outcome IS NULL AND expires_at <= ?1",
                 [now],
             )?;
-            // Unleased proving tasks, those this worker has tried least first, then oldest.
+            // Unleased proving tasks, those this worker has tried least first, then oldest; none
+            // it failed before, when told to avoid them.
             let candidates: Vec<String> = {
-                let mut stmt = tx.prepare_cached(
+                let mut stmt = tx.prepare_cached(&format!(
                     "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
                      AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id AND pl.outcome IS NULL) \
+                     AND NOT (?2 AND EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                              AND pl.worker = ?1 AND {WORKER_FAILED})) \
                      ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = ?1), t.seq \
-                     LIMIT 32",
-                )?;
-                let rows = stmt.query_map([&worker], |r| r.get(0))?;
+                     LIMIT 32"
+                ))?;
+                let rows = stmt.query_map(params![&worker, avoid_own_failures], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let mut failed = Vec::new();
@@ -736,24 +754,38 @@ impl Store for SqliteStore {
         task_id: &str,
         lease_id: &str,
         lease: Duration,
+        max_lifetime: Duration,
     ) -> Result<RenewOutcome> {
         let (task_id, lease_id) = (task_id.to_owned(), lease_id.to_owned());
         self.with(move |conn| {
             let now = now_ms();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let row: Option<(Option<String>, i64, String)> = tx
+            let row: Option<(Option<String>, i64, i64, String)> = tx
                 .query_row(
-                    "SELECT pl.outcome, pl.expires_at, t.status FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
-                     WHERE pl.lease_id = ?1 AND pl.task_id = ?2",
+                    "SELECT pl.outcome, pl.expires_at, pl.issued_at, t.status FROM prover_leases pl \
+                     JOIN tasks t ON t.id = pl.task_id WHERE pl.lease_id = ?1 AND pl.task_id = ?2",
                     params![lease_id, task_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((outcome, expires_at, status)) = row else { return Ok(RenewOutcome::Unknown) };
+            let Some((outcome, expires_at, issued_at, status)) = row else {
+                return Ok(RenewOutcome::Unknown);
+            };
             if status == "cancelled" {
                 return Ok(RenewOutcome::Cancelled);
             }
             if status != "proving" || outcome.is_some() {
+                return Ok(RenewOutcome::Lost);
+            }
+            if now.saturating_sub(issued_at) > lease_ms(max_lifetime) {
+                tx.execute(
+                    &format!(
+                        "UPDATE prover_leases SET outcome = 'expired', reason = '{LIFETIME_EXCEEDED}' \
+                     WHERE lease_id = ?1"
+                    ),
+                    [&lease_id],
+                )?;
+                tx.commit()?;
                 return Ok(RenewOutcome::Lost);
             }
             // An expired lease may be revived only while nobody else holds the task.
@@ -932,6 +964,61 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord> {
+        let worker = worker.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {WORKER_FAILED}, issued_at FROM prover_leases WHERE worker = ?1 AND outcome IS NOT NULL \
+                 ORDER BY issued_at DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![worker, window], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut record = WorkerRecord::default();
+            for row in rows {
+                let (failed, issued_at) = row?;
+                if !failed {
+                    break;
+                }
+                record.consecutive_failures += 1;
+                record.last_failure_at.get_or_insert(issued_at);
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64> {
+        let submitter = submitter.map(str::to_owned);
+        self.with(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM tasks WHERE submitter IS ?1 \
+                 AND status NOT IN ('done', 'failed', 'cancelled')",
+                [submitter],
+                |r| r.get(0),
+            )?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn prune_payloads(&self, finished_before: i64, limit: usize) -> Result<u64> {
+        self.with(move |conn| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let n = conn.execute(
+                "UPDATE tasks SET input = NULL, receipt = NULL WHERE seq IN (SELECT seq FROM tasks \
+                 WHERE status IN ('done', 'failed', 'cancelled') AND (input IS NOT NULL OR receipt IS NOT NULL) \
+                 AND updated_at < ?1 LIMIT ?2)",
+                params![finished_before, limit],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn now_ms(&self) -> Result<i64> {
+        // One process owns a SQLite store: its clock is the store's.
+        Ok(now_ms())
+    }
+
     async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {
         let key = key.to_owned();
         self.with(move |conn| {
@@ -1104,6 +1191,7 @@ mod tests {
             image_id: "ab".repeat(32),
             controller: vec![1, 2, 3],
             circuit: vec![4, 5],
+            owner: None,
         }
     }
 
@@ -1114,6 +1202,7 @@ mod tests {
             args: "{}".into(),
             root: [0; 32],
             receipt_kind: "composite".into(),
+            submitter: None,
         }
     }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zkcoproc_store::{
-    AttemptOutcome, CancelOutcome, Idempotency, NewBlock, NewProgram, NewTask, PgStore, RenewOutcome,
-    SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
+    AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask, PgStore,
+    RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
 };
 
 fn sqlite() -> Arc<dyn Store> {
@@ -91,10 +91,27 @@ both!(
     nonces_are_used_once_and_forgotten_when_old,
     every_root_opens_from_the_stored_nodes,
     restarts_and_superseded_leases_are_not_proving_attempts,
+    owners_submitters_and_unfinished_counts_are_kept,
+    finished_payloads_are_pruned_in_batches_and_rows_stay,
+    a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures,
+    leases_end_at_their_maximum_lifetime,
 );
 
+/// A lease lifetime no test reaches.
+const FOREVER: Duration = Duration::from_secs(3600);
+
+fn rules(lease: Duration, max_attempts: u32) -> LeaseRules {
+    LeaseRules { lease, max_attempts, avoid_own_failures: false }
+}
+
 fn program(id: &str) -> NewProgram {
-    NewProgram { id: id.into(), image_id: "ab".repeat(32), controller: vec![1, 2, 3], circuit: vec![4, 5] }
+    NewProgram {
+        id: id.into(),
+        image_id: "ab".repeat(32),
+        controller: vec![1, 2, 3],
+        circuit: vec![4, 5],
+        owner: None,
+    }
 }
 
 fn task(id: &str) -> NewTask {
@@ -104,6 +121,7 @@ fn task(id: &str) -> NewTask {
         args: "{}".into(),
         root: [0; 32],
         receipt_kind: "composite".into(),
+        submitter: None,
     }
 }
 
@@ -243,14 +261,17 @@ async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>)
     let lease = Duration::from_secs(60);
     // Runners never claim a proving task.
     assert!(s.claim_next("r", lease).await.expect("claim").is_none());
-    let a = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("t");
+    let a = s.lease_proving("w1", rules(lease, 3)).await.expect("lease").lease.expect("t");
     assert_eq!((a.task.id.as_str(), a.task.attempts), ("t", 1));
     // Asking again returns the same lease (re-delivery); nobody else gets the task.
-    let again = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("redelivered");
+    let again = s.lease_proving("w1", rules(lease, 3)).await.expect("lease").lease.expect("redelivered");
     assert_eq!(again.lease_id, a.lease_id);
-    assert!(s.lease_proving("w2", lease, 3).await.expect("lease").lease.is_none());
-    assert_eq!(s.renew_prover_lease("t", &a.lease_id, lease).await.expect("renew"), RenewOutcome::Renewed);
-    assert_eq!(s.renew_prover_lease("t", "t/9", lease).await.expect("renew"), RenewOutcome::Unknown);
+    assert!(s.lease_proving("w2", rules(lease, 3)).await.expect("lease").lease.is_none());
+    assert_eq!(
+        s.renew_prover_lease("t", &a.lease_id, lease, FOREVER).await.expect("renew"),
+        RenewOutcome::Renewed
+    );
+    assert_eq!(s.renew_prover_lease("t", "t/9", lease, FOREVER).await.expect("renew"), RenewOutcome::Unknown);
     // A failed attempt: retried, preferably by another worker.
     let out = s.fail_attempt("t", &a.lease_id, "invalid", "bad seal", 3).await.expect("fail");
     assert_eq!(out, AttemptOutcome::Retrying);
@@ -260,19 +281,22 @@ async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>)
     let late = s.accept_proof("t", &a.lease_id, vec![1], vec![1], 1).await.expect("accept");
     assert_eq!(late, AttemptOutcome::LeaseEnded);
     proving(&**s, "u").await;
-    let b = s.lease_proving("w1", lease, 3).await.expect("lease").lease.expect("a task");
+    let b = s.lease_proving("w1", rules(lease, 3)).await.expect("lease").lease.expect("a task");
     assert_eq!(b.task.id, "u", "w1 should get the task it has not failed");
-    let c = s.lease_proving("w2", lease, 3).await.expect("lease").lease.expect("t again");
+    let c = s.lease_proving("w2", rules(lease, 3)).await.expect("lease").lease.expect("t again");
     assert_eq!((c.task.id.as_str(), c.task.attempts), ("t", 2));
     // An expired lease lets another worker in; the late holder can no longer renew...
     assert_eq!(
-        s.renew_prover_lease("t", &c.lease_id, Duration::ZERO).await.expect("renew"),
+        s.renew_prover_lease("t", &c.lease_id, Duration::ZERO, FOREVER).await.expect("renew"),
         RenewOutcome::Renewed
     );
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let d = s.lease_proving("w3", lease, 3).await.expect("lease").lease.expect("t a third time");
+    let d = s.lease_proving("w3", rules(lease, 3)).await.expect("lease").lease.expect("t a third time");
     assert_eq!(d.task.attempts, 3);
-    assert_eq!(s.renew_prover_lease("t", &c.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+    assert_eq!(
+        s.renew_prover_lease("t", &c.lease_id, lease, FOREVER).await.expect("renew"),
+        RenewOutcome::Lost
+    );
     // ... but its valid late proof is still accepted while the task is proving.
     let accepted = s.accept_proof("t", &c.lease_id, vec![7], vec![8], 99).await.expect("accept");
     assert_eq!(accepted, AttemptOutcome::Accepted);
@@ -297,13 +321,16 @@ async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>)
         ]
     );
     // The superseded holder learns it lost; its result is refused.
-    assert_eq!(s.renew_prover_lease("t", &d.lease_id, lease).await.expect("renew"), RenewOutcome::Lost);
+    assert_eq!(
+        s.renew_prover_lease("t", &d.lease_id, lease, FOREVER).await.expect("renew"),
+        RenewOutcome::Lost
+    );
     let late = s.accept_proof("t", &d.lease_id, vec![1], vec![1], 1).await.expect("accept");
     assert_eq!(late, AttemptOutcome::NotProving(TaskStatus::Delivering));
     // Out of attempts: the task fails with the list of attempts.
     let out = s.fail_attempt("u", &b.lease_id, "failed", "boom", 2).await.expect("fail");
     assert_eq!(out, AttemptOutcome::Retrying);
-    let l = s.lease_proving("w9", lease, 2).await.expect("lease").lease.expect("u");
+    let l = s.lease_proving("w9", rules(lease, 2)).await.expect("lease").lease.expect("u");
     assert_eq!((l.task.id.as_str(), l.task.attempts), ("u", 2));
     let out = s.fail_attempt("u", &l.lease_id, "failed", "boom again", 2).await.expect("fail");
     assert_eq!(out, AttemptOutcome::TaskFailed);
@@ -383,17 +410,25 @@ async fn expired_local_leases_count_as_crashes_and_cancel_stops_the_prover(s: &A
     let lease = Duration::from_secs(60);
     // One proving attempt allowed: a lease that ended with its (in-process) prover's service
     // does not use it up.
-    let a = s.lease_proving("local-x-p0", lease, 1).await.expect("lease").lease.expect("t");
-    assert!(s.lease_proving("remote", lease, 1).await.expect("lease").lease.is_none());
-    let renewed = s.renew_prover_lease("t", &a.lease_id, Duration::ZERO).await.expect("renew");
+    let a = s.lease_proving("local-x-p0", rules(lease, 1)).await.expect("lease").lease.expect("t");
+    assert!(s.lease_proving("remote", rules(lease, 1)).await.expect("lease").lease.is_none());
+    let renewed = s.renew_prover_lease("t", &a.lease_id, Duration::ZERO, FOREVER).await.expect("renew");
     assert_eq!(renewed, RenewOutcome::Renewed);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let b = s.lease_proving("remote", lease, 1).await.expect("lease").lease.expect("taken over after expiry");
+    let b = s
+        .lease_proving("remote", rules(lease, 1))
+        .await
+        .expect("lease")
+        .lease
+        .expect("taken over after expiry");
     assert_ne!(a.lease_id, b.lease_id);
     let attempts = s.prover_attempts("t").await.expect("attempts");
     assert_eq!(attempts[0].reason.as_deref(), Some("service restarted"));
     assert_eq!(s.cancel("t").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Proving));
-    assert_eq!(s.renew_prover_lease("t", &b.lease_id, lease).await.expect("renew"), RenewOutcome::Cancelled);
+    assert_eq!(
+        s.renew_prover_lease("t", &b.lease_id, lease, FOREVER).await.expect("renew"),
+        RenewOutcome::Cancelled
+    );
     let refused = s.accept_proof("t", &b.lease_id, vec![1], vec![1], 1).await.expect("accept");
     assert_eq!(refused, AttemptOutcome::NotProving(TaskStatus::Cancelled));
 }
@@ -464,7 +499,8 @@ async fn concurrent_provers_lease_each_task_once(s: &Arc<dyn Store>) {
                 let mut got = Vec::new();
                 let worker = format!("w{w}");
                 loop {
-                    let leased = s.lease_proving(&worker, Duration::from_secs(60), 3).await.expect("lease");
+                    let leased =
+                        s.lease_proving(&worker, rules(Duration::from_secs(60), 3)).await.expect("lease");
                     let Some(l) = leased.lease else { break };
                     let out =
                         s.accept_proof(&l.task.id, &l.lease_id, vec![1], vec![2], 3).await.expect("accept");
@@ -553,24 +589,125 @@ async fn restarts_and_superseded_leases_are_not_proving_attempts(s: &Arc<dyn Sto
     let long = Duration::from_secs(60);
     // Two leases of in-process provers whose service died (they expire unrenewed).
     for p in ["local-a-p0", "local-b-p0"] {
-        let l = s.lease_proving(p, long, 3).await.expect("lease").lease.expect("t");
+        let l = s.lease_proving(p, rules(long, 3)).await.expect("lease").lease.expect("t");
         assert_eq!(
-            s.renew_prover_lease("t", &l.lease_id, Duration::ZERO).await.expect("renew"),
+            s.renew_prover_lease("t", &l.lease_id, Duration::ZERO, FOREVER).await.expect("renew"),
             RenewOutcome::Renewed
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // One worker failure: the first of 3 attempts, not the third.
-    let w = s.lease_proving("w1", long, 3).await.expect("lease").lease.expect("still provable");
+    let w = s.lease_proving("w1", rules(long, 3)).await.expect("lease").lease.expect("still provable");
     let out = s.fail_attempt("t", &w.lease_id, "failed", "out of memory", 3).await.expect("fail");
     assert_eq!(out, AttemptOutcome::Retrying, "two restarts and one failure used up the attempts");
     let attempts = s.prover_attempts("t").await.expect("attempts");
     let restarted = attempts.iter().filter(|a| a.reason.as_deref() == Some("service restarted")).count();
     assert_eq!((attempts.len(), restarted), (3, 2));
     // Another worker can still prove it.
-    let w2 = s.lease_proving("w2", long, 3).await.expect("lease").lease.expect("still provable");
+    let w2 = s.lease_proving("w2", rules(long, 3)).await.expect("lease").lease.expect("still provable");
     assert_eq!(
         s.accept_proof("t", &w2.lease_id, vec![1], vec![2], 3).await.expect("accept"),
         AttemptOutcome::Accepted
     );
+}
+
+async fn owners_submitters_and_unfinished_counts_are_kept(s: &Arc<dyn Store>) {
+    let mut p = program("p");
+    p.owner = Some("alice".into());
+    assert!(s.put_program(p).await.expect("put"));
+    // A later deploy of the same program by someone else does not take it over.
+    let mut again = program("p");
+    again.owner = Some("mallory".into());
+    assert!(!s.put_program(again).await.expect("put again"));
+    assert_eq!(s.program("p").await.expect("get").expect("p").owner.as_deref(), Some("alice"));
+    for (id, who) in [("a1", Some("alice")), ("a2", Some("alice")), ("b1", Some("bob")), ("n1", None)] {
+        let mut t = task(id);
+        t.submitter = who.map(str::to_owned);
+        s.insert_task(t, None).await.expect("insert");
+    }
+    assert_eq!(s.task("a1").await.expect("get").expect("a1").submitter.as_deref(), Some("alice"));
+    assert_eq!(s.unfinished_tasks_of(Some("alice")).await.expect("count"), 2);
+    assert_eq!(s.unfinished_tasks_of(Some("bob")).await.expect("count"), 1);
+    assert_eq!(s.unfinished_tasks_of(None).await.expect("count"), 1);
+    assert_eq!(s.unfinished_tasks_of(Some("carol")).await.expect("count"), 0);
+    s.cancel("a1").await.expect("cancel");
+    assert_eq!(s.unfinished_tasks_of(Some("alice")).await.expect("count"), 1, "finished tasks do not count");
+}
+
+async fn finished_payloads_are_pruned_in_batches_and_rows_stay(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for id in ["t1", "t2", "t3"] {
+        proving(&**s, id).await;
+        let l =
+            s.lease_proving("w", rules(Duration::from_secs(60), 3)).await.expect("lease").lease.expect("t");
+        let out = s.accept_proof(id, &l.lease_id, vec![7; 8], vec![9; 4], 10).await.expect("accept");
+        assert_eq!(out, AttemptOutcome::Accepted);
+        // Finished (a runner would deliver it; cancelling finishes it just as well here).
+        s.cancel(id).await.expect("finish");
+    }
+    // An unfinished task keeps everything, however old.
+    proving(&**s, "open").await;
+    let cutoff = s.now_ms().await.expect("now") + 60_000;
+    assert_eq!(s.prune_payloads(0, 10).await.expect("prune"), 0, "nothing finished before the epoch");
+    assert_eq!(s.prune_payloads(cutoff, 1).await.expect("prune"), 1, "one batch of one");
+    assert_eq!(s.prune_payloads(cutoff, 10).await.expect("prune"), 2);
+    assert_eq!(s.prune_payloads(cutoff, 10).await.expect("prune"), 0);
+    for id in ["t1", "t2", "t3"] {
+        let t = s.task(id).await.expect("get").expect("the row stays");
+        assert_eq!((t.input, t.receipt), (None, None));
+        assert_eq!(t.journal, Some(vec![9; 4]), "the journal stays");
+        assert!(!t.history.is_empty());
+    }
+    let open = s.task("open").await.expect("get").expect("open");
+    assert_eq!(open.input, Some(vec![1]));
+}
+
+async fn a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let long = Duration::from_secs(60);
+    let avoid = LeaseRules { avoid_own_failures: true, ..rules(long, 3) };
+    assert_eq!(s.worker_record("bad", 3).await.expect("record"), Default::default());
+    let l = s.lease_proving("bad", avoid).await.expect("lease").lease.expect("t");
+    s.fail_attempt("t", &l.lease_id, "failed", "no", 3).await.expect("fail");
+    // Told to avoid its failures, the worker does not get the task again; an honest worker does.
+    assert!(s.lease_proving("bad", avoid).await.expect("lease").lease.is_none());
+    let record = s.worker_record("bad", 3).await.expect("record");
+    assert_eq!(record.consecutive_failures, 1);
+    assert!(record.last_failure_at.is_some());
+    // Without the rule (nobody else is asking for work) it may try again.
+    let again = s.lease_proving("bad", rules(long, 3)).await.expect("lease").lease.expect("t again");
+    s.fail_attempt("t", &again.lease_id, "invalid", "bad receipt", 3).await.expect("fail");
+    assert_eq!(s.worker_record("bad", 3).await.expect("record").consecutive_failures, 2);
+    assert_eq!(s.worker_record("bad", 1).await.expect("record").consecutive_failures, 1, "window");
+    let good = s.lease_proving("good", avoid).await.expect("lease").lease.expect("t for good");
+    s.accept_proof("t", &good.lease_id, vec![1], vec![2], 3).await.expect("accept");
+    s.cancel("t").await.expect("finish");
+    assert_eq!(s.worker_record("good", 3).await.expect("record").consecutive_failures, 0);
+    // A success ends a run of failures.
+    proving(&**s, "u").await;
+    let u = s.lease_proving("bad", avoid).await.expect("lease").lease.expect("u");
+    s.accept_proof("u", &u.lease_id, vec![1], vec![2], 3).await.expect("accept");
+    assert_eq!(s.worker_record("bad", 3).await.expect("record").consecutive_failures, 0);
+}
+
+async fn leases_end_at_their_maximum_lifetime(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let long = Duration::from_secs(60);
+    let l = s.lease_proving("slow", rules(long, 3)).await.expect("lease").lease.expect("t");
+    let life = Duration::from_millis(50);
+    assert_eq!(
+        s.renew_prover_lease("t", &l.lease_id, long, life).await.expect("renew"),
+        RenewOutcome::Renewed
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(s.renew_prover_lease("t", &l.lease_id, long, life).await.expect("renew"), RenewOutcome::Lost);
+    let attempts = s.prover_attempts("t").await.expect("attempts");
+    assert_eq!(attempts[0].outcome.as_deref(), Some("expired"));
+    assert_eq!(attempts[0].reason.as_deref(), Some(zkcoproc_store::LIFETIME_EXCEEDED));
+    // The task is free for another prover at once, and the ended lease counted as an attempt.
+    let next = s.lease_proving("fast", rules(long, 3)).await.expect("lease").lease.expect("reassigned");
+    assert_eq!(next.task.attempts, 2);
+    assert_eq!(s.worker_record("slow", 3).await.expect("record").consecutive_failures, 1);
 }
