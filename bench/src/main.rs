@@ -149,7 +149,7 @@ fn main() -> anyhow::Result<()> {
 fn prove(bin: &Path, n: u32) -> anyhow::Result<()> {
     let app = hello_app();
     let tmp = tempfile::tempdir()?;
-    let server = Server::start(bin, &tmp.path().join("data"), "cpu", &[])?;
+    let server = bench_server(bin, &tmp.path().join("data"), "cpu", &[])?;
     let api = server.api();
     let program = api.deploy(app)?;
 
@@ -197,7 +197,7 @@ fn prove(bin: &Path, n: u32) -> anyhow::Result<()> {
 fn dev_latency(bin: &Path, tasks: usize) -> anyhow::Result<()> {
     let app = hello_app();
     let tmp = tempfile::tempdir()?;
-    let server = Server::start(bin, &tmp.path().join("data"), "dev", &[])?;
+    let server = bench_server(bin, &tmp.path().join("data"), "dev", &[])?;
     let api = server.api();
     let program = api.deploy(app)?;
     let mut server_side = Vec::with_capacity(tasks);
@@ -263,7 +263,7 @@ fn witnesses(bin: &Path, calls: usize) -> anyhow::Result<()> {
     }
     // The same call through the service: HTTP, program lookup, volume load, dry run.
     let tmp = tempfile::tempdir()?;
-    let server = Server::start(bin, &tmp.path().join("data"), "dev", &[])?;
+    let server = bench_server(bin, &tmp.path().join("data"), "dev", &[])?;
     let api = server.api();
     let program = api.deploy(app)?;
     let mut http = Vec::new();
@@ -300,7 +300,7 @@ fn vfs_write(bin: &Path, count: usize) -> anyhow::Result<()> {
     // Through the service: a controller writes the file in get-witnesses; the stage commits the
     // 16 MiB image in the same SQLite transaction as the transition (synchronous = FULL).
     let tmp = tempfile::tempdir()?;
-    let server = Server::start(bin, &tmp.path().join("data"), "dev", &["--workers", "1"])?;
+    let server = bench_server(bin, &tmp.path().join("data"), "dev", &["--workers", "1"])?;
     let api = server.api();
     let writer = zkcoproc_testing::hostile_controller();
     let program = api.deploy_files(writer, &hello_app().circuit)?;
@@ -337,7 +337,7 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
 
     // Lease round trip: tasks wait in proving (no in-process prover); each lease call by a fresh
     // worker identity gets one immediately.
-    let server = Server::start(
+    let server = bench_server(
         bin,
         &tmp.path().join("rtt"),
         "dev",
@@ -387,7 +387,7 @@ fn workers(bin: &Path, tasks: usize, cost_ms: u64) -> anyhow::Result<()> {
     // Throughput: K tasks drained by N worker processes, each proof costing `cost_ms`.
     let mut rates = Vec::new();
     for n in [1usize, 2, 4] {
-        let server = Server::start(
+        let server = bench_server(
             bin,
             &tmp.path().join(format!("drain{n}")),
             "dev",
@@ -510,7 +510,7 @@ fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Timed from the process start: the follower begins inserting while the API comes up.
     let begin = Instant::now();
-    let server = Server::start(bin, &tmp.path().join("data"), "dev", &args)?;
+    let server = bench_server(bin, &tmp.path().join("data"), "dev", &args)?;
     let api = server.api();
     let started = begin.elapsed();
     loop {
@@ -583,7 +583,7 @@ fn openings(bin: &Path, age: u64, requests: usize) -> anyhow::Result<()> {
     };
     out!("history of {total} inserts written in {:.1} s", begin.elapsed().as_secs_f64());
     let begin = Instant::now();
-    let server = Server::start(bin, &data, "dev", &[])?;
+    let server = bench_server(bin, &data, "dev", &[])?;
     out!("service up on it (history loaded) in {:.1} s", begin.elapsed().as_secs_f64());
     let api = server.api();
     let (_, current) = api.get("/v1/root")?;
@@ -733,7 +733,7 @@ fn throughput(bin: &Path, tasks: usize) -> anyhow::Result<()> {
 fn drain(bin: &Path, data: &Path, extra: &[&str], tasks: usize) -> anyhow::Result<f64> {
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(extra);
-    let server = Server::start(bin, data, "dev", &args)?;
+    let server = bench_server(bin, data, "dev", &args)?;
     let api = server.api();
     let program = api.deploy(hello_app())?;
     let start = Instant::now();
@@ -756,6 +756,7 @@ async fn raw_rate(store: &dyn zkcoproc_store::Store, n: usize) -> anyhow::Result
             image_id: "00".repeat(32),
             controller: vec![0],
             circuit: vec![0],
+            owner: None,
         })
         .await?;
     let start = Instant::now();
@@ -766,6 +767,7 @@ async fn raw_rate(store: &dyn zkcoproc_store::Store, n: usize) -> anyhow::Result
             args: "{}".into(),
             root: EMPTY_ROOT,
             receipt_kind: "fake".into(),
+            submitter: None,
         };
         store.insert_task(task, None).await?;
     }
@@ -810,4 +812,28 @@ fn cpu_model() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Quota flags that keep the service's per-caller limits out of the measurements: a benchmark is
+/// one client submitting as fast as it can, which the defaults would (rightly) throttle.
+const UNTHROTTLED: &[&str] = &[
+    "--submit-rate",
+    "1000000",
+    "--submit-burst",
+    "1000000",
+    "--max-queued-per-identity",
+    "100000000",
+    "--max-dry-runs",
+    "1024",
+    "--max-volume-reads",
+    "1024",
+    "--max-verifications",
+    "1024",
+];
+
+/// [`Server::start`] with [`UNTHROTTLED`] quotas.
+fn bench_server(bin: &Path, data: &Path, prover: &str, extra: &[&str]) -> anyhow::Result<Server> {
+    let mut args = UNTHROTTLED.to_vec();
+    args.extend_from_slice(extra);
+    Server::start(bin, data, prover, &args)
 }

@@ -28,6 +28,22 @@ pub(crate) enum Errors {
     /// Bad input: malformed id, JSON, base64, hex, or arguments.
     #[response(status = 400)]
     BadRequest(ErrorBody),
+    /// No API key, or an unknown one (services started with `--api-keys-file`).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Another identity's program or task.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The proof was dropped after the retention period.
+    #[response(status = 410)]
+    Gone(ErrorBody),
+    /// A quota of the caller's: too many unfinished tasks, submits too fast, or a quarantined
+    /// worker; see `Retry-After`.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+    /// Too many requests of this kind are running; see `Retry-After`.
+    #[response(status = 503)]
+    Busy(ErrorBody),
     /// Unknown program, task, domain, root or file.
     #[response(status = 404)]
     NotFound(ErrorBody),

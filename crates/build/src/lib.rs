@@ -177,8 +177,45 @@ pub fn build_circuit(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, Bui
 
 /// Where circuits are built from: a symlink to the common ancestor of the circuit crate and
 /// every path package it uses. Fixed, so that the same sources give the same image id whatever
-/// their location and on every machine.
+/// their location and on every machine; private to the user building (see [`private_dir`]).
 const STAGE_DIR: &str = "/tmp/zkcoproc-build";
+
+/// Creates `dir` with mode 0700, or makes sure the one there is a real directory (no symlink)
+/// owned by this user, and closes it to everyone else. Another user who made it first could
+/// otherwise swap the staged sources under a build: the build refuses instead.
+fn private_dir(dir: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { path, source }
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(BuildError::Io { path: dir.to_path_buf(), source: e }),
+    }
+    let me = std::fs::metadata("/proc/self").map_err(io(Path::new("/proc/self")))?.uid();
+    let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !meta.file_type().is_dir() || meta.uid() != me {
+        return Err(BuildError::Layout(format!(
+            "{} is not a directory of yours (uid {me}): it is {} owned by uid {}. Another user may have \
+             made it to tamper with circuit builds; remove it and build again",
+            dir.display(),
+            if meta.file_type().is_symlink() {
+                "a symlink"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "a file"
+            },
+            meta.uid()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
 
 /// A circuit build running through the [`STAGE_DIR`] symlink; holds the machine-wide lock.
 struct Stage {
@@ -207,7 +244,7 @@ impl Stage {
             }
         }
         let stage = Path::new(STAGE_DIR);
-        std::fs::create_dir_all(stage).map_err(io(stage))?;
+        private_dir(stage)?;
         let lock_path = stage.join("lock");
         let lock = std::fs::File::options()
             .create(true)
@@ -381,5 +418,28 @@ mod tests {
         assert!(matches!(err, BuildError::Layout(_)), "{err}");
         assert!(err.to_string().contains("controller"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_stage_directory_is_private_and_a_planted_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fresh = tmp.path().join("fresh");
+        private_dir(&fresh).expect("created");
+        let mode = std::fs::metadata(&fresh).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Ours but left open: closed again.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        private_dir(&fresh).expect("ours");
+        assert_eq!(std::fs::metadata(&fresh).expect("meta").permissions().mode() & 0o777, 0o700);
+        // A symlink planted where the directory goes (to a directory the planter controls).
+        let planted = tmp.path().join("planted");
+        std::os::unix::fs::symlink(&fresh, &planted).expect("symlink");
+        let err = private_dir(&planted).expect_err("a symlink was used");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        // Another user's directory (root's /, when not running as root).
+        if std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok() != Some(0) {
+            assert!(private_dir(Path::new("/")).is_err());
+        }
     }
 }

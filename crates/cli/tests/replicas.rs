@@ -53,6 +53,9 @@ fn two_replicas_and_three_workers_drain_200_tasks_exactly_once_through_a_sigkill
         "1500",
         "--prover-lease-ms",
         "1500",
+        // One client submits the whole batch at once.
+        "--submit-burst",
+        "1000",
     ];
     let mut a = Server::start(bin(), &tmp.path().join("a"), "dev", &args).expect("replica a");
     let b = Server::start(bin(), &tmp.path().join("b"), "dev", &args).expect("replica b");

@@ -359,3 +359,186 @@ fn a_signed_request_cannot_be_replayed_after_a_restart() {
     // A fresh signature still works.
     assert_eq!(speaker.lease(0).0, 204);
 }
+
+/// One bad credential cannot fail the queue: a worker answering every lease with an error is kept
+/// off the tasks it failed while an honest (slower) worker asks for work, then quarantined; every
+/// task is proven.
+#[test]
+fn a_worker_failing_every_lease_is_kept_off_and_quarantined_while_an_honest_one_proves() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = [
+        "--workers",
+        "0",
+        "--quarantine-after",
+        "2",
+        "--quarantine-ms",
+        "60000",
+        "--worker-secret-file",
+        secrets.to_str().expect("path"),
+    ];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let _honest = worker(&server, &secrets, "w2", &["--dev-delay-ms", "1500"]);
+    std::thread::sleep(Duration::from_millis(1500)); // it is asking for work
+    let tasks: Vec<String> =
+        (1..=3).map(|n| api.prove(&program, &json!({ "n": n })).expect("prove")).collect();
+    let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
+    let start = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let refusal = loop {
+        assert!(start.elapsed() < Duration::from_secs(30), "never quarantined; failed {failed:?}");
+        let (status, lease) = evil.lease(0);
+        match status {
+            200 => {
+                let task = lease["task_id"].as_str().expect("task").to_owned();
+                let (status, verdict) = evil.call(
+                    "POST",
+                    &format!("/v1/worker/tasks/{task}/result"),
+                    &json!({"lease_id": lease["lease_id"], "error": "I fail everything"}),
+                );
+                assert_eq!(status, 200, "{verdict}");
+                failed.push(task);
+            }
+            204 => std::thread::sleep(Duration::from_millis(50)),
+            _ => break (status, lease),
+        }
+    };
+    assert_eq!(refusal.0, 429, "{}", refusal.1);
+    assert_eq!(refusal.1["error"]["code"], "worker_quarantined", "{}", refusal.1);
+    let distinct: HashSet<&String> = failed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        failed.len(),
+        "a task was leased again to the worker that failed it: {failed:?}"
+    );
+    for task in &tasks {
+        let t = api.wait_task(task, Duration::from_secs(60)).expect("task");
+        assert_eq!(t["status"], "done", "{t}");
+    }
+    let metrics =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    assert!(metrics.contains("zkcoproc_workers_quarantined 1"), "{metrics}");
+    assert!(server.log().contains("worker quarantined"), "the quarantine is logged");
+}
+
+/// A worker that renews its lease forever without a result loses it at the maximum lifetime; the
+/// task goes to another worker.
+#[test]
+fn a_lease_renewed_forever_ends_at_its_maximum_lifetime() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let extra = [
+        "--workers",
+        "0",
+        "--prover-lease-ms",
+        "600",
+        "--prover-max-lease-ms",
+        "2000",
+        "--worker-secret-file",
+        secrets.to_str().expect("path"),
+    ];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let task = api.prove(&program, &json!({"n": 2})).expect("prove");
+    let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
+    let (status, lease) = evil.lease(10_000);
+    assert_eq!(status, 200, "{lease}");
+    let start = std::time::Instant::now();
+    let heartbeat = format!("/v1/worker/tasks/{task}/heartbeat");
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "the lease was renewed past its lifetime");
+        let (status, answer) = evil.call("POST", &heartbeat, &json!({"lease_id": lease["lease_id"]}));
+        assert_eq!(status, 200, "{answer}");
+        if answer["status"] == "lost" {
+            break;
+        }
+        assert_eq!(answer["status"], "renewed");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(1500), "ended early: {:?}", start.elapsed());
+    let _w2 = worker(&server, &secrets, "w2", &[]);
+    let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
+    assert_eq!(t["status"], "done", "{t}");
+    assert_eq!(provers(&t), [("evil".into(), "expired".into()), ("w2".into(), "accepted".into())]);
+    assert_eq!(t["provers"][0]["reason"], "lease lifetime exceeded", "{t}");
+}
+
+/// A fake service for `zkcoproc worker`: one lease whose circuit cannot be fetched (HTTP 500),
+/// then no work. Records the result the worker reports.
+fn flaky_service() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = results.clone();
+    std::thread::spawn(move || {
+        let mut leased = false;
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, answer) = if path == "/v1/worker/lease" && !leased {
+                leased = true;
+                let lease = json!({"task_id": "t1", "lease_id": "t1/1", "program_id": "p", "image_id": "ab".repeat(32),
+                    "receipt_kind": "fake", "input": "", "lease_expires_at_ms": 0, "renew_every_ms": 60_000});
+                ("200 OK", lease.to_string())
+            } else if path == "/v1/worker/lease" {
+                std::thread::sleep(Duration::from_millis(200));
+                ("204 No Content", String::new())
+            } else if path.starts_with("/v1/worker/circuits/") {
+                (
+                    "500 Internal Server Error",
+                    r#"{"error":{"code":"store_error","message":"disk on fire"}}"#.into(),
+                )
+            } else {
+                if let Ok(mut r) = seen.lock() {
+                    r.push(String::from_utf8_lossy(&body).into_owned());
+                }
+                ("200 OK", r#"{"accepted":false,"outcome":"retrying"}"#.into())
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, results)
+}
+
+/// `zkcoproc worker` survives a failed request: it reports the lease it could not work on, backs
+/// off and keeps asking, instead of exiting.
+#[test]
+fn a_worker_survives_a_failed_circuit_fetch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets = secrets_file(tmp.path());
+    let (url, results) = flaky_service();
+    let log = tmp.path().join("worker.log");
+    let mut w = Worker::start(bin(), &url, "w1", &secrets, &[], &log).expect("worker");
+    let reported = poll(Duration::from_secs(20), || {
+        Ok(results.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.first().cloned())
+    })
+    .expect("the worker reported the lease it could not work on");
+    assert!(reported.contains("cannot fetch circuit") && reported.contains("t1/1"), "{reported}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(w.is_running(), "the worker exited: {}", std::fs::read_to_string(&log).unwrap_or_default());
+}

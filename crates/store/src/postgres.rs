@@ -1115,7 +1115,7 @@ impl Store for PgStore {
     }
 
     async fn now_ms(&self) -> Result<i64> {
-        transaction!(self, |tx| { Ok(db_now(&tx).await?) })
+        transaction!(self, |tx| { db_now(&tx).await })
     }
 
     async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {
