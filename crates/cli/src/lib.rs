@@ -40,6 +40,10 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Run a prover worker that leases proving tasks from a service.
     Worker(worker::WorkerArgs),
+    /// Internal: prove one request read from stdin (the child process of a CPU prover, killed
+    /// when its task is cancelled).
+    #[command(hide = true)]
+    ProveChild,
     /// Build an app (APP_DIR/controller and APP_DIR/circuit) into controller.wasm and circuit.bin.
     Build {
         /// The app directory.
@@ -192,6 +196,15 @@ impl ServerArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_) | Command::Worker(_)));
+    if let Command::ProveChild = cli.command {
+        return match zkcoproc_zkvm::serve_child(std::io::stdin(), std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: prove-child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -220,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Worker(args) => worker::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::ProveChild => Ok(ExitCode::FAILURE), // handled in `main`, without a runtime
         Command::Build { app_dir, out } => {
             let built = tokio::task::spawn_blocking(move || {
                 zkcoproc_build::build_app(

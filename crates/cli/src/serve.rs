@@ -11,7 +11,7 @@ use zkcoproc_api::server::HttpLimits;
 use zkcoproc_coordinator::{Config, Coordinator, DomainConfig};
 use zkcoproc_runtime::{Limits, Runtime};
 use zkcoproc_store::{PgStore, SqliteStore, Store};
-use zkcoproc_zkvm::{CpuProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
+use zkcoproc_zkvm::{ChildProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
 
 use crate::{ProverChoice, DEFAULT_LISTEN};
 
@@ -268,7 +268,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let max_args_bytes = runtime.limits().max_args_bytes;
     let (prover, verifier, default_workers): (Arc<dyn Prover>, Verifier, usize) = match args.prover {
         ProverChoice::Cpu => {
-            (Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?), Verifier::new(false), 1)
+            // Each proof in a child process of this binary: a cancelled task's proof is killed.
+            let exe = std::env::current_exe().context("locating this executable for the prover")?;
+            (
+                Arc::new(ChildProver::new(exe, ReceiptKind::Composite, args.max_cycles)?),
+                Verifier::new(false),
+                1,
+            )
         }
         ProverChoice::Dev => {
             tracing::warn!("dev prover: receipts are FAKE and prove nothing");

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use zkcoproc_api::worker_auth;
-use zkcoproc_zkvm::{CircuitImage, CpuProver, DevProver, Prover, ReceiptKind, DEFAULT_MAX_CYCLES};
+use zkcoproc_zkvm::{Cancel, ChildProver, CircuitImage, DevProver, Prover, ReceiptKind, DEFAULT_MAX_CYCLES};
 
 use crate::ProverChoice;
 
@@ -150,7 +150,10 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         retry_after: std::sync::atomic::AtomicU64::new(0),
     });
     let prover: Arc<dyn Prover> = match args.prover {
-        ProverChoice::Cpu => Arc::new(CpuProver::new(ReceiptKind::Composite, args.max_cycles)?),
+        ProverChoice::Cpu => {
+            let exe = std::env::current_exe().context("locating this executable for the prover")?;
+            Arc::new(ChildProver::new(exe, ReceiptKind::Composite, args.max_cycles)?)
+        }
         ProverChoice::Dev => {
             Arc::new(DevProver::new(args.max_cycles, Duration::from_millis(args.dev_delay_ms)))
         }
@@ -237,8 +240,11 @@ async fn work(
         }
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let renew_every = Duration::from_millis(lease["renew_every_ms"].as_u64().unwrap_or(20_000).max(100));
+    // Heartbeats at least every 3 s: a cancel reaches the proof within seconds, and the proof
+    // (a child process) is killed at once.
+    let stop = Cancel::new();
+    let renew_every = Duration::from_millis(lease["renew_every_ms"].as_u64().unwrap_or(20_000).max(100))
+        .min(Duration::from_secs(3));
     let heartbeat = {
         let (client, stop, path) =
             (client.clone(), stop.clone(), format!("/v1/worker/tasks/{task_id}/heartbeat"));
@@ -249,8 +255,8 @@ async fn work(
                 match client.json(reqwest::Method::POST, &path, &body).await {
                     Ok((200, v)) if v["status"] == "renewed" => {}
                     Ok((status, v)) => {
-                        tracing::warn!(status, answer = %v, "lease ended; the proof will be discarded");
-                        stop.store(true, Ordering::Relaxed);
+                        tracing::warn!(status, answer = %v, "lease ended; stopping the proof");
+                        stop.cancel();
                         break;
                     }
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -258,9 +264,11 @@ async fn work(
             }
         })
     };
-    let proved = tokio::task::spawn_blocking(move || prover.prove(&image, &input)).await?;
+    let proving = stop.clone();
+    let proved =
+        tokio::task::spawn_blocking(move || prover.prove_cancellable(&image, &input, &proving)).await?;
     heartbeat.abort();
-    if stop.load(Ordering::Relaxed) {
+    if stop.is_cancelled() {
         tracing::info!(task = %task_id, "not submitting: the task was cancelled or the lease lost");
         return Ok(());
     }

@@ -110,6 +110,7 @@ fn api_keys_name_identities_and_only_owners_read_volumes_dry_run_or_cancel() {
     assert_eq!(s4, 409, "{conflict}");
     let message = conflict["error"]["message"].as_str().unwrap_or_default();
     assert!(!message.contains(a1["task_id"].as_str().unwrap_or("?")), "{message}");
+    println!("identities: service peak memory {} MiB", server.peak_memory_mib());
 }
 
 #[test]
@@ -198,6 +199,7 @@ fn quotas_answer_429_and_503_with_retry_after() {
         Ok((resp.status().as_u16() == 200).then_some(()))
     })
     .expect("the slot was released");
+    println!("quotas: service peak memory {} MiB", server.peak_memory_mib());
 }
 
 #[test]
@@ -246,6 +248,10 @@ fn oversized_args_are_refused_before_parsing_and_slow_clients_are_cut_off() {
     // The service still serves.
     let (status, _) = api.get("/health").expect("health");
     assert_eq!(status, 200);
+    println!(
+        "sizes and deadlines: headers cut after {held:?}; service peak memory {} MiB",
+        server.peak_memory_mib()
+    );
 }
 
 #[test]

@@ -114,3 +114,79 @@ fn a_real_cpu_proof_verifies_and_tampering_is_rejected() {
     assert_eq!(verdict["valid"], false, "{verdict}");
     assert!(verdict["error"]["message"].as_str().unwrap_or_default().contains("fake"), "{verdict}");
 }
+
+/// Pids of `pid`'s child processes, with their command lines.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // The fields after the command name (which may hold spaces) start after the last ')'.
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let ppid = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            out.push((child, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// CPU time (user + system, in clock ticks) of `pid` and its children.
+fn cpu_ticks(pid: u32) -> u64 {
+    let ticks = |p: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("").to_owned();
+        // utime and stime are fields 14 and 15 of stat: the 12th and 13th after the command name.
+        let field =
+            |i: usize| after.split_whitespace().nth(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        field(11) + field(12)
+    };
+    ticks(pid) + children(pid).iter().map(|(c, _)| ticks(*c)).sum::<u64>()
+}
+
+/// Cancelling a task stops its real CPU proof within seconds: the prover's child process is
+/// killed and the service's CPU use drops.
+#[test]
+fn cancelling_a_cpu_proof_kills_it_and_frees_the_cpu() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(bin(), &tmp.path().join("data"), "cpu", &[]).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    // 100 000 SHA-256 rounds: many segments, minutes of proving.
+    let task = api.prove(&program, &json!({"n": 100_000})).expect("prove");
+    let pid = server.pid();
+    let prover = zkcoproc_testing::poll(Duration::from_secs(300), || {
+        let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
+        anyhow::ensure!(t["status"] != "failed", "the task failed: {t}");
+        Ok(children(pid).into_iter().find(|(_, cmd)| cmd.contains("prove-child")))
+    })
+    .expect("the proof runs in a child process");
+    std::thread::sleep(Duration::from_secs(3));
+    let window = Duration::from_secs(2);
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window);
+    let busy = cpu_ticks(pid).saturating_sub(before);
+
+    let (status, body) = api.delete(&format!("/v1/tasks/{task}")).expect("cancel");
+    assert_eq!(status, 200, "{body}");
+    let cancelled = std::time::Instant::now();
+    zkcoproc_testing::poll(Duration::from_secs(5), || {
+        Ok((!std::path::Path::new(&format!("/proc/{}", prover.0)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", prover.0))
+                .unwrap_or_default()
+                .contains(") Z"))
+        .then_some(()))
+    })
+    .expect("the prover process was not killed within 5 s of the cancel");
+    let stopped_in = cancelled.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window);
+    let idle = cpu_ticks(pid).saturating_sub(before);
+    println!("prover stopped {stopped_in:?} after the cancel; CPU ticks over {window:?}: {busy} proving, {idle} after");
+    assert!(children(pid).iter().all(|(_, cmd)| !cmd.contains("prove-child")), "{:?}", children(pid));
+    assert!(idle * 4 < busy.max(1), "CPU use did not drop: {busy} ticks proving, {idle} after the cancel");
+    let log = server.log();
+    assert!(log.contains("proof stopped"), "{log}");
+}

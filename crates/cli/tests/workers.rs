@@ -84,6 +84,16 @@ fn lease_request(prover: &str, risc0: &str, wait_ms: u64) -> Value {
 }
 
 /// A dev `zkcoproc worker` of `server`, logging beside its data directory.
+/// A dev service proven by remote workers only (`--workers 0`, this file's secrets), with
+/// `extra` flags; and the secrets file.
+fn worker_service(tmp: &Path, extra: &[&str]) -> (Server, PathBuf) {
+    let secrets = secrets_file(tmp);
+    let path = secrets.to_str().expect("path").to_owned();
+    let mut args = vec!["--workers", "0", "--worker-secret-file", path.as_str()];
+    args.extend_from_slice(extra);
+    (Server::start(bin(), &tmp.join("data"), "dev", &args).expect("server"), secrets)
+}
+
 fn worker(server: &Server, secrets: &Path, name: &str, extra: &[&str]) -> Worker {
     let log = server.data.with_file_name(format!("worker-{name}.log"));
     Worker::start(bin(), &server.url, name, secrets, extra, &log).expect("worker")
@@ -110,9 +120,7 @@ fn authentication_replays_versions_and_foreign_leases_are_refused() {
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("workers_disabled")), "{body}");
     drop(closed);
 
-    let secrets = secrets_file(tmp.path());
-    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, _) = worker_service(tmp.path(), &[]);
     let w1 = Speaker::new(&server.url, "w1", "secret-of-worker-one");
     let w2 = Speaker::new(&server.url, "w2", "secret-of-worker-two");
 
@@ -172,9 +180,7 @@ fn authentication_replays_versions_and_foreign_leases_are_refused() {
 #[test]
 fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, secrets) = worker_service(tmp.path(), &[]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
 
@@ -233,16 +239,7 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
 #[test]
 fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = [
-        "--workers",
-        "0",
-        "--prover-lease-ms",
-        "1500",
-        "--worker-secret-file",
-        secrets.to_str().expect("path"),
-    ];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, secrets) = worker_service(tmp.path(), &["--prover-lease-ms", "1500"]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let task = api.prove(&program, &json!({"n": 5})).expect("prove");
@@ -270,9 +267,7 @@ fn a_killed_worker_loses_its_lease_and_another_worker_finishes() {
 #[test]
 fn two_workers_drain_a_batch_each_task_done_exactly_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, secrets) = worker_service(tmp.path(), &[]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let tasks: Vec<String> =
@@ -299,9 +294,7 @@ fn two_workers_drain_a_batch_each_task_done_exactly_once() {
 #[test]
 fn a_task_out_of_attempts_fails_with_the_list_and_its_entrypoint_hears_of_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = ["--workers", "0", "--worker-secret-file", secrets.to_str().expect("path")];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, _) = worker_service(tmp.path(), &[]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let task = api.prove(&program, &json!({"n": 2})).expect("prove");
@@ -366,18 +359,8 @@ fn a_signed_request_cannot_be_replayed_after_a_restart() {
 #[test]
 fn a_worker_failing_every_lease_is_kept_off_and_quarantined_while_an_honest_one_proves() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = [
-        "--workers",
-        "0",
-        "--quarantine-after",
-        "2",
-        "--quarantine-ms",
-        "60000",
-        "--worker-secret-file",
-        secrets.to_str().expect("path"),
-    ];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, secrets) =
+        worker_service(tmp.path(), &["--quarantine-after", "2", "--quarantine-ms", "60000"]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let _honest = worker(&server, &secrets, "w2", &["--dev-delay-ms", "1500"]);
@@ -421,6 +404,12 @@ fn a_worker_failing_every_lease_is_kept_off_and_quarantined_while_an_honest_one_
         reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
     assert!(metrics.contains("zkcoproc_workers_quarantined 1"), "{metrics}");
     assert!(server.log().contains("worker quarantined"), "the quarantine is logged");
+    println!(
+        "quarantine: {} failed leases, refused after {:?}; service peak memory {} MiB",
+        failed.len(),
+        start.elapsed(),
+        server.peak_memory_mib()
+    );
 }
 
 /// A worker that renews its lease forever without a result loses it at the maximum lifetime; the
@@ -428,18 +417,8 @@ fn a_worker_failing_every_lease_is_kept_off_and_quarantined_while_an_honest_one_
 #[test]
 fn a_lease_renewed_forever_ends_at_its_maximum_lifetime() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let secrets = secrets_file(tmp.path());
-    let extra = [
-        "--workers",
-        "0",
-        "--prover-lease-ms",
-        "600",
-        "--prover-max-lease-ms",
-        "2000",
-        "--worker-secret-file",
-        secrets.to_str().expect("path"),
-    ];
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let (server, secrets) =
+        worker_service(tmp.path(), &["--prover-lease-ms", "600", "--prover-max-lease-ms", "2000"]);
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
     let task = api.prove(&program, &json!({"n": 2})).expect("prove");
@@ -459,6 +438,7 @@ fn a_lease_renewed_forever_ends_at_its_maximum_lifetime() {
         std::thread::sleep(Duration::from_millis(150));
     }
     assert!(start.elapsed() >= Duration::from_millis(1500), "ended early: {:?}", start.elapsed());
+    println!("lease lifetime 2 s: lost after {:?}", start.elapsed());
     let _w2 = worker(&server, &secrets, "w2", &[]);
     let t = api.wait_task(&task, Duration::from_secs(60)).expect("task");
     assert_eq!(t["status"], "done", "{t}");

@@ -171,11 +171,14 @@ impl Coordinator {
 
     async fn prove_leased(self: &Arc<Self>, name: &str, lease: ProverLease) {
         let task = &lease.task;
-        let heartbeat = self.prover_heartbeat(task.id.clone(), lease.lease_id.clone());
+        // Set when the task is cancelled or the lease lost: a prover that can stop (the CPU
+        // prover's child process) stops at once.
+        let stop = zkcoproc_zkvm::Cancel::new();
+        let heartbeat = self.prover_heartbeat(task.id.clone(), lease.lease_id.clone(), stop.clone());
         let proved = match (task.input.clone(), self.circuit(&task.program_id).await) {
             (Some(input), Ok(image)) => {
-                let prover = self.prover.clone();
-                blocking(move || Ok(prover.prove(&image, &input))).await
+                let (prover, stop) = (self.prover.clone(), stop.clone());
+                blocking(move || Ok(prover.prove_cancellable(&image, &input, &stop))).await
             }
             (None, _) => {
                 Err(CoordinatorError::Internal("task reached proving without a circuit input".into()))
@@ -183,6 +186,10 @@ impl Coordinator {
             (_, Err(e)) => Err(e),
         };
         heartbeat.abort();
+        if stop.is_cancelled() {
+            tracing::info!(task = %task.id, prover = name, "proof stopped: the task was cancelled or the lease lost");
+            return;
+        }
         let submitted = match proved {
             Ok(Ok(p)) => {
                 tracing::info!(task = %task.id, prover = name, cycles = p.user_cycles, segments = p.segments,
@@ -201,17 +208,37 @@ impl Coordinator {
         }
     }
 
-    fn prover_heartbeat(self: &Arc<Self>, task_id: String, lease_id: String) -> JoinHandle<()> {
+    /// Renews the lease every third of its length and sets `stop` when it ends. A cancel in this
+    /// process is heard at once (the change notification), one in another replica at the next
+    /// renewal.
+    fn prover_heartbeat(
+        self: &Arc<Self>,
+        task_id: String,
+        lease_id: String,
+        stop: zkcoproc_zkvm::Cancel,
+    ) -> JoinHandle<()> {
         let this = self.clone();
+        let mut changes = self.subscribe();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(this.config.prover_lease / 3);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = changes.recv() => match changed {
+                        Ok(id) if id == task_id => {}
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            changes = this.subscribe();
+                            continue;
+                        }
+                    },
+                }
                 match this.renew(&task_id, &lease_id).await {
                     Ok(RenewOutcome::Renewed) => {}
                     Ok(other) => {
-                        tracing::info!(task = %task_id, outcome = ?other, "lease ended; the proof will be discarded");
+                        tracing::info!(task = %task_id, outcome = ?other, "lease ended; stopping the proof");
+                        stop.cancel();
                         break;
                     }
                     Err(e) => tracing::warn!(task = %task_id, error = %e, "lease renewal failed"),

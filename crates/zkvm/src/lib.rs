@@ -12,6 +12,8 @@
 //!
 //! Start from [`CircuitImage::load`], [`Prover::prove`] and [`Verifier::verify`].
 
+mod child;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,8 @@ use risc0_zkvm::{
     ProverOpts, VerifierContext,
 };
 use serde::{Deserialize, Serialize};
+
+pub use child::{serve_child, Cancel, ChildProver};
 
 /// The risc0-zkvm version this build proves and verifies with; prover and verifier must agree.
 pub const RISC0_VERSION: &str = risc0_zkvm::VERSION;
@@ -48,6 +52,9 @@ pub enum ZkvmError {
     /// The requested receipt kind cannot be produced by this build.
     #[error("{0}")]
     UnsupportedReceiptKind(String),
+    /// The proof was stopped (its task was cancelled or its lease lost).
+    #[error("proving stopped: the task was cancelled or its lease lost")]
+    Cancelled,
 }
 
 impl ZkvmError {
@@ -58,6 +65,18 @@ impl ZkvmError {
             ZkvmError::GuestFailed(_) => "circuit_failed",
             ZkvmError::ProverFailed(_) => "prover_failed",
             ZkvmError::UnsupportedReceiptKind(_) => "unsupported_receipt_kind",
+            ZkvmError::Cancelled => "cancelled",
+        }
+    }
+
+    /// The explanation without the variant's prefix (what the variant is built from again).
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            ZkvmError::InvalidCircuit(m)
+            | ZkvmError::GuestFailed(m)
+            | ZkvmError::ProverFailed(m)
+            | ZkvmError::UnsupportedReceiptKind(m) => m.clone(),
+            ZkvmError::Cancelled => String::new(),
         }
     }
 }
@@ -240,6 +259,18 @@ pub trait Prover: Send + Sync + fmt::Debug {
     fn receipt_kind(&self) -> ReceiptKind;
     /// Runs the circuit on `input` (a [`zkcoproc_types::CircuitInput`] encoding) and proves it.
     fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError>;
+    /// [`Prover::prove`], stopping early with [`ZkvmError::Cancelled`] once `cancel` is set, if
+    /// this prover can stop ([`ChildProver`] can, within milliseconds; the in-process provers
+    /// cannot and run to the end).
+    fn prove_cancellable(
+        &self,
+        image: &CircuitImage,
+        input: &[u8],
+        cancel: &Cancel,
+    ) -> Result<Proved, ZkvmError> {
+        let _ = cancel;
+        self.prove(image, input)
+    }
 }
 
 fn executor_env(input: &[u8], max_cycles: u64) -> Result<ExecutorEnv<'static>, ZkvmError> {
