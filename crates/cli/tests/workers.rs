@@ -193,6 +193,9 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
     }
     let (_, proof) = api.get(&format!("/v1/tasks/{other}/proof")).expect("proof");
 
+    // w2 asks for work (there is none yet): from now on it counts as a worker asking.
+    let (status, _) = Speaker::new(&server.url, "w2", "secret-of-worker-two").lease(0);
+    assert_eq!(status, 204);
     let task = api.prove(&program, &json!({"n": 3})).expect("prove");
     let evil = Speaker::new(&server.url, "evil", "secret-of-the-evil-one");
     let bad_w1 = Speaker::new(&server.url, "w1", "secret-of-worker-one");
@@ -217,7 +220,8 @@ fn invalid_receipts_are_rejected_and_the_task_is_proven_by_another_worker() {
             evil.call("POST", &result_path, &json!({"lease_id": lease["lease_id"], "receipt": "AAAA"}));
         assert_eq!((status, again["error"]["code"].as_str()), (409, Some("lease_ended")), "{again}");
     }
-    // While other workers ask for work, a worker is not given a task it failed again.
+    // While a worker that has not failed the task (w2) asks for work, a worker that failed it
+    // is not given it again.
     let (status, lease) = evil.lease(0);
     assert_eq!(status, 204, "{lease}");
     let _w2 = worker(&server, &secrets, "w2", &[]);

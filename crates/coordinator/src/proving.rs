@@ -52,15 +52,20 @@ pub(crate) struct WorkerBook {
 }
 
 impl WorkerBook {
-    /// Records that `worker` asks for work; whether another worker asked recently.
-    fn note_poll(&self, worker: &str) -> bool {
-        let Ok(mut polls) = self.polls.lock() else { return false };
+    /// Records that `worker` asks for work; the other workers that asked recently (at most 64).
+    fn note_poll(&self, worker: &str) -> Vec<String> {
+        let Ok(mut polls) = self.polls.lock() else { return Vec::new() };
         let now = Instant::now();
         if polls.len() >= BOOK_CAP {
             polls.retain(|_, at| now.duration_since(*at) < ASKING);
         }
         polls.insert(worker.to_owned(), now);
-        polls.iter().any(|(w, at)| w != worker && now.duration_since(*at) < ASKING)
+        polls
+            .iter()
+            .filter(|(w, at)| *w != worker && now.duration_since(**at) < ASKING)
+            .map(|(w, _)| w.clone())
+            .take(64)
+            .collect()
     }
 
     fn lifetime(&self, lease_id: &str) -> Option<Duration> {
@@ -252,12 +257,12 @@ impl Coordinator {
         self: &Arc<Self>,
         worker: &str,
     ) -> Result<Option<ProverLease>, CoordinatorError> {
-        // While another worker asks for work, nobody gets a task it already failed: one bad
-        // worker cannot use up a task's attempts alone.
+        // While another worker that has not failed a task asks for work, a worker that failed
+        // it does not get it: one bad worker cannot use up a task's attempts alone.
         let rules = LeaseRules {
             lease: self.config.prover_lease,
             max_attempts: self.config.max_attempts,
-            avoid_own_failures: self.workers.note_poll(worker),
+            others_asking: self.workers.note_poll(worker),
         };
         let leased = self.store.lease_proving(worker, rules).await?;
         for task_id in leased.failed {

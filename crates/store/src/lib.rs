@@ -386,14 +386,15 @@ pub enum AttemptOutcome {
 }
 
 /// How proving leases are handed out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseRules {
     /// how long a lease lasts without renewal
     pub lease: Duration,
     /// leases of a task that may end without a proof before it fails with `prover_failed`
     pub max_attempts: u32,
-    /// do not give the worker a task it already failed (another worker is asking for work)
-    pub avoid_own_failures: bool,
+    /// other workers asking for work now: a task the leasing worker already failed is not
+    /// leased to it while one of them has not failed it (empty: no such rule)
+    pub others_asking: Vec<String>,
 }
 
 /// How a worker's most recent leases ended, newest first (for quarantine decisions).
@@ -515,7 +516,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
     /// fails with `prover_failed` instead of being leased; leases ended by a restart of the
     /// service count against [`MAX_CRASHES`] instead.
-    /// With `rules.avoid_own_failures`, a task this worker already failed is not leased to it.
+    /// A task this worker already failed is not leased to it while one of `rules.others_asking`
+    /// has not failed it too (so the task waits for one of them, and never for nobody).
     async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased>;
     /// Renews a prover lease, unless it was issued more than `max_lifetime` ago: such a lease
     /// ends (`expired`, reason `lease lifetime exceeded`, counting as an attempt) and the answer

@@ -749,13 +749,16 @@ impl Store for PgStore {
     }
 
     async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
-        let LeaseRules { lease, max_attempts, avoid_own_failures } = rules;
+        let LeaseRules { lease, max_attempts, others_asking } = rules;
         let candidates_sql = format!(
             "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
              AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
                              AND pl.outcome IS NULL AND pl.expires_at > $2) \
-             AND NOT ($3 AND EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
-                                     AND pl.worker = $1 AND {WORKER_FAILED})) \
+             AND NOT (EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                  AND pl.worker = $1 AND {WORKER_FAILED}) \
+                      AND EXISTS (SELECT 1 FROM unnest($3::text[]) AS o(name) WHERE NOT EXISTS ( \
+                                  SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                  AND pl.worker = o.name AND {WORKER_FAILED}))) \
              ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
              LIMIT 32 FOR UPDATE OF t SKIP LOCKED"
         );
@@ -791,7 +794,7 @@ impl Store for PgStore {
             // worker has tried least first, then oldest; tasks another replica is leasing
             // right now are skipped, not waited for; none this worker failed before, when told
             // to avoid them.
-            let candidates = tx.query(candidates_sql.as_str(), &[&worker, &now, &avoid_own_failures]).await?;
+            let candidates = tx.query(candidates_sql.as_str(), &[&worker, &now, &others_asking]).await?;
             let mut failed = Vec::new();
             for row in candidates {
                 let task_id: String = row.try_get(0)?;

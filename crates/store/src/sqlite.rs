@@ -671,7 +671,9 @@ impl Store for SqliteStore {
 
     async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
         let worker = worker.to_owned();
-        let LeaseRules { lease, max_attempts, avoid_own_failures } = rules;
+        let LeaseRules { lease, max_attempts, others_asking } = rules;
+        let others =
+            serde_json::to_string(&others_asking).map_err(|e| StoreError::Database(e.to_string()))?;
         self.with(move |conn| {
             let now = now_ms();
             let expires = now.saturating_add(lease_ms(lease));
@@ -701,17 +703,20 @@ impl Store for SqliteStore {
                 [now],
             )?;
             // Unleased proving tasks, those this worker has tried least first, then oldest; none
-            // it failed before, when told to avoid them.
+            // it failed before while another worker asking for work has not failed it.
             let candidates: Vec<String> = {
                 let mut stmt = tx.prepare_cached(&format!(
                     "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
                      AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id AND pl.outcome IS NULL) \
-                     AND NOT (?2 AND EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
-                              AND pl.worker = ?1 AND {WORKER_FAILED})) \
+                     AND NOT (EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                  AND pl.worker = ?1 AND {WORKER_FAILED}) \
+                              AND EXISTS (SELECT 1 FROM json_each(?2) o WHERE NOT EXISTS ( \
+                                  SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                  AND pl.worker = o.value AND {WORKER_FAILED}))) \
                      ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = ?1), t.seq \
                      LIMIT 32"
                 ))?;
-                let rows = stmt.query_map(params![&worker, avoid_own_failures], |r| r.get(0))?;
+                let rows = stmt.query_map(params![&worker, others], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let mut failed = Vec::new();

@@ -101,7 +101,7 @@ both!(
 const FOREVER: Duration = Duration::from_secs(3600);
 
 fn rules(lease: Duration, max_attempts: u32) -> LeaseRules {
-    LeaseRules { lease, max_attempts, avoid_own_failures: false }
+    LeaseRules { lease, max_attempts, others_asking: Vec::new() }
 }
 
 fn program(id: &str) -> NewProgram {
@@ -666,12 +666,13 @@ async fn a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures(s:
     s.put_program(program("p")).await.expect("put");
     proving(&**s, "t").await;
     let long = Duration::from_secs(60);
-    let avoid = LeaseRules { avoid_own_failures: true, ..rules(long, 3) };
+    let avoid = LeaseRules { others_asking: vec!["good".into()], ..rules(long, 3) };
     assert_eq!(s.worker_record("bad", 3).await.expect("record"), Default::default());
-    let l = s.lease_proving("bad", avoid).await.expect("lease").lease.expect("t");
+    let l = s.lease_proving("bad", avoid.clone()).await.expect("lease").lease.expect("t");
     s.fail_attempt("t", &l.lease_id, "failed", "no", 3).await.expect("fail");
-    // Told to avoid its failures, the worker does not get the task again; an honest worker does.
-    assert!(s.lease_proving("bad", avoid).await.expect("lease").lease.is_none());
+    // While a worker that has not failed the task asks for work, the one that failed it does not
+    // get it again.
+    assert!(s.lease_proving("bad", avoid.clone()).await.expect("lease").lease.is_none());
     let record = s.worker_record("bad", 3).await.expect("record");
     assert_eq!(record.consecutive_failures, 1);
     assert!(record.last_failure_at.is_some());
@@ -680,13 +681,20 @@ async fn a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures(s:
     s.fail_attempt("t", &again.lease_id, "invalid", "bad receipt", 3).await.expect("fail");
     assert_eq!(s.worker_record("bad", 3).await.expect("record").consecutive_failures, 2);
     assert_eq!(s.worker_record("bad", 1).await.expect("record").consecutive_failures, 1, "window");
-    let good = s.lease_proving("good", avoid).await.expect("lease").lease.expect("t for good");
+    // When every worker asking has failed the task, it is not held back from them (it would
+    // wait for nobody): here "bad" asks while only "also-bad", which failed it too, does.
+    let also = s.lease_proving("also-bad", rules(long, 9)).await.expect("lease").lease.expect("t");
+    s.fail_attempt("t", &also.lease_id, "failed", "no", 9).await.expect("fail");
+    let stuck = LeaseRules { others_asking: vec!["also-bad".into()], ..rules(long, 9) };
+    let retry = s.lease_proving("bad", stuck).await.expect("lease").lease.expect("not held for nobody");
+    s.fail_attempt("t", &retry.lease_id, "failed", "no", 9).await.expect("fail");
+    let good = s.lease_proving("good", rules(long, 9)).await.expect("lease").lease.expect("t for good");
     s.accept_proof("t", &good.lease_id, vec![1], vec![2], 3).await.expect("accept");
     s.cancel("t").await.expect("finish");
     assert_eq!(s.worker_record("good", 3).await.expect("record").consecutive_failures, 0);
     // A success ends a run of failures.
     proving(&**s, "u").await;
-    let u = s.lease_proving("bad", avoid).await.expect("lease").lease.expect("u");
+    let u = s.lease_proving("bad", avoid.clone()).await.expect("lease").lease.expect("u");
     s.accept_proof("u", &u.lease_id, vec![1], vec![2], 3).await.expect("accept");
     assert_eq!(s.worker_record("bad", 3).await.expect("record").consecutive_failures, 0);
 }
