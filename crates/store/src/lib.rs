@@ -12,9 +12,17 @@
 //! database: runners claim with `FOR UPDATE SKIP LOCKED`, and leases of a dead replica are taken
 //! over when they expire.
 //!
+//! The logic of every method is written once (`logic.rs`), against a small transaction
+//! interface (`sql.rs`) that each database implements (`sqlite.rs`, `postgres.rs`): the dialect
+//! differences (placeholders, row locks, the clock, advisory locks, schema versions, retries)
+//! live there and nowhere else. Each dialect has its own ordered schema migrations
+//! (`migrations/`).
+//!
 //! Start from [`Store`], [`SqliteStore::open`], [`PgStore::connect`] and [`TaskRecord`].
 
+mod logic;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::fmt;
@@ -49,64 +57,53 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
-    }
-}
-
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
+/// Declares [`TaskStatus`] with its stored names, in pipeline order.
+macro_rules! statuses {
+    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
+        /// Where a task is in its life.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum TaskStatus {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl TaskStatus {
+            /// All statuses, in pipeline order.
+            pub const ALL: [TaskStatus; [$($text),*].len()] = [$(TaskStatus::$name),*];
+
+            /// Lower-case name, as stored and shown.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(TaskStatus::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+statuses! {
     /// Accepted and durable, waiting for a runner.
-    Queued,
+    Queued = "queued",
     /// The controller's `get-witnesses` is running.
-    Witnessing,
+    Witnessing = "witnessing",
     /// A prover is proving the circuit.
-    Proving,
+    Proving = "proving",
     /// The service is verifying the receipt.
-    Verifying,
+    Verifying = "verifying",
     /// The controller's `entrypoint` is receiving the proof.
-    Delivering,
+    Delivering = "delivering",
     /// Finished with a verified proof.
-    Done,
+    Done = "done",
     /// Finished without a proof; see the error.
-    Failed,
+    Failed = "failed",
     /// Cancelled on request.
-    Cancelled,
+    Cancelled = "cancelled",
 }
 
 impl TaskStatus {
-    /// All statuses, in pipeline order.
-    pub const ALL: [TaskStatus; 8] = [
-        TaskStatus::Queued,
-        TaskStatus::Witnessing,
-        TaskStatus::Proving,
-        TaskStatus::Verifying,
-        TaskStatus::Delivering,
-        TaskStatus::Done,
-        TaskStatus::Failed,
-        TaskStatus::Cancelled,
-    ];
-
-    /// Lower-case name, as stored and shown.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TaskStatus::Queued => "queued",
-            TaskStatus::Witnessing => "witnessing",
-            TaskStatus::Proving => "proving",
-            TaskStatus::Verifying => "verifying",
-            TaskStatus::Delivering => "delivering",
-            TaskStatus::Done => "done",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// Parses a lower-case name.
     pub fn parse(s: &str) -> Option<Self> {
         TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
@@ -407,11 +404,6 @@ pub struct WorkerRecord {
     pub last_failure_at: Option<i64>,
 }
 
-/// SQL predicate (both dialects) on a `prover_leases` row: the worker failed it (not a restart of
-/// the service, not superseded by another worker's proof).
-pub(crate) const WORKER_FAILED: &str = "(outcome IN ('failed', 'invalid') OR (outcome = 'expired' \
-    AND reason IS DISTINCT FROM 'service restarted'))";
-
 /// The reason recorded on a prover lease that ended because it outlived its maximum lifetime.
 pub const LIFETIME_EXCEEDED: &str = "lease lifetime exceeded";
 
@@ -598,38 +590,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()>;
     /// Whether the node with this hash is stored.
     async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool>;
-}
-
-/// The columns a [`TaskRecord`] is read from, in the order both stores' row readers expect.
-pub(crate) const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
-    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal, submitter";
-
-/// SQL predicate (both dialects) on a `prover_leases` row: the lease counts as a proving attempt.
-/// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the
-/// crash allowance instead, and a superseded one (another lease's receipt was accepted) did not
-/// fail at all.
-pub(crate) const COUNTED_ATTEMPT: &str =
-    "(reason IS DISTINCT FROM 'service restarted' AND outcome IS DISTINCT FROM 'superseded')";
-
-/// A lease duration in milliseconds, as stored.
-pub(crate) fn lease_ms(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-/// The error message of a task that failed with `prover_failed`: every attempt and how it ended.
-pub(crate) fn prover_failed_message(attempts: &[ProverAttempt]) -> String {
-    let list: Vec<String> = attempts
-        .iter()
-        .map(|a| {
-            let outcome = a.outcome.as_deref().unwrap_or("open");
-            match &a.reason {
-                Some(r) => format!("{} on {}: {outcome} ({r})", a.lease_id, a.worker),
-                None => format!("{} on {}: {outcome}", a.lease_id, a.worker),
-            }
-        })
-        .collect();
-    format!("no proof after {} attempts: {}", attempts.len(), list.join("; "))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,0 +1,4 @@
+CREATE TABLE smt_nodes (
+    hash  BLOB PRIMARY KEY,
+    node  BLOB NOT NULL
+) WITHOUT ROWID;

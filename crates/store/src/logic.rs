@@ -1,0 +1,793 @@
+//! The [`Store`] logic, once, for every [`Backend`]: claims, transitions, leases, attempts,
+//! cancellation, volumes, nonces and the tree's history. Every method is one transaction.
+
+use std::time::Duration;
+
+use crate::sql::{args, Backend, Mode, Row, Tx};
+use crate::{
+    AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules, Leased, NewBlock, NewProgram, NewTask,
+    Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate,
+    StatusCounts, Store, StoreError, StoredVolume, TaskEvent, TaskRecord, TaskStatus, VolumeWrite, WalkError,
+    WorkerRecord, LIFETIME_EXCEEDED,
+};
+
+/// SQL predicate on a `prover_leases` row: the worker failed it (not a restart of
+/// the service, not superseded by another worker's proof).
+const WORKER_FAILED: &str = "(outcome IN ('failed', 'invalid') OR (outcome = 'expired' \
+    AND reason IS DISTINCT FROM 'service restarted'))";
+
+/// The columns a [`TaskRecord`] is read from, in the order its row reader expects.
+const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
+    error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
+    user_cycles, lease_owner, claims, expected_journal, submitter";
+
+/// SQL predicate on a `prover_leases` row: the lease counts as a proving attempt.
+/// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the
+/// crash allowance instead, and a superseded one (another lease's receipt was accepted) did not
+/// fail at all.
+const COUNTED_ATTEMPT: &str =
+    "(reason IS DISTINCT FROM 'service restarted' AND outcome IS DISTINCT FROM 'superseded')";
+
+/// A lease duration in milliseconds, as stored.
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// The error message of a task that failed with `prover_failed`: every attempt and how it ended.
+fn prover_failed_message(attempts: &[ProverAttempt]) -> String {
+    let list: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let (outcome, reason) = (a.outcome.as_deref().unwrap_or("open"), a.reason.as_deref());
+            let reason = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            format!("{} on {}: {outcome}{reason}", a.lease_id, a.worker)
+        })
+        .collect();
+    format!("no proof after {} attempts: {}", attempts.len(), list.join("; "))
+}
+
+/// Runs `$body` in a `$mode` transaction of `$self` as `$tx`. The named variables are taken
+/// (`to_owned`) and cloned into each run: a backend may run the body again after the database
+/// aborted it.
+macro_rules! tx {
+    ($self:ident, $mode:ident, |$tx:ident $(, $v:ident)*| $body:expr) => {{
+        $(let $v = $v.to_owned();)*
+        $self
+            .run(Mode::$mode, move |$tx| {
+                $(let $v = $v.clone();)*
+                Box::pin(async move { $body })
+            })
+            .await
+    }};
+}
+
+/// Applies the migrations the database has not seen, one replica at a time.
+pub(crate) async fn migrate(tx: &mut dyn Tx, migrations: &'static [&'static str]) -> Result<()> {
+    tx.lock("migrate").await?;
+    let (version, known) = (tx.schema_version().await?, migrations.len() as i64);
+    if version > known {
+        let message = format!("database schema version {version} is newer than this build ({known})");
+        return Err(StoreError::Corrupt(message));
+    }
+    for sql in migrations.iter().skip(usize::try_from(version).unwrap_or(0)) {
+        tx.batch(sql).await?;
+    }
+    tx.set_schema_version(known).await
+}
+
+fn status(s: &str) -> Result<TaskStatus> {
+    TaskStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}")))
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Database(format!("{what} {n} too large")))
+}
+
+async fn read_task(tx: &mut dyn Tx, id: &str) -> Result<Option<TaskRecord>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+    let Some(mut r) = tx.opt(&sql, args![id]).await? else { return Ok(None) };
+    let error_code: Option<String> = r.take(7)?;
+    let error_message: Option<String> = r.take(8)?;
+    Ok(Some(TaskRecord {
+        id: r.take(0)?,
+        program_id: r.take(1)?,
+        args: r.take(2)?,
+        root: r.take(3)?,
+        receipt_kind: r.take(4)?,
+        status: status(&r.take::<String>(5)?)?,
+        attempts: r.take(6)?,
+        error: error_code.map(|code| crate::TaskError { code, message: error_message.unwrap_or_default() }),
+        created_at: r.take(9)?,
+        updated_at: r.take(10)?,
+        history: read_events(tx, id).await?,
+        input: r.take(11)?,
+        receipt: r.take(12)?,
+        journal: r.take(13)?,
+        logs: r.take(14)?,
+        result: r.take(15)?,
+        user_cycles: r.take(16)?,
+        lease_owner: r.take(17)?,
+        claims: r.take(18)?,
+        expected_journal: r.take(19)?,
+        submitter: r.take(20)?,
+    }))
+}
+
+/// A task that must exist (it was just written or locked).
+async fn existing_task(tx: &mut dyn Tx, id: &str) -> Result<TaskRecord> {
+    read_task(tx, id).await?.ok_or_else(|| StoreError::Corrupt(format!("task {id} vanished")))
+}
+
+async fn read_events(tx: &mut dyn Tx, id: &str) -> Result<Vec<TaskEvent>> {
+    let sql = "SELECT seq, status, at FROM task_events WHERE task_id = $1 ORDER BY seq";
+    let rows = tx.query(sql, args![id]).await?;
+    rows.into_iter()
+        .map(|mut r| {
+            Ok(TaskEvent { seq: r.take(0)?, status: status(&r.take::<String>(1)?)?, at: r.take(2)? })
+        })
+        .collect()
+}
+
+async fn read_attempts(tx: &mut dyn Tx, task_id: &str) -> Result<Vec<ProverAttempt>> {
+    let sql = "SELECT lease_id, task_id, worker, issued_at, expires_at, outcome, reason FROM prover_leases \
+               WHERE task_id = $1 ORDER BY issued_at, lease_id";
+    let attempt = |mut r: Row| {
+        Ok(ProverAttempt {
+            lease_id: r.take(0)?,
+            task_id: r.take(1)?,
+            worker: r.take(2)?,
+            issued_at: r.take(3)?,
+            expires_at: r.take(4)?,
+            outcome: r.take(5)?,
+            reason: r.take(6)?,
+        })
+    };
+    tx.query(sql, args![task_id]).await?.into_iter().map(attempt).collect()
+}
+
+/// The status of a task, locking its row (PostgreSQL) until the transaction ends.
+async fn lock_task(tx: &mut dyn Tx, id: &str) -> Result<Option<TaskStatus>> {
+    let current: Option<String> =
+        tx.first("SELECT status FROM tasks WHERE id = $1 FOR UPDATE", args![id]).await?;
+    current.map(|s| status(&s)).transpose()
+}
+
+/// Locks the task row of a lease and checks that the lease may report a result now: it must be
+/// a lease of that task, the task must still be proving, and the lease must not have had its
+/// verdict yet (open, or expired: a late result is still welcome). `Err` carries why not.
+async fn may_report(tx: &mut dyn Tx, task_id: &str, lease_id: &str) -> Result<Result<(), AttemptOutcome>> {
+    let Some(current) = lock_task(tx, task_id).await? else { return Ok(Err(AttemptOutcome::Unknown)) };
+    let sql = "SELECT outcome FROM prover_leases WHERE lease_id = $1 AND task_id = $2";
+    let Some(judged) = tx.first::<Option<String>>(sql, args![lease_id, task_id]).await? else {
+        return Ok(Err(AttemptOutcome::Unknown));
+    };
+    if current != TaskStatus::Proving {
+        return Ok(Err(AttemptOutcome::NotProving(current)));
+    }
+    if !matches!(judged.as_deref(), None | Some("expired")) {
+        return Ok(Err(AttemptOutcome::LeaseEnded));
+    }
+    Ok(Ok(()))
+}
+
+async fn insert_event(tx: &mut dyn Tx, task_id: &str, status: &str, at: i64) -> Result<()> {
+    let sql = "INSERT INTO task_events (task_id, status, at) VALUES ($1, $2, $3)";
+    tx.execute(sql, args![task_id, status, at]).await.map(drop)
+}
+
+/// Fails a proving task (row locked by the caller) whose attempts are used up, listing them.
+/// Returns whether it moved.
+async fn fail_proving(tx: &mut dyn Tx, task_id: &str, now: i64) -> Result<bool> {
+    let sql = "UPDATE prover_leases SET outcome = 'expired' WHERE task_id = $1 AND outcome IS NULL";
+    tx.execute(sql, args![task_id]).await?;
+    let message = prover_failed_message(&read_attempts(tx, task_id).await?);
+    let sql = "UPDATE tasks SET status = 'failed', updated_at = $1, error_code = 'prover_failed', \
+               error_message = $2, lease_owner = NULL, lease_expires_at = NULL WHERE id = $3 AND status = 'proving'";
+    let moved = tx.execute(sql, args![now, &message, task_id]).await? == 1;
+    if moved {
+        insert_event(tx, task_id, "failed", now).await?;
+    }
+    Ok(moved)
+}
+
+/// Writes a volume image if the stored version is still the write's base (see [`VolumeWrite`]);
+/// the row lock taken by the check holds off a concurrent writer until the transaction ends.
+async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()> {
+    let sql = "SELECT version FROM volumes WHERE program_id = $1 FOR UPDATE";
+    let current: i64 = tx.first(sql, args![&write.program_id]).await?.unwrap_or(0);
+    let changed = || StoreError::VolumeChanged(write.program_id.clone());
+    if u64::try_from(current).ok() != Some(write.base) {
+        return Err(changed());
+    }
+    let version = to_i64(write.base.saturating_add(1), "volume version")?;
+    // Two first writes race on the insert: the loser's conflict is a changed volume too.
+    let sql = "INSERT INTO volumes (program_id, image, updated_at, version) VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (program_id) DO UPDATE SET image = excluded.image, updated_at = excluded.updated_at, \
+               version = excluded.version WHERE volumes.version = $5";
+    match tx.execute(sql, args![&write.program_id, &write.image, now, version, current]).await? {
+        1 => Ok(()),
+        _ => Err(changed()),
+    }
+}
+
+/// Stores tree nodes, leaving those already stored (several replicas may store the same node).
+async fn insert_nodes<'a>(
+    tx: &mut dyn Tx,
+    nodes: impl Iterator<Item = &'a ([u8; 32], Vec<u8>)> + Send,
+) -> Result<()> {
+    for (hash, node) in nodes {
+        let sql = "INSERT INTO smt_nodes (hash, node) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        tx.execute(sql, args![hash, node]).await?;
+    }
+    Ok(())
+}
+
+/// Prover leases of a task: all of them, those that count as attempts, those a restart ended.
+async fn lease_counts(tx: &mut dyn Tx, task_id: &str) -> Result<(i64, i64, i64)> {
+    let sql = format!(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE {COUNTED_ATTEMPT}), \
+         COUNT(*) FILTER (WHERE reason = 'service restarted') FROM prover_leases WHERE task_id = $1"
+    );
+    let mut r =
+        tx.opt(&sql, args![task_id]).await?.ok_or_else(|| StoreError::Database("no lease counts".into()))?;
+    Ok((r.take(0)?, r.take(1)?, r.take(2)?))
+}
+
+fn leased(lease_id: String, task: TaskRecord, expires_at: i64, failed: Vec<String>) -> Result<Leased> {
+    Ok(Leased { lease: Some(ProverLease { lease_id, task, expires_at }), failed })
+}
+
+#[async_trait::async_trait]
+impl<B: Backend> Store for B {
+    async fn put_program(&self, p: NewProgram) -> Result<bool> {
+        tx!(self, Write, |tx, p| {
+            let now = tx.now().await?;
+            let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
+                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+            let args = args![&p.id, &p.image_id, &p.controller, &p.circuit, now, p.owner.as_deref()];
+            if tx.execute(sql, args).await? == 1 {
+                return Ok(true);
+            }
+            let image_id: String =
+                tx.scalar("SELECT image_id FROM programs WHERE id = $1", args![&p.id]).await?;
+            match image_id == p.image_id {
+                true => Ok(false),
+                false => Err(StoreError::Conflict(format!("program {} exists with another image id", p.id))),
+            }
+        })
+    }
+
+    async fn program(&self, id: &str) -> Result<Option<ProgramInfo>> {
+        tx!(self, Read, |tx, id| {
+            let sql =
+                "SELECT id, image_id, CAST(length(controller) AS BIGINT), CAST(length(circuit) AS BIGINT), \
+                       created_at, owner FROM programs WHERE id = $1";
+            let Some(mut r) = tx.opt(sql, args![&id]).await? else { return Ok(None) };
+            Ok(Some(ProgramInfo {
+                id: r.take(0)?,
+                image_id: r.take(1)?,
+                controller_size: r.take(2)?,
+                circuit_size: r.take(3)?,
+                created_at: r.take(4)?,
+                owner: r.take(5)?,
+            }))
+        })
+    }
+
+    async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        tx!(self, Read, |tx, id| {
+            let row = tx.opt("SELECT controller, circuit FROM programs WHERE id = $1", args![&id]).await?;
+            row.map(|mut r| Ok((r.take(0)?, r.take(1)?))).transpose()
+        })
+    }
+
+    async fn circuit_by_image_id(&self, image_id: &str) -> Result<Option<Vec<u8>>> {
+        tx!(self, Read, |tx, image_id| {
+            tx.first("SELECT circuit FROM programs WHERE image_id = $1 LIMIT 1", args![&image_id]).await
+        })
+    }
+
+    async fn insert_task(&self, t: NewTask, idempotency: Option<Idempotency>) -> Result<Inserted> {
+        tx!(self, Write, |tx, t, idempotency| {
+            let now = tx.now().await?;
+            if let Some(key) = &idempotency {
+                // Requests with one key are serialized: the second sees the first's task.
+                tx.lock(&format!("idempotency\n{}\n{}", t.program_id, key.key)).await?;
+                let sql =
+                    "SELECT request_hash, task_id FROM idempotency_keys WHERE program_id = $1 AND key = $2";
+                if let Some(mut seen) = tx.opt(sql, args![&t.program_id, &key.key]).await? {
+                    let (hash, task_id): (String, String) = (seen.take(0)?, seen.take(1)?);
+                    if hash != key.request_hash {
+                        // Never name the other task: the key may be another client's.
+                        let client_key = key.key.rsplit('\n').next().unwrap_or_default();
+                        let message =
+                            format!("Idempotency-Key `{client_key}` was used for a different request");
+                        return Err(StoreError::Conflict(message));
+                    }
+                    return Ok(Inserted { task: existing_task(tx, &task_id).await?, created: false });
+                }
+            }
+            let sql = "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, \
+                       submitter) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7)";
+            let submitter = t.submitter.as_deref();
+            tx.execute(sql, args![&t.id, &t.program_id, &t.args, &t.root, &t.receipt_kind, now, submitter])
+                .await?;
+            insert_event(tx, &t.id, "queued", now).await?;
+            if let Some(key) = &idempotency {
+                let sql =
+                    "INSERT INTO idempotency_keys (program_id, key, request_hash, task_id, created_at) \
+                           VALUES ($1, $2, $3, $4, $5)";
+                tx.execute(sql, args![&t.program_id, &key.key, &key.request_hash, &t.id, now]).await?;
+            }
+            Ok(Inserted { task: existing_task(tx, &t.id).await?, created: true })
+        })
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        tx!(self, Read, |tx, id| read_task(tx, &id).await)
+    }
+
+    async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>> {
+        tx!(self, Read, |tx, id| read_events(tx, &id).await)
+    }
+
+    async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>> {
+        tx!(self, Write, |tx, owner| {
+            let now = tx.now().await?;
+            let sql = "UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, claims = claims + 1 \
+                       WHERE seq = (SELECT seq FROM tasks \
+                           WHERE status NOT IN ('done', 'failed', 'cancelled', 'proving') \
+                             AND (lease_owner IS NULL OR lease_expires_at < $3) \
+                           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                       RETURNING id";
+            match tx.first::<String>(sql, args![&owner, now.saturating_add(lease_ms(lease)), now]).await? {
+                Some(id) => read_task(tx, &id).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool> {
+        tx!(self, Write, |tx, id, owner| {
+            let until = tx.now().await?.saturating_add(lease_ms(lease));
+            let sql = "UPDATE tasks SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 \
+                       AND status NOT IN ('done', 'failed', 'cancelled')";
+            Ok(tx.execute(sql, args![until, &id, &owner]).await? == 1)
+        })
+    }
+
+    async fn release_all_leases(&self) -> Result<u64> {
+        if B::SHARED {
+            // Other replicas hold leases on a shared store: a start-up must not take them away.
+            return Ok(0);
+        }
+        tx!(self, Write, |tx| {
+            let sql =
+                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL";
+            let tasks = tx.execute(sql, &[]).await?;
+            // In-process provers died with the previous process; remote workers' leases stand.
+            let sql = "UPDATE prover_leases SET outcome = 'expired', reason = 'service restarted' \
+                       WHERE outcome IS NULL AND worker LIKE 'local-%'";
+            Ok(tasks + tx.execute(sql, &[]).await?)
+        })
+    }
+
+    fn shared(&self) -> bool {
+        B::SHARED
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        owner: &str,
+        from: TaskStatus,
+        to: TaskStatus,
+        u: StageUpdate,
+    ) -> Result<bool> {
+        tx!(self, Write, |tx, id, owner, u| {
+            let now = tx.now().await?;
+            let (code, message) = (u.error.as_ref().map(|e| &e.code), u.error.as_ref().map(|e| &e.message));
+            let cycles = u.user_cycles.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+            let sql = "UPDATE tasks SET status = $1, updated_at = $2, claims = 0, \
+                          input = COALESCE($3, input), result = COALESCE($4, result), \
+                          logs = COALESCE($5, logs), expected_journal = COALESCE($6, expected_journal), \
+                          error_code = COALESCE($7, error_code), error_message = COALESCE($8, error_message), \
+                          lease_owner = CASE WHEN $9 = 1 THEN NULL ELSE lease_owner END, \
+                          lease_expires_at = CASE WHEN $9 = 1 THEN NULL ELSE lease_expires_at END, \
+                          user_cycles = COALESCE($13, user_cycles) \
+                       WHERE id = $10 AND status = $11 AND lease_owner = $12";
+            let (input, result, logs, expected) = (&u.input, &u.result, &u.logs, &u.expected_journal);
+            let args = args![
+                to.as_str(),
+                now,
+                input.as_ref(),
+                result.as_ref(),
+                logs.as_ref(),
+                expected.as_ref(),
+                code,
+                message,
+                u.release_lease,
+                &id,
+                from.as_str(),
+                &owner,
+                cycles
+            ];
+            if tx.execute(sql, args).await? == 0 {
+                return Ok(false);
+            }
+            insert_event(tx, &id, to.as_str(), now).await?;
+            if let Some(write) = &u.volume {
+                put_volume(tx, write, now).await?;
+            }
+            Ok(true)
+        })
+    }
+
+    async fn volume(&self, program_id: &str) -> Result<Option<StoredVolume>> {
+        tx!(self, Read, |tx, program_id| {
+            let row = tx
+                .opt("SELECT image, version FROM volumes WHERE program_id = $1", args![&program_id])
+                .await?;
+            row.map(|mut r| Ok(StoredVolume { image: r.take(0)?, version: r.take(1)? })).transpose()
+        })
+    }
+
+    async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        tx!(self, Write, |tx, id| {
+            let now = tx.now().await?;
+            let Some(current) = lock_task(tx, &id).await? else { return Ok(CancelOutcome::NotFound) };
+            if current.is_terminal() {
+                return Ok(CancelOutcome::AlreadyFinished(current));
+            }
+            let sql = "UPDATE tasks SET status = 'cancelled', updated_at = $1, lease_owner = NULL, \
+                       lease_expires_at = NULL, error_code = 'cancelled', \
+                       error_message = 'cancelled on request while ' || status WHERE id = $2";
+            tx.execute(sql, args![now, &id]).await?;
+            insert_event(tx, &id, "cancelled", now).await?;
+            Ok(CancelOutcome::Cancelled(current))
+        })
+    }
+
+    async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
+        let LeaseRules { lease, max_attempts, mut others_asking } = rules;
+        others_asking.sort_unstable();
+        others_asking.dedup();
+        tx!(self, Write, |tx, worker, others_asking| {
+            let now = tx.now().await?;
+            let expires = now.saturating_add(lease_ms(lease));
+            // Re-delivery: the worker's own open lease.
+            let sql = "SELECT pl.lease_id, pl.task_id FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+                       WHERE pl.worker = $1 AND pl.outcome IS NULL AND pl.expires_at > $2 AND t.status = 'proving' \
+                       ORDER BY pl.issued_at LIMIT 1 FOR UPDATE OF t";
+            if let Some(mut open) = tx.opt(sql, args![&worker, now]).await? {
+                let (lease_id, task_id): (String, String) = (open.take(0)?, open.take(1)?);
+                let sql = "UPDATE prover_leases SET expires_at = $1 WHERE lease_id = $2";
+                tx.execute(sql, args![expires, &lease_id]).await?;
+                return leased(lease_id, existing_task(tx, &task_id).await?, expires, vec![]);
+            }
+            // Unleased proving tasks (open leases that expired do not hold a task), those this
+            // worker has tried least first, then oldest; tasks another replica is leasing right
+            // now are skipped, not waited for; none this worker failed before while one of the
+            // other workers asking for work ($4...) has not failed it too.
+            let others: Vec<String> = (0..others_asking.len()).map(|i| format!("${}", i + 4)).collect();
+            let others = if others.is_empty() { "NULL".to_owned() } else { others.join(", ") };
+            let sql = format!(
+                "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
+                 AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                 AND pl.outcome IS NULL AND pl.expires_at > $2) \
+                 AND NOT (EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
+                                  AND pl.worker = $1 AND {WORKER_FAILED}) \
+                          AND (SELECT COUNT(DISTINCT pl.worker) FROM prover_leases pl WHERE pl.task_id = t.id \
+                               AND pl.worker IN ({others}) AND {WORKER_FAILED}) < $3) \
+                 ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
+                 LIMIT 32 FOR UPDATE OF t SKIP LOCKED"
+            );
+            let mut args: Vec<crate::sql::Arg<'_>> =
+                vec![(&worker).into(), now.into(), (others_asking.len() as i64).into()];
+            args.extend(others_asking.iter().map(crate::sql::Arg::from));
+            let mut failed = Vec::new();
+            for mut candidate in tx.query(&sql, &args).await? {
+                let task_id: String = candidate.take(0)?;
+                // An in-process prover renews its lease while its process lives: its lease
+                // expired because the process died (or hung), which counts against the crash
+                // allowance, not the proving attempts.
+                let sql = "UPDATE prover_leases SET outcome = 'expired', \
+                           reason = CASE WHEN worker LIKE 'local-%' THEN 'service restarted' ELSE reason END \
+                           WHERE task_id = $1 AND outcome IS NULL AND expires_at <= $2";
+                tx.execute(sql, args![&task_id, now]).await?;
+                let (leases, attempts, restarts) = lease_counts(tx, &task_id).await?;
+                if attempts >= i64::from(max_attempts) || restarts >= i64::from(crate::MAX_CRASHES) {
+                    if fail_proving(tx, &task_id, now).await? {
+                        failed.push(task_id);
+                    }
+                    continue;
+                }
+                let lease_id = format!("{task_id}/{}", leases + 1);
+                let sql = "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) \
+                           VALUES ($1, $2, $3, $4, $5)";
+                tx.execute(sql, args![&lease_id, &task_id, &worker, now, expires]).await?;
+                let sql = "UPDATE tasks SET attempts = attempts + 1, updated_at = $1 WHERE id = $2";
+                tx.execute(sql, args![now, &task_id]).await?;
+                return leased(lease_id, existing_task(tx, &task_id).await?, expires, failed);
+            }
+            Ok(Leased { lease: None, failed })
+        })
+    }
+
+    async fn renew_prover_lease(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        lease: Duration,
+        max_lifetime: Duration,
+    ) -> Result<RenewOutcome> {
+        tx!(self, Write, |tx, task_id, lease_id| {
+            let now = tx.now().await?;
+            let Some(current) = lock_task(tx, &task_id).await? else { return Ok(RenewOutcome::Unknown) };
+            let sql = "SELECT outcome, expires_at, issued_at FROM prover_leases WHERE lease_id = $1 AND task_id = $2";
+            let Some(mut row) = tx.opt(sql, args![&lease_id, &task_id]).await? else {
+                return Ok(RenewOutcome::Unknown);
+            };
+            let (outcome, expires_at, issued_at): (Option<String>, i64, i64) =
+                (row.take(0)?, row.take(1)?, row.take(2)?);
+            if current == TaskStatus::Cancelled {
+                return Ok(RenewOutcome::Cancelled);
+            }
+            if current != TaskStatus::Proving || outcome.is_some() {
+                return Ok(RenewOutcome::Lost);
+            }
+            if now.saturating_sub(issued_at) > lease_ms(max_lifetime) {
+                let sql = "UPDATE prover_leases SET outcome = 'expired', reason = $2 WHERE lease_id = $1";
+                tx.execute(sql, args![&lease_id, LIFETIME_EXCEEDED]).await?;
+                return Ok(RenewOutcome::Lost);
+            }
+            // An expired lease may be revived only while nobody else holds the task.
+            let sql = "SELECT COUNT(*) FROM prover_leases WHERE task_id = $1 AND lease_id <> $2 \
+                       AND outcome IS NULL AND expires_at > $3";
+            if expires_at <= now && tx.scalar::<i64>(sql, args![&task_id, &lease_id, now]).await? > 0 {
+                return Ok(RenewOutcome::Lost);
+            }
+            let sql = "UPDATE prover_leases SET expires_at = $1 WHERE lease_id = $2";
+            tx.execute(sql, args![now.saturating_add(lease_ms(lease)), &lease_id]).await?;
+            Ok(RenewOutcome::Renewed)
+        })
+    }
+
+    async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord> {
+        tx!(self, Read, |tx, worker| {
+            let sql = format!(
+                "SELECT {WORKER_FAILED}, issued_at FROM prover_leases WHERE worker = $1 AND outcome IS NOT NULL \
+                 ORDER BY issued_at DESC LIMIT $2"
+            );
+            let mut record = WorkerRecord::default();
+            for mut r in tx.query(&sql, args![&worker, i64::from(window)]).await? {
+                if !r.take::<bool>(0)? {
+                    break;
+                }
+                record.consecutive_failures += 1;
+                if record.last_failure_at.is_none() {
+                    record.last_failure_at = Some(r.take(1)?);
+                }
+            }
+            Ok(record)
+        })
+    }
+
+    async fn fail_attempt(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        outcome: &str,
+        reason: &str,
+        max_attempts: u32,
+    ) -> Result<AttemptOutcome> {
+        tx!(self, Write, |tx, task_id, lease_id, outcome, reason| {
+            let now = tx.now().await?;
+            if let Err(refused) = may_report(tx, &task_id, &lease_id).await? {
+                return Ok(refused);
+            }
+            let sql = "UPDATE prover_leases SET outcome = $1, reason = $2 WHERE lease_id = $3";
+            tx.execute(sql, args![&outcome, &reason, &lease_id]).await?;
+            let (_, attempts, _) = lease_counts(tx, &task_id).await?;
+            let sql = "SELECT COUNT(*) FROM prover_leases WHERE task_id = $1 AND outcome IS NULL AND expires_at > $2";
+            let open: i64 = tx.scalar(sql, args![&task_id, now]).await?;
+            if attempts >= i64::from(max_attempts) && open == 0 {
+                fail_proving(tx, &task_id, now).await?;
+                return Ok(AttemptOutcome::TaskFailed);
+            }
+            Ok(AttemptOutcome::Retrying)
+        })
+    }
+
+    async fn accept_proof(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        receipt: Vec<u8>,
+        journal: Vec<u8>,
+        user_cycles: u64,
+    ) -> Result<AttemptOutcome> {
+        let user_cycles = to_i64(user_cycles, "user cycles")?;
+        tx!(self, Write, |tx, task_id, lease_id, receipt, journal| {
+            let now = tx.now().await?;
+            if let Err(refused) = may_report(tx, &task_id, &lease_id).await? {
+                return Ok(refused);
+            }
+            let sql = "UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = $1";
+            tx.execute(sql, args![&lease_id]).await?;
+            let sql =
+                "UPDATE prover_leases SET outcome = 'superseded' WHERE task_id = $1 AND outcome IS NULL";
+            tx.execute(sql, args![&task_id]).await?;
+            let sql = "UPDATE tasks SET status = 'delivering', updated_at = $1, claims = 0, receipt = $2, \
+                       journal = $3, user_cycles = $4 WHERE id = $5";
+            tx.execute(sql, args![now, &receipt, &journal, user_cycles, &task_id]).await?;
+            for status in ["verifying", "delivering"] {
+                insert_event(tx, &task_id, status, now).await?;
+            }
+            Ok(AttemptOutcome::Accepted)
+        })
+    }
+
+    async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>> {
+        tx!(self, Read, |tx, task_id| read_attempts(tx, &task_id).await)
+    }
+
+    async fn record_failure_delivery(&self, task_id: &str, u: StageUpdate) -> Result<()> {
+        tx!(self, Write, |tx, task_id, u| {
+            let now = tx.now().await?;
+            let sql = "UPDATE tasks SET result = COALESCE($1, result), logs = COALESCE($2, logs), \
+                       updated_at = $3 WHERE id = $4 AND status = 'failed'";
+            let n = tx.execute(sql, args![u.result.as_ref(), u.logs.as_ref(), now, &task_id]).await?;
+            if let (1, Some(write)) = (n, &u.volume) {
+                put_volume(tx, write, now).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)> {
+        tx!(self, Read, |tx| {
+            let now = tx.now().await?;
+            let sql = "SELECT CASE WHEN outcome IS NOT NULL THEN outcome \
+                                   WHEN expires_at <= $1 THEN 'expired' ELSE 'open' END AS o, COUNT(*) \
+                       FROM prover_leases GROUP BY o";
+            let rows = tx.query(sql, args![now]).await?;
+            let by_outcome =
+                rows.into_iter().map(|mut r| Ok((r.take(0)?, r.take(1)?))).collect::<Result<_>>()?;
+            let sql =
+                "SELECT COUNT(DISTINCT worker) FROM prover_leases WHERE issued_at >= $1 OR outcome IS NULL";
+            Ok((by_outcome, tx.scalar(sql, args![since_ms]).await?))
+        })
+    }
+
+    async fn status_counts(&self) -> Result<StatusCounts> {
+        tx!(self, Read, |tx| {
+            let rows = tx.query("SELECT status, COUNT(*) FROM tasks GROUP BY status", &[]).await?;
+            rows.into_iter().map(|mut r| Ok((status(&r.take::<String>(0)?)?, r.take(1)?))).collect()
+        })
+    }
+
+    async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64> {
+        let submitter = submitter.map(str::to_owned);
+        tx!(self, Read, |tx, submitter| {
+            let sql = "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
+                       AND status NOT IN ('done', 'failed', 'cancelled')";
+            tx.scalar(sql, args![submitter.as_deref()]).await
+        })
+    }
+
+    async fn prune_payloads(&self, finished_before: i64, limit: usize) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tx!(self, Write, |tx| {
+            let sql = "UPDATE tasks SET input = NULL, receipt = NULL WHERE seq IN (SELECT seq FROM tasks \
+                       WHERE status IN ('done', 'failed', 'cancelled') AND (input IS NOT NULL OR receipt IS NOT NULL) \
+                       AND updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+            tx.execute(sql, args![finished_before, limit]).await
+        })
+    }
+
+    async fn now_ms(&self) -> Result<i64> {
+        tx!(self, Read, |tx| tx.now().await)
+    }
+
+    async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx| {
+            let sql = "SELECT program_id FROM tasks WHERE status IN ('queued', 'witnessing', 'delivering') \
+                       GROUP BY program_id ORDER BY MAX(seq) DESC LIMIT $1";
+            tx.query(sql, args![limit]).await?.into_iter().map(|mut r| r.take(0)).collect()
+        })
+    }
+
+    async fn use_nonce(&self, key: &str, keep: Duration) -> Result<bool> {
+        tx!(self, Write, |tx, key| {
+            let now = tx.now().await?;
+            let sql = "DELETE FROM request_nonces WHERE at < $1";
+            tx.execute(sql, args![now.saturating_sub(lease_ms(keep))]).await?;
+            let sql = "INSERT INTO request_nonces (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+            Ok(tx.execute(sql, args![&key, now]).await? == 1)
+        })
+    }
+
+    async fn append_blocks(&self, domain: &str, prev_root: [u8; 32], blocks: Vec<NewBlock>) -> Result<bool> {
+        tx!(self, Write, |tx, domain, blocks| {
+            // Appends are serialized: each one checks the newest root first.
+            tx.lock("smt").await?;
+            let newest = tx.opt("SELECT seq, root FROM smt_updates ORDER BY seq DESC LIMIT 1", &[]).await?;
+            let (mut seq, newest_root): (i64, [u8; 32]) = match newest {
+                Some(mut r) => (r.take(0)?, r.take(1)?),
+                None => (0, [0u8; 32]),
+            };
+            if newest_root != prev_root {
+                return Ok(false);
+            }
+            let now = tx.now().await?;
+            let mut prev = prev_root;
+            for b in &blocks {
+                seq += 1;
+                let sql = "INSERT INTO smt_updates (seq, domain, number, block_hash, state_root, header, \
+                           prev_root, root, inserted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                let number = to_i64(b.number, "block number")?;
+                let args =
+                    args![seq, &domain, number, &b.block_hash, &b.state_root, &b.header, &prev, &b.root, now];
+                tx.execute(sql, args).await?;
+                prev = b.root;
+            }
+            insert_nodes(tx, blocks.iter().flat_map(|b| &b.nodes)).await?;
+            Ok(true)
+        })
+    }
+
+    async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>> {
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx| {
+            let sql = "SELECT seq, domain, number, block_hash, state_root, prev_root, root FROM smt_updates \
+                       WHERE seq > $1 ORDER BY seq";
+            let update = |mut r: Row| {
+                Ok(SmtUpdate {
+                    seq: r.take(0)?,
+                    domain: r.take(1)?,
+                    number: r.take(2)?,
+                    block_hash: r.take(3)?,
+                    state_root: r.take(4)?,
+                    prev_root: r.take(5)?,
+                    root: r.take(6)?,
+                })
+            };
+            tx.query(sql, args![after]).await?.into_iter().map(update).collect()
+        })
+    }
+
+    async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>> {
+        let number = i64::try_from(number).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx, domain| {
+            let sql = "SELECT header FROM smt_updates WHERE domain = $1 AND number = $2";
+            tx.first(sql, args![&domain, number]).await
+        })
+    }
+
+    async fn smt_walk(&self, walk: zkcoproc_smt::Walk) -> Result<Result<Opening, WalkError>> {
+        tx!(self, Read, |tx, walk| {
+            let mut walk = walk;
+            while let Some(hash) = walk.next_hash() {
+                let node: Option<Vec<u8>> =
+                    tx.first("SELECT node FROM smt_nodes WHERE hash = $1", args![&hash]).await?;
+                if let Err(e) = walk.feed(node.as_deref()) {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(Ok(walk.finish()))
+        })
+    }
+
+    async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()> {
+        tx!(self, Write, |tx, nodes| insert_nodes(tx, nodes.iter()).await)
+    }
+
+    async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool> {
+        tx!(self, Read, |tx| Ok(tx
+            .opt("SELECT 1 FROM smt_nodes WHERE hash = $1", args![&hash])
+            .await?
+            .is_some()))
+    }
+}

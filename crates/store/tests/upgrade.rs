@@ -1,0 +1,254 @@
+//! A database of the schema the previous release left (SQLite: 10 migrations, PostgreSQL: 5),
+//! with rows in every state written the way that release wrote them, is opened by this build:
+//! it is upgraded in place, every row reads back, and the work in flight carries on.
+//!
+//! Migrations are append-only: the old schema here is the first migrations of this build's own
+//! set, which are exactly the statements the previous release ran.
+
+use std::time::Duration;
+
+use zkcoproc_store::{
+    AttemptOutcome, Idempotency, NewTask, PgStore, RenewOutcome, SqliteStore, Store, TaskStatus,
+};
+
+/// A value for a fixture row.
+#[derive(Clone, Debug)]
+enum V {
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+    Null,
+}
+
+/// The rows the previous release would have written: a program with a volume, a queued task
+/// with an idempotency key, a proving task with an open prover lease, a done task with its
+/// receipt, a nonce, and a tree update with its node. `$N` parameters (SQLite reads `?N`).
+fn old_rows(now: i64) -> Vec<(&'static str, Vec<V>)> {
+    use V::*;
+    let task = "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, attempts, created_at, \
+                updated_at, input, receipt, journal, lease_owner, lease_expires_at, submitter) \
+                VALUES ($1, 'p', '{}', $2, 'composite', $3, $4, $5, $5, $6, $7, $8, NULL, NULL, 'alice')";
+    let event = "INSERT INTO task_events (task_id, status, at) VALUES ($1, $2, $3)";
+    let mut rows = vec![
+        (
+            "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
+             VALUES ('p', $1, $2, $3, $4, 'alice')",
+            vec![Text("ab".repeat(32)), Blob(vec![1, 2, 3]), Blob(vec![4, 5]), Int(now)],
+        ),
+        (
+            "INSERT INTO volumes (program_id, image, updated_at, version) VALUES ('p', $1, $2, 3)",
+            vec![Blob(vec![7; 64]), Int(now)],
+        ),
+        (
+            task,
+            vec![
+                Text("queued".into()),
+                Blob(vec![0; 32]),
+                Text("queued".into()),
+                Int(0),
+                Int(now),
+                Null,
+                Null,
+                Null,
+            ],
+        ),
+        (
+            task,
+            vec![
+                Text("proving".into()),
+                Blob(vec![0; 32]),
+                Text("proving".into()),
+                Int(1),
+                Int(now),
+                Blob(vec![9]),
+                Null,
+                Null,
+            ],
+        ),
+        (
+            task,
+            vec![
+                Text("done".into()),
+                Blob(vec![0; 32]),
+                Text("done".into()),
+                Int(1),
+                Int(now),
+                Blob(vec![9]),
+                Blob(vec![8; 10]),
+                Blob(vec![6; 40]),
+            ],
+        ),
+        (
+            "INSERT INTO idempotency_keys (program_id, key, request_hash, task_id, created_at) \
+             VALUES ('p', $1, 'h', 'queued', $2)",
+            vec![Text("alice\nk1".into()), Int(now)],
+        ),
+        (
+            "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) \
+             VALUES ('proving/1', 'proving', 'w1', $1, $2)",
+            vec![Int(now), Int(now + 600_000)],
+        ),
+        ("INSERT INTO request_nonces (key, at) VALUES ('w1/n1', $1)", vec![Int(now)]),
+        (
+            "INSERT INTO smt_updates (seq, domain, number, block_hash, state_root, header, prev_root, root, \
+             inserted_at) VALUES (1, 'eth', 5, $1, $2, $3, $4, $5, $6)",
+            vec![
+                Blob(vec![5; 32]),
+                Blob(vec![6; 32]),
+                Blob(vec![0xc0]),
+                Blob(vec![0; 32]),
+                Blob(vec![1; 32]),
+                Int(now),
+            ],
+        ),
+        ("INSERT INTO smt_nodes (hash, node) VALUES ($1, $2)", vec![Blob(vec![1; 32]), Blob(vec![3; 65])]),
+    ];
+    for (task, statuses) in [
+        ("queued", &["queued"][..]),
+        ("proving", &["queued", "witnessing", "proving"]),
+        ("done", &["queued", "witnessing", "proving", "verifying", "delivering", "done"]),
+    ] {
+        for status in statuses {
+            let (task, status) = (Text(task.to_string()), Text(status.to_string()));
+            rows.push((event, vec![task, status, Int(now)]));
+        }
+    }
+    rows
+}
+
+/// What this build must find in the upgraded database, and the work it must carry on with.
+async fn carries_on(s: &dyn Store) {
+    let program = s.program("p").await.expect("program").expect("kept");
+    assert_eq!((program.owner.as_deref(), program.controller_size), (Some("alice"), 3));
+    assert_eq!(s.volume("p").await.expect("volume").map(|v| (v.image.len(), v.version)), Some((64, 3)));
+    let done = s.task("done").await.expect("task").expect("kept");
+    assert_eq!(
+        (done.status, done.receipt.as_deref(), done.history.len()),
+        (TaskStatus::Done, Some(&[8u8; 10][..]), 6)
+    );
+    assert_eq!(done.submitter.as_deref(), Some("alice"));
+    // The old idempotency key still names its task.
+    let again = NewTask {
+        id: "other".into(),
+        program_id: "p".into(),
+        args: "{}".into(),
+        root: [0; 32],
+        receipt_kind: "composite".into(),
+        submitter: Some("alice".into()),
+    };
+    let key = Idempotency { key: "alice\nk1".into(), request_hash: "h".into() };
+    let inserted = s.insert_task(again, Some(key)).await.expect("idempotent insert");
+    assert_eq!((inserted.task.id.as_str(), inserted.created), ("queued", false));
+    // The prover holding the old lease renews it and hands in its proof.
+    let lease = Duration::from_secs(60);
+    let renewed = s.renew_prover_lease("proving", "proving/1", lease, Duration::from_secs(3600)).await;
+    assert_eq!(renewed.expect("renew"), RenewOutcome::Renewed);
+    let accepted = s.accept_proof("proving", "proving/1", vec![1], vec![2], 10).await.expect("accept");
+    assert_eq!(accepted, AttemptOutcome::Accepted);
+    // The queued task is claimed; the nonce is remembered; the tree history reads back.
+    let claimed = s.claim_next("local-r0", lease).await.expect("claim").expect("queued task");
+    assert_eq!((claimed.id.as_str(), claimed.status), ("queued", TaskStatus::Queued));
+    assert!(!s.use_nonce("w1/n1", Duration::from_secs(600)).await.expect("nonce"));
+    let updates = s.smt_updates(0).await.expect("history");
+    assert_eq!(updates.iter().map(|u| (u.seq, u.number, u.root)).collect::<Vec<_>>(), vec![(1, 5, [1; 32])]);
+    assert!(s.has_smt_node([1; 32]).await.expect("node"));
+    assert_eq!(s.block_header("eth", 5).await.expect("header"), Some(vec![0xc0]));
+}
+
+fn migrations(dialect: &str, count: usize) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("migrations").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    files.iter().take(count).map(|f| std::fs::read_to_string(f).expect("migration")).collect()
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_the_previous_release_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("old database");
+        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        let tx = conn.transaction().expect("tx");
+        for sql in migrations("sqlite", 10) {
+            tx.execute_batch(&sql).expect("old migration");
+        }
+        tx.pragma_update(None, "user_version", 10).expect("version");
+        for (sql, values) in old_rows(zkcoproc_store::now_ms()) {
+            let params = values.iter().map(|v| match v {
+                V::Int(n) => rusqlite::types::Value::Integer(*n),
+                V::Text(s) => rusqlite::types::Value::Text(s.clone()),
+                V::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+                V::Null => rusqlite::types::Value::Null,
+            });
+            tx.execute(&sql.replace('$', "?"), rusqlite::params_from_iter(params)).expect(sql);
+        }
+        tx.commit().expect("commit");
+    }
+    let store = SqliteStore::open(dir.path()).expect("upgraded");
+    carries_on(&store).await;
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
+    let sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'programs_by_image'";
+    assert_eq!(conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("index"), 1);
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
+    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("ZKCOPROC_REQUIRE_POSTGRES").map_or(true, |v| v != "1"),
+            "no PostgreSQL server"
+        );
+        eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES=postgres://user@host:port)");
+        return;
+    };
+    let name = format!("zkt_upgrade_{}", std::process::id());
+    let (admin, conn) =
+        tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    let url = format!("{base}/{name}");
+    {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        let conn = tokio::spawn(conn);
+        for sql in migrations("postgres", 5) {
+            client.batch_execute(&sql).await.expect("old migration");
+        }
+        client
+            .batch_execute("CREATE TABLE zkcoproc_schema (version BIGINT NOT NULL); INSERT INTO zkcoproc_schema VALUES (5)")
+            .await
+            .expect("version");
+        for (sql, values) in old_rows(zkcoproc_store::now_ms()) {
+            let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = values
+                .into_iter()
+                .map(|v| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                    match v {
+                        V::Int(n) => Box::new(n),
+                        V::Text(s) => Box::new(s),
+                        V::Blob(b) => Box::new(b),
+                        V::Null => Box::new(None::<Vec<u8>>),
+                    }
+                })
+                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            client.execute(sql, &params).await.expect(sql);
+        }
+        drop(client);
+        let _ = conn.await;
+    }
+    let store = PgStore::connect(&url, 4).await.expect("upgraded");
+    carries_on(&store).await;
+    drop(store);
+    let (client, c) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    let c = tokio::spawn(c);
+    let row = client.query_one("SELECT version FROM zkcoproc_schema", &[]).await.expect("version");
+    assert_eq!(row.get::<_, i64>(0), migrations("postgres", usize::MAX).len() as i64);
+    drop(client);
+    let _ = c.await;
+    drop(admin);
+    let _ = conn.await;
+}
