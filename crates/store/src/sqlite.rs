@@ -108,18 +108,19 @@ where
     F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T>>,
 {
     // IMMEDIATE: a writer takes the write lock at the start, so its reads see what it writes on.
-    conn.execute_batch(match mode {
-        Mode::Write => "BEGIN IMMEDIATE",
-        Mode::Read => "BEGIN",
-    })?;
+    // A read needs no transaction: nothing else writes while this one connection is held.
+    if mode == Mode::Write {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+    }
     let mut tx = SqliteTx { conn };
     let out = match body(&mut tx).as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(out) => out,
         Poll::Pending => Err(StoreError::Database("a SQLite transaction waited on something else".into())),
     };
-    let end = match out {
-        Ok(_) => tx.conn.execute_batch("COMMIT"),
-        Err(_) => tx.conn.execute_batch("ROLLBACK"),
+    let end = match (mode, &out) {
+        (Mode::Read, _) => Ok(()),
+        (Mode::Write, Ok(_)) => tx.conn.execute_batch("COMMIT"),
+        (Mode::Write, Err(_)) => tx.conn.execute_batch("ROLLBACK"),
     };
     if let Err(e) = end {
         // A failed COMMIT leaves the transaction open: end it, so the connection stays usable.
@@ -147,31 +148,34 @@ impl rusqlite::ToSql for Arg<'_> {
 }
 
 /// The statement as SQLite reads it: `$N` becomes `?N`, and row-lock clauses (`FOR UPDATE`,
-/// `OF t`, `SKIP LOCKED`) go, the write transaction being the only writer.
+/// `OF t`, `SKIP LOCKED`) go, the write transaction being the only writer. (One pass over the
+/// bytes: it runs for every statement.)
 fn translate(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut in_literal = false;
-    let mut rest = sql;
-    while let Some(c) = rest.chars().next() {
-        if !in_literal {
-            if let Some(after) = rest.strip_prefix(" FOR UPDATE") {
-                rest = after;
+    let (bytes, mut out) = (sql.as_bytes(), String::with_capacity(sql.len()));
+    let (mut copied, mut i, mut in_literal) = (0, 0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => in_literal = !in_literal,
+            b'$' if !in_literal && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push_str(&sql[copied..i]);
+                out.push('?');
+                copied = i + 1;
+            }
+            b' ' if !in_literal && sql[i..].starts_with(" FOR UPDATE") => {
+                out.push_str(&sql[copied..i]);
+                let mut rest = &sql[i + " FOR UPDATE".len()..];
                 if let Some(after) = rest.strip_prefix(" OF ") {
                     rest = after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
                 }
                 rest = rest.strip_prefix(" SKIP LOCKED").unwrap_or(rest);
+                (copied, i) = (sql.len() - rest.len(), sql.len() - rest.len());
                 continue;
             }
-            if c == '$' && rest[1..].starts_with(|d: char| d.is_ascii_digit()) {
-                out.push('?');
-                rest = &rest[1..];
-                continue;
-            }
+            _ => {}
         }
-        in_literal ^= c == '\'';
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        i += 1;
     }
+    out.push_str(&sql[copied..]);
     out
 }
 
