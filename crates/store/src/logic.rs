@@ -46,15 +46,18 @@ fn prover_failed_message(attempts: &[ProverAttempt]) -> String {
     format!("no proof after {} attempts: {}", attempts.len(), list.join("; "))
 }
 
-/// Runs `$body` in a `$mode` transaction of `$self` as `$tx`. The named variables are taken
-/// (`to_owned`) and cloned into each run: a backend may run the body again after the database
-/// aborted it.
+/// Runs `$body` in a `$mode` transaction of `$self` as `$tx`. A backend may run the body again
+/// after the database aborted it, so it gets its own copy of the named variables each time: the
+/// ones before `;` are taken (`to_owned`) and cloned; the ones after it (payloads: receipts,
+/// volume images, artifacts) are moved into an `Arc` once and shared.
 macro_rules! tx {
-    ($self:ident, $mode:ident, |$tx:ident $(, $v:ident)*| $body:expr) => {{
+    ($self:ident, $mode:ident, |$tx:ident $(, $v:ident)* $(; $($big:ident),+)?| $body:expr) => {{
         $(let $v = $v.to_owned();)*
+        $($(let $big = std::sync::Arc::new($big);)+)?
         $self
             .run(Mode::$mode, move |$tx| {
                 $(let $v = $v.clone();)*
+                $($(let $big = std::sync::Arc::clone(&$big);)+)?
                 Box::pin(async move { $body })
             })
             .await
@@ -240,7 +243,7 @@ fn leased(lease_id: String, task: TaskRecord, expires_at: i64, failed: Vec<Strin
 #[async_trait::async_trait]
 impl<B: Backend> Store for B {
     async fn put_program(&self, p: NewProgram) -> Result<bool> {
-        tx!(self, Write, |tx, p| {
+        tx!(self, Write, |tx; p| {
             let now = tx.now().await?;
             let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
                        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
@@ -288,7 +291,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn insert_task(&self, t: NewTask, idempotency: Option<Idempotency>) -> Result<Inserted> {
-        tx!(self, Write, |tx, t, idempotency| {
+        tx!(self, Write, |tx, idempotency; t| {
             let now = tx.now().await?;
             if let Some(key) = &idempotency {
                 // Requests with one key are serialized: the second sees the first's task.
@@ -384,7 +387,7 @@ impl<B: Backend> Store for B {
         to: TaskStatus,
         u: StageUpdate,
     ) -> Result<bool> {
-        tx!(self, Write, |tx, id, owner, u| {
+        tx!(self, Write, |tx, id, owner; u| {
             let now = tx.now().await?;
             let (code, message) = (u.error.as_ref().map(|e| &e.code), u.error.as_ref().map(|e| &e.message));
             let cycles = u.user_cycles.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
@@ -608,7 +611,7 @@ impl<B: Backend> Store for B {
         user_cycles: u64,
     ) -> Result<AttemptOutcome> {
         let user_cycles = to_i64(user_cycles, "user cycles")?;
-        tx!(self, Write, |tx, task_id, lease_id, receipt, journal| {
+        tx!(self, Write, |tx, task_id, lease_id; receipt, journal| {
             let now = tx.now().await?;
             if let Err(refused) = may_report(tx, &task_id, &lease_id).await? {
                 return Ok(refused);
@@ -620,7 +623,7 @@ impl<B: Backend> Store for B {
             tx.execute(sql, args![&task_id]).await?;
             let sql = "UPDATE tasks SET status = 'delivering', updated_at = $1, claims = 0, receipt = $2, \
                        journal = $3, user_cycles = $4 WHERE id = $5";
-            tx.execute(sql, args![now, &receipt, &journal, user_cycles, &task_id]).await?;
+            tx.execute(sql, args![now, receipt.as_slice(), journal.as_slice(), user_cycles, &task_id]).await?;
             for status in ["verifying", "delivering"] {
                 insert_event(tx, &task_id, status, now).await?;
             }
@@ -633,7 +636,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn record_failure_delivery(&self, task_id: &str, u: StageUpdate) -> Result<()> {
-        tx!(self, Write, |tx, task_id, u| {
+        tx!(self, Write, |tx, task_id; u| {
             let now = tx.now().await?;
             let sql = "UPDATE tasks SET result = COALESCE($1, result), logs = COALESCE($2, logs), \
                        updated_at = $3 WHERE id = $4 AND status = 'failed'";
@@ -710,7 +713,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn append_blocks(&self, domain: &str, prev_root: [u8; 32], blocks: Vec<NewBlock>) -> Result<bool> {
-        tx!(self, Write, |tx, domain, blocks| {
+        tx!(self, Write, |tx, domain; blocks| {
             // Appends are serialized: each one checks the newest root first.
             tx.lock("smt").await?;
             let newest = tx.opt("SELECT seq, root FROM smt_updates ORDER BY seq DESC LIMIT 1", &[]).await?;
@@ -723,7 +726,7 @@ impl<B: Backend> Store for B {
             }
             let now = tx.now().await?;
             let mut prev = prev_root;
-            for b in &blocks {
+            for b in blocks.iter() {
                 seq += 1;
                 let sql = "INSERT INTO smt_updates (seq, domain, number, block_hash, state_root, header, \
                            prev_root, root, inserted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -781,7 +784,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()> {
-        tx!(self, Write, |tx, nodes| insert_nodes(tx, nodes.iter()).await)
+        tx!(self, Write, |tx; nodes| insert_nodes(tx, nodes.iter()).await)
     }
 
     async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool> {
