@@ -21,6 +21,9 @@ cleanup() {
 trap cleanup EXIT
 
 build() { # source dir, binaries dir
+    # Cargo does not copy a fresh binary to target/debug again, which may still hold the other
+    # side's: touching the two mains makes it link (and copy) this side's.
+    touch "$1/crates/cli/src/main.rs" "$1/bench/src/main.rs"
     (cd "$1" && cargo build -p zkcoproc-cli -p zkcoproc-bench >&2)
     mkdir -p "$2"
     cp "$CARGO_TARGET_DIR/debug/zkcoproc" "$CARGO_TARGET_DIR/debug/zkcoproc-bench" "$2/"
