@@ -15,15 +15,18 @@ WORK="$(mktemp -d)"
 source "$REPO/scripts/postgres.sh"
 cleanup() {
     pg_stop || true
+    # The working tree's next build must not pick up REV's artifacts.
+    find "$REPO/crates" "$REPO/bench" "$REPO/testing" -name '*.rs' -exec touch {} +
     git -C "$REPO" worktree remove --force "$WORK/rev" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 build() { # source dir, binaries dir
-    # Cargo does not copy a fresh binary to target/debug again, which may still hold the other
-    # side's: touching the two mains makes it link (and copy) this side's.
-    touch "$1/crates/cli/src/main.rs" "$1/bench/src/main.rs"
+    # Both sides share the target directory, where cargo names a workspace crate's artifacts
+    # without its path, and does not copy a fresh binary to target/debug again: touching every
+    # source of this side makes cargo build (and copy) this side's crates, not reuse the other's.
+    find "$1/crates" "$1/bench" "$1/testing" -name '*.rs' -exec touch {} +
     (cd "$1" && cargo build -p zkcoproc-cli -p zkcoproc-bench >&2)
     mkdir -p "$2"
     cp "$CARGO_TARGET_DIR/debug/zkcoproc" "$CARGO_TARGET_DIR/debug/zkcoproc-bench" "$2/"
