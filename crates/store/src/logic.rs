@@ -491,6 +491,13 @@ impl<B: Backend> Store for B {
             let mut failed = Vec::new();
             for mut candidate in tx.query(&sql, &args).await? {
                 let task_id: String = candidate.take(0)?;
+                // The row lock was taken after the query's snapshot: a lease another replica
+                // committed meanwhile (it held the lock until then) shows in a new statement.
+                let sql = "SELECT COUNT(*) FROM prover_leases WHERE task_id = $1 AND outcome IS NULL \
+                           AND expires_at > $2";
+                if tx.scalar::<i64>(sql, args![&task_id, now]).await? > 0 {
+                    continue;
+                }
                 // An in-process prover renews its lease while its process lives: its lease
                 // expired because the process died (or hung), which counts against the crash
                 // allowance, not the proving attempts.
@@ -690,6 +697,10 @@ impl<B: Backend> Store for B {
     }
 
     async fn now_ms(&self) -> Result<i64> {
+        if !B::SHARED {
+            // One process owns an unshared store: its clock is the store's (no connection needed).
+            return Ok(crate::now_ms());
+        }
         tx!(self, Read, |tx| tx.now().await)
     }
 
