@@ -111,6 +111,17 @@ enum Bench {
         #[arg(long, default_value_t = 400)]
         requests: usize,
     },
+    /// The light client: time to verify one mainnet-sized update (512 signers), and headers/s
+    /// inserted catching up to a finalized block `--blocks` ahead (anvil chain), light client vs
+    /// RPC trust, side by side.
+    LightClient {
+        /// How far ahead the finalized block is.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// Verifications timed.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+    },
     /// Header-follow throughput from anvil: checked headers inserted per second.
     Follow {
         /// Blocks mined before the service starts following from genesis.
@@ -142,6 +153,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Workers { tasks, cost_ms } => workers(&bin, tasks, cost_ms),
         Bench::StateProofs { max_slots } => state_proofs(max_slots),
         Bench::Follow { blocks } => follow(&bin, blocks),
+        Bench::LightClient { blocks, iterations } => light_client(&bin, blocks, iterations),
         Bench::Openings { age, requests } => openings(&bin, age, requests),
     }
 }
@@ -495,6 +507,120 @@ fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// P6. (a) `validate` of a 512-signer update (mainnet preset, made-up chain of real BLS keys):
+/// the first against a fresh store (the 512 committee keys decompressed and checked) and then
+/// with the keys cached. (b) From a checkpoint at anvil's genesis, the service catches up to a
+/// block `blocks` ahead: under RPC trust (`--trust rpc`, confirmations 0) and under the light
+/// client (a test beacon node finalizing that block), each timed from process start until the
+/// block is in the root.
+fn light_client(bin: &Path, blocks: u64, iterations: usize) -> anyhow::Result<()> {
+    use alloy_primitives::B256;
+    use zkcoproc_lightclient::testkit::{config_yaml, TestChain};
+    use zkcoproc_lightclient::{ExecutionPayloadHeader, LightClientStore};
+    use zkcoproc_testing::anvil::Anvil;
+    use zkcoproc_testing::beacon::{execution_header, TestBeacon};
+
+    let chain = TestChain::mainnet_sized(1);
+    let spec = &chain.spec;
+    let exec = |n: u64| ExecutionPayloadHeader {
+        block_number: n,
+        block_hash: B256::repeat_byte(n as u8),
+        ..Default::default()
+    };
+    let base = 3 * 8192 + 64;
+    let checkpoint = chain.header(base, exec(1), B256::ZERO);
+    let root = checkpoint.header.beacon.root();
+    let fin = chain.header(base + 32, exec(2), B256::ZERO);
+    let att = chain.header(base + 64, exec(3), fin.header.beacon.root());
+    let update = chain.update(&att, Some(&fin), true, base + 65, 512);
+    let gvr = chain.genesis_validators_root;
+    let fresh = || LightClientStore::bootstrap(spec, root, chain.bootstrap(&checkpoint));
+    let mut first = Vec::new();
+    for _ in 0..10 {
+        let store = fresh().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let t = Instant::now();
+        store.validate(spec, &update, base + 65, gvr).map_err(|e| anyhow::anyhow!("{e}"))?;
+        first.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let store = fresh().map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.validate(spec, &update, base + 65, gvr).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cached = Vec::new();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        store.validate(spec, &update, base + 65, gvr).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cached.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    out!(
+        "Validating one update signed by 512 of 512 sync-committee members (mainnet preset; BLS with blst, \
+          branches, SSZ roots); {iterations} runs with the committee's keys cached, 10 with a fresh store:\n"
+    );
+    table(
+        "ms",
+        &[0.5, 0.9, 1.0],
+        &mut [("validate, keys cached", cached), ("validate, fresh store (512 keys decompressed)", first)],
+    );
+
+    let anvil = Anvil::start()?;
+    let mut mined = 0;
+    while mined < blocks {
+        let n = (blocks - mined).min(250);
+        anvil.mine(n)?;
+        mined += n;
+    }
+    let tmp = tempfile::tempdir()?;
+    let catch_up = |name: &str, args: &[&str]| -> anyhow::Result<f64> {
+        let begin = Instant::now();
+        let server = bench_server(bin, &tmp.path().join(name), "dev", args)?;
+        let api = server.api();
+        loop {
+            let (status, v) = api.get("/v1/domains/ethereum/latest")?;
+            if status == 200 && v["number"].as_u64() >= Some(blocks) {
+                break;
+            }
+            if begin.elapsed() > Duration::from_secs(1800) {
+                bail!("{name}: the service did not catch up: {v}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(begin.elapsed().as_secs_f64())
+    };
+    let rpc_args = anvil.follow_args(0, 20)?;
+    let rpc_args: Vec<&str> = rpc_args.iter().map(String::as_str).collect();
+    let rpc = catch_up("rpc", &rpc_args)?;
+
+    let yaml = format!("{}DEPOSIT_CHAIN_ID: 31337\n", config_yaml("minimal", 12, None));
+    let network = tmp.path().join("network.yaml");
+    std::fs::write(&network, &yaml)?;
+    let lc_chain = TestChain::new(zkcoproc_lightclient::ChainSpec::from_yaml(&yaml)?, 2);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let cp = lc_chain.header(80, execution_header(&anvil, 0)?, B256::ZERO);
+    let fin = lc_chain.header(88, execution_header(&anvil, blocks)?, B256::ZERO);
+    let att = lc_chain.header(89, execution_header(&anvil, blocks)?, fin.header.beacon.root());
+    let update = lc_chain.update(&att, Some(&fin), true, 90, 32);
+    let beacon = TestBeacon::start(lc_chain, now - 100 * 12)?;
+    let cp_root = beacon.add_bootstrap(&beacon.chain.bootstrap(&cp));
+    beacon.publish(&update);
+    let lc_args = [
+        format!("--domain=ethereum={}", anvil.url),
+        format!("--beacon=ethereum={}", beacon.url()),
+        format!("--checkpoint=ethereum=beacon:{cp_root}"),
+        format!("--network={}", network.display()),
+        "--follow-interval-ms=20".to_owned(),
+    ];
+    let lc_args: Vec<&str> = lc_args.iter().map(String::as_str).collect();
+    let lc = catch_up("light-client", &lc_args)?;
+    out!(
+        "\nCatching up from anvil's genesis to block {blocks} (checked, inserted and committed; timed from \
+         process start): RPC trust {rpc:.2} s = {:.0} headers/s; light client (bootstrap, one finality \
+         update, headers checked back from its verified hash) {lc:.2} s = {:.0} headers/s; light client / RPC \
+         trust = {:.2}×",
+        (blocks + 1) as f64 / rpc,
+        (blocks + 1) as f64 / lc,
+        rpc / lc
+    );
+    Ok(())
+}
+
 fn follow(bin: &Path, blocks: u64) -> anyhow::Result<()> {
     use zkcoproc_testing::anvil::Anvil;
     let anvil = Anvil::start()?;
@@ -572,6 +698,7 @@ fn openings(bin: &Path, age: u64, requests: usize) -> anyhow::Result<()> {
                     header: vec![0xc0],
                     root: tree.root(),
                     nodes,
+                    admission: Default::default(),
                 });
                 number += 1;
             }
@@ -646,13 +773,16 @@ fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
     if let Ok(mut r) = REPORT.lock() {
         r.clear();
     }
-    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 5] = [
+    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 6] = [
         ("P1: real proof through the service vs bare risc0_zkvm", &|| prove(bin, 100)),
         ("P2: end-to-end dev-mode throughput vs the store's raw transaction rate", &|| throughput(bin, 200)),
         ("P3: controller get-witnesses, wasm vs native", &|| witnesses(bin, 2000)),
         ("P4: remote workers with fixed-cost mock proving", &|| workers(bin, 60, 50)),
         ("P5: openings under a root 100 000 inserts old vs under the current root", &|| {
             openings(bin, 100_000, 400)
+        }),
+        ("P6: light client: update verification, and catching up 10 000 blocks vs RPC trust", &|| {
+            light_client(bin, 10_000, 200)
         }),
     ];
     for (title, run) in sections {

@@ -91,7 +91,8 @@ impl Anvil {
     }
 
     /// `zkcoproc serve` flags that follow this node as the `ethereum` domain from its genesis
-    /// block (the checkpoint), inserting blocks `confirmations` deep, polling every `interval_ms`.
+    /// block (the checkpoint), inserting blocks `confirmations` deep, polling every `interval_ms`,
+    /// on the node's word (`--trust rpc`: anvil has no beacon chain).
     pub fn follow_args(&self, confirmations: u64, interval_ms: u64) -> anyhow::Result<Vec<String>> {
         let genesis = self.block_hash(0)?;
         Ok([
@@ -103,6 +104,8 @@ impl Anvil {
             confirmations.to_string(),
             "--follow-interval-ms".to_owned(),
             interval_ms.to_string(),
+            "--trust".to_owned(),
+            "rpc".to_owned(),
         ]
         .to_vec())
     }

@@ -4,7 +4,9 @@
 //! Not for production code. Start from [`Server::start`] and [`hello_app`].
 
 pub mod anvil;
+pub mod beacon;
 pub mod postgres;
+pub mod stub;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -337,6 +339,32 @@ impl Api {
         })
         .with_context(|| format!("waiting for task {task}"))
     }
+}
+
+/// `POST path` to the service at `url`, signed as worker or feeder `name` with `secret` (the
+/// HMAC scheme of `zkcoproc_api::worker_auth`, a fresh nonce, now's timestamp).
+pub fn signed_post(
+    url: &str,
+    path: &str,
+    name: &str,
+    secret: &[u8],
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, Value)> {
+    use zkcoproc_api::worker_auth::{self, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_WORKER};
+    let ts = worker_auth::unix_now();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let sig = worker_auth::sign(secret, "POST", path, ts, &nonce, &body);
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .header(HEADER_WORKER, name)
+        .header(HEADER_TIMESTAMP, ts.to_string())
+        .header(HEADER_NONCE, nonce)
+        .header(HEADER_SIGNATURE, sig)
+        .body(body)
+        .send()?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().unwrap_or(Value::Null)))
 }
 
 /// Calls `f` until it returns `Some` or `timeout` passes, backing off from 20 ms to 500 ms.

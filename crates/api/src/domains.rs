@@ -1,5 +1,5 @@
 //! Domains and the coprocessor root: `GET /v1/root`, `GET /v1/roots/{root}`,
-//! `GET /v1/domains/{name}/latest`, `GET /v1/domains/{name}/blocks/{n}/opening` and the
+//! `GET /v1/domains/{name}/latest`, `GET /v1/domains/{name}/light-client`, `GET /v1/domains/{name}/blocks/{n}/opening` and the
 //! authenticated feeder's `POST /v1/domains/{name}/blocks`.
 
 use std::sync::Arc;
@@ -54,6 +54,7 @@ pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
         "block": root.block,
         "domains": heads,
         "configured": c.domain_names(),
+        "trust": c.domain_statuses(),
     }))
 }
 
@@ -63,9 +64,27 @@ pub(crate) async fn root(State(c): State<AppState>) -> Json<Value> {
 pub(crate) async fn root_info(State(c): State<AppState>, Path(root): Path<String>) -> ApiResult<Json<Value>> {
     let r = parse_root(&root)?;
     Ok(Json(match c.root_info(&r).await? {
-        Some(info) => json!({"known": true, "root": info.root, "seq": info.seq, "block": info.block}),
+        Some(info) => json!({
+            "known": true,
+            "root": info.root,
+            "seq": info.seq,
+            "block": info.block,
+            "domains": info.domains,
+        }),
         None => json!({"known": false, "root": hex::encode(r)}),
     }))
+}
+
+#[utoipa::path(get, path = "/v1/domains/{name}/light-client", tag = "domains",
+    params(("name" = String, Path, description = "domain name, e.g. `ethereum`")),
+    responses((status = 200, description = "how the domain's blocks are admitted, its light client's state \
+        (finalized and optimistic slots, sync-committee period, last update) and why it is stalled, if it is", body = Object),
+        crate::openapi::Errors))]
+pub(crate) async fn light_client(
+    State(c): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<zkcoproc_coordinator::DomainStatus>> {
+    Ok(Json(c.domain_status(&name)?))
 }
 
 #[utoipa::path(get, path = "/v1/domains/{name}/latest", tag = "domains", params(("name" = String, Path, description = "domain name, e.g. `ethereum`"), ("root" = Option<String>, Query, description = "answer under this root (hex) instead of the current one")),

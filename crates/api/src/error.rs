@@ -83,9 +83,11 @@ impl From<CoordinatorError> for ApiError {
             CoordinatorError::NotFound { .. } => ApiError::not_found(e.to_string()),
             CoordinatorError::Invalid { code, message } => {
                 let status = match code {
-                    "unlinked_header" | "conflicting_block" | "smt_conflict" | "no_blocks" => {
-                        StatusCode::CONFLICT
-                    }
+                    "unlinked_header"
+                    | "conflicting_block"
+                    | "smt_conflict"
+                    | "no_blocks"
+                    | "light_client_domain" => StatusCode::CONFLICT,
                     "domain_rpc" => StatusCode::BAD_GATEWAY,
                     _ => StatusCode::BAD_REQUEST,
                 };

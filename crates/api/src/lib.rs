@@ -100,6 +100,7 @@ pub fn router(
         .route("/v1/verify", post(verify))
         .route("/v1/root", get(domains::root))
         .route("/v1/roots/{root}", get(domains::root_info))
+        .route("/v1/domains/{name}/light-client", get(domains::light_client))
         .route("/v1/domains/{name}/latest", get(domains::latest))
         .route("/v1/domains/{name}/blocks", post(domains::feed))
         .route("/v1/domains/{name}/blocks/{number}/opening", get(domains::opening))
@@ -187,6 +188,7 @@ async fn health(State(c): State<AppState>) -> ApiResult<Json<openapi::HealthView
         dev_mode: c.verifier().dev_mode(),
         root: hex::encode(c.current_root()),
         tasks: counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), n)).collect(),
+        domains: c.domain_statuses(),
     }))
 }
 

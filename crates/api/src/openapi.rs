@@ -124,6 +124,10 @@ pub(crate) struct HealthView {
     pub(crate) root: String,
     /// number of tasks in each status
     pub(crate) tasks: std::collections::BTreeMap<String, u64>,
+    /// each domain: how its blocks are admitted (`light_client` or `rpc`), its light client's
+    /// state, and why it is stalled, if it is
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) domains: Vec<zkcoproc_coordinator::DomainStatus>,
 }
 
 /// One controller log line.
@@ -193,6 +197,7 @@ pub(crate) struct VerifyView {
         crate::verify,
         crate::domains::root,
         crate::domains::root_info,
+        crate::domains::light_client,
         crate::domains::latest,
         crate::domains::opening,
         crate::domains::feed,

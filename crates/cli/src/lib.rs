@@ -148,6 +148,24 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// The Ethereum consensus light client.
+    #[command(name = "light-client")]
+    LightClient {
+        #[command(subcommand)]
+        command: LightClientCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LightClientCommand {
+    /// Run one consensus-spec-tests `light_client/sync` case directory (`config.yaml`,
+    /// `meta.yaml`, `bootstrap.ssz_snappy`, `steps.yaml`, `update_*.ssz_snappy`): every step is
+    /// executed and its checks compared; one line per step, then a summary. Exit 0 only if all
+    /// pass. Any fork the light client knows, by the config's fork epochs.
+    Replay {
+        /// The case directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -314,6 +332,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policy = client::VerifyPolicy { allow_fake, trusted, allow_unknown_root };
             let ok = server.client()?.verify(source, &policy).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::LightClient { command: LightClientCommand::Replay { dir } } => {
+            let (mut passed, mut failed) = (0usize, 0usize);
+            let all_ok = zkcoproc_lightclient::replay::replay(&dir, |step| {
+                if step.outcome.is_ok() {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
+                println!("{step}");
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            println!(
+                "{}: {passed} step(s) passed, {failed} failed: {}",
+                dir.display(),
+                if all_ok { "PASS" } else { "FAIL" }
+            );
+            Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

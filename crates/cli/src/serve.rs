@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use zkcoproc_api::access::{self, Access, ApiKeys};
 use zkcoproc_api::server::HttpLimits;
-use zkcoproc_coordinator::{Config, Coordinator, DomainConfig};
+use zkcoproc_coordinator::{Config, Coordinator, DomainConfig, LightClientConfig};
 use zkcoproc_runtime::{Limits, Runtime};
 use zkcoproc_store::{PgStore, SqliteStore, Store};
 use zkcoproc_zkvm::{ChildProver, DevProver, Prover, ReceiptKind, Verifier, DEFAULT_MAX_CYCLES};
@@ -80,10 +80,29 @@ pub(crate) struct ServeArgs {
     /// repeatable.
     #[arg(long = "domain", value_name = "NAME=URL")]
     domains: Vec<String>,
-    /// Trusted first block of a domain: `NAME=NUMBER:0xHASH`; repeatable. Without one, the
-    /// node's confirmed block at start-up is taken (and logged).
-    #[arg(long = "checkpoint", value_name = "NAME=NUMBER:0xHASH")]
+    /// Trusted checkpoint of a domain; repeatable. With --beacon: `NAME=beacon:0xBLOCK_ROOT`, a
+    /// beacon block root (weak-subjectivity checkpoint) the light client bootstraps from. With
+    /// --trust rpc: `NAME=NUMBER:0xHASH`, the first execution block (without one, the node's
+    /// confirmed block at start-up is taken, and logged).
+    #[arg(long = "checkpoint", value_name = "NAME=beacon:0xROOT|NAME=NUMBER:0xHASH")]
     checkpoints: Vec<String>,
+    /// The beacon node of a domain, `NAME=URL`; repeatable. Its light client decides which
+    /// execution blocks enter the root.
+    #[arg(long = "beacon", value_name = "NAME=URL")]
+    beacons: Vec<String>,
+    /// The consensus network of the light client: `mainnet`, `sepolia`, `holesky`, `hoodi`, or a
+    /// consensus-spec `config.yaml`.
+    #[arg(long, default_value = "mainnet")]
+    network: String,
+    /// Which light-client headers admit blocks: `finalized` (default), or `optimistic` (signed by
+    /// a supermajority of the sync committee, not finalized: may be reorged away).
+    #[arg(long, value_enum, default_value_t = Accept::Finalized)]
+    accept: Accept,
+    /// `rpc`: follow domains without --beacon on their JSON-RPC node's word (hashes and parent
+    /// links from the checkpoint only; a node serving a self-consistent fake chain puts fake state
+    /// roots under the root). Required for a domain without --beacon.
+    #[arg(long, value_enum)]
+    trust: Option<TrustArg>,
     /// Only blocks at least this many blocks below the node's head are inserted (reorg safety).
     #[arg(long)]
     confirmations: Option<u64>,
@@ -161,6 +180,22 @@ pub(crate) struct ServeArgs {
     quarantine_ms: u64,
 }
 
+/// `--accept`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Accept {
+    /// finalized headers only
+    Finalized,
+    /// supermajority-signed optimistic headers too
+    Optimistic,
+}
+
+/// `--trust`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TrustArg {
+    /// the execution node's word, from a checkpoint
+    Rpc,
+}
+
 /// Default `--confirmations`: deep enough that ordinary Ethereum reorgs never reach it.
 const DEFAULT_CONFIRMATIONS: u64 = 12;
 
@@ -177,17 +212,34 @@ struct DomainFileEntry {
     rpc: String,
     checkpoint: Option<String>,
     confirmations: Option<u64>,
+    beacon: Option<String>,
+}
+
+/// A `--checkpoint` value: a beacon block root, or an execution block.
+enum Checkpoint {
+    Beacon([u8; 32]),
+    Block(u64, [u8; 32]),
+}
+
+fn parse_any_checkpoint(s: &str) -> anyhow::Result<Checkpoint> {
+    match s.strip_prefix("beacon:") {
+        Some(root) => Ok(Checkpoint::Beacon(parse_hash(root)?)),
+        None => parse_checkpoint(s).map(|(n, h)| Checkpoint::Block(n, h)),
+    }
+}
+
+fn parse_hash(hash: &str) -> anyhow::Result<[u8; 32]> {
+    hex::decode(hash.strip_prefix("0x").unwrap_or(hash))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| anyhow::anyhow!("checkpoint hash `{hash}` is not 32 bytes of hex"))
 }
 
 fn parse_checkpoint(s: &str) -> anyhow::Result<(u64, [u8; 32])> {
     let (number, hash) =
         s.split_once(':').ok_or_else(|| anyhow::anyhow!("checkpoint `{s}` is not NUMBER:0xHASH"))?;
     let number: u64 = number.parse().with_context(|| format!("checkpoint block number `{number}`"))?;
-    let hash = hex::decode(hash.strip_prefix("0x").unwrap_or(hash))
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| anyhow::anyhow!("checkpoint hash `{hash}` is not 32 bytes of hex"))?;
-    Ok((number, hash))
+    Ok((number, parse_hash(hash)?))
 }
 
 /// The domains from the config file and the flags (flags win).
@@ -202,11 +254,27 @@ fn domain_configs(args: &ServeArgs) -> anyhow::Result<Vec<DomainConfig>> {
     };
     let poll_interval = Duration::from_millis(args.follow_interval_ms.max(10));
     let mut domains: std::collections::BTreeMap<String, DomainConfig> = std::collections::BTreeMap::new();
+    // (beacon URL, beacon checkpoint) per domain
+    let mut beacons: std::collections::BTreeMap<String, (Option<String>, Option<[u8; 32]>)> =
+        Default::default();
     for (name, e) in file.domains {
-        let checkpoint = e.checkpoint.as_deref().map(parse_checkpoint).transpose()?;
         let confirmations = args.confirmations.or(e.confirmations).unwrap_or(DEFAULT_CONFIRMATIONS);
-        let config =
-            DomainConfig { name: name.clone(), rpc_url: e.rpc, checkpoint, confirmations, poll_interval };
+        let mut config = DomainConfig {
+            name: name.clone(),
+            rpc_url: e.rpc,
+            checkpoint: None,
+            confirmations,
+            poll_interval,
+            light_client: None,
+        };
+        match e.checkpoint.as_deref().map(parse_any_checkpoint).transpose()? {
+            Some(Checkpoint::Block(n, h)) => config.checkpoint = Some((n, h)),
+            Some(Checkpoint::Beacon(root)) => beacons.entry(name.clone()).or_default().1 = Some(root),
+            None => {}
+        }
+        if let Some(url) = e.beacon {
+            beacons.entry(name.clone()).or_default().0 = Some(url);
+        }
         domains.insert(name, config);
     }
     for d in &args.domains {
@@ -219,17 +287,67 @@ fn domain_configs(args: &ServeArgs) -> anyhow::Result<Vec<DomainConfig>> {
             checkpoint: None,
             confirmations,
             poll_interval,
+            light_client: None,
         });
         entry.rpc_url = url.to_owned();
     }
     for c in &args.checkpoints {
-        let (name, cp) = c
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--checkpoint `{c}` is not NAME=NUMBER:0xHASH"))?;
+        let (name, cp) = c.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--checkpoint `{c}` is not NAME=beacon:0xROOT or NAME=NUMBER:0xHASH")
+        })?;
         let entry = domains
             .get_mut(name)
             .ok_or_else(|| anyhow::anyhow!("--checkpoint for `{name}`, which no --domain configures"))?;
-        entry.checkpoint = Some(parse_checkpoint(cp)?);
+        match parse_any_checkpoint(cp)? {
+            Checkpoint::Block(n, h) => entry.checkpoint = Some((n, h)),
+            Checkpoint::Beacon(root) => beacons.entry(name.to_owned()).or_default().1 = Some(root),
+        }
+    }
+    for b in &args.beacons {
+        let (name, url) =
+            b.split_once('=').ok_or_else(|| anyhow::anyhow!("--beacon `{b}` is not NAME=URL"))?;
+        if !domains.contains_key(name) {
+            anyhow::bail!("--beacon for `{name}`, which no --domain configures");
+        }
+        beacons.entry(name.to_owned()).or_default().0 = Some(url.to_owned());
+    }
+    let mut spec = None;
+    for (name, config) in domains.iter_mut() {
+        match beacons.remove(name).unwrap_or_default() {
+            (Some(beacon_url), Some(checkpoint)) => {
+                if config.checkpoint.is_some() {
+                    anyhow::bail!(
+                        "{name}: a light-client domain's checkpoint is a beacon block root \
+                         (--checkpoint {name}=beacon:0xROOT), not an execution block"
+                    );
+                }
+                if spec.is_none() {
+                    let loaded = zkcoproc_lightclient::ChainSpec::load(&args.network)
+                        .map_err(|e| anyhow::anyhow!("--network: {e}"))?;
+                    spec = Some(Arc::new(loaded));
+                }
+                config.light_client = Some(LightClientConfig {
+                    beacon_url,
+                    checkpoint,
+                    spec: spec.clone().ok_or_else(|| anyhow::anyhow!("--network"))?,
+                    accept_optimistic: args.accept == Accept::Optimistic,
+                });
+            }
+            (Some(_), None) => anyhow::bail!(
+                "{name}: --beacon needs a trusted beacon block root: --checkpoint {name}=beacon:0xROOT"
+            ),
+            (None, Some(_)) => anyhow::bail!("{name}: a beacon checkpoint needs --beacon {name}=URL"),
+            (None, None) if args.trust == Some(TrustArg::Rpc) => tracing::warn!(
+                domain = %name,
+                "--trust rpc: blocks are admitted on the execution node's word (hashes and parent links \
+                 from the checkpoint only); a node serving a self-consistent fake chain can put fake state \
+                 roots under the root. Give --beacon and a beacon checkpoint for a light client"
+            ),
+            (None, None) => anyhow::bail!(
+                "{name}: no light client: give --beacon {name}=URL --checkpoint {name}=beacon:0xROOT, \
+                 or accept the execution node's word with --trust rpc"
+            ),
+        }
     }
     Ok(domains.into_values().collect())
 }
@@ -457,7 +575,10 @@ mod tests {
         )
         .expect("write");
         let config = file.to_str().expect("path");
-        let domains = domain_configs(&parse(&["--config", config])).expect("config");
+        // Without a light client, RPC trust must be asked for.
+        let err = domain_configs(&parse(&["--config", config])).expect_err("no --trust rpc");
+        assert!(err.to_string().contains("--trust rpc"), "{err}");
+        let domains = domain_configs(&parse(&["--config", config, "--trust", "rpc"])).expect("config");
         assert_eq!(domains.len(), 2);
         assert_eq!(domains[0].name, "ethereum");
         assert_eq!(domains[0].rpc_url, "http://file:8545");
@@ -468,7 +589,7 @@ mod tests {
         let flags = ["--config", config, "--domain", "ethereum=http://flag", "--checkpoint"];
         let cp = format!("ethereum=7:{}", "cd".repeat(32));
         let mut argv = flags.to_vec();
-        argv.extend([cp.as_str(), "--confirmations", "0"]);
+        argv.extend([cp.as_str(), "--confirmations", "0", "--trust", "rpc"]);
         let domains = domain_configs(&parse(&argv)).expect("flags");
         assert_eq!(domains[0].rpc_url, "http://flag");
         assert_eq!(domains[0].checkpoint, Some((7, [0xcd; 32])));
@@ -483,5 +604,58 @@ mod tests {
         }
         std::fs::write(&file, "[domains.ethereum]\nrpc = 1\n").expect("write");
         assert!(domain_configs(&parse(&["--config", config])).is_err());
+    }
+
+    #[test]
+    fn a_beacon_and_a_beacon_checkpoint_make_a_light_client_domain() {
+        let root = format!("ethereum=beacon:0x{}", "ef".repeat(32));
+        let args =
+            ["--domain", "ethereum=http://exec", "--beacon", "ethereum=http://beacon", "--checkpoint", &root];
+        let domains = domain_configs(&parse(&args)).expect("light client");
+        let lc = domains[0].light_client.as_ref().expect("light-client domain");
+        assert_eq!(lc.beacon_url, "http://beacon");
+        assert_eq!(lc.checkpoint, [0xef; 32]);
+        assert_eq!(lc.spec.name, "mainnet");
+        assert!(!lc.accept_optimistic);
+        assert_eq!(domains[0].checkpoint, None);
+
+        let mut optimistic = args.to_vec();
+        optimistic.extend(["--accept", "optimistic", "--network", "sepolia"]);
+        let domains = domain_configs(&parse(&optimistic)).expect("optimistic");
+        let lc = domains[0].light_client.as_ref().expect("light-client domain");
+        assert!(lc.accept_optimistic);
+        assert_eq!(lc.spec.chain_id, Some(11_155_111));
+
+        let block_cp = format!("ethereum=7:0x{}", "cd".repeat(32));
+        for bad in [
+            // a beacon without a beacon checkpoint, and the other way round
+            vec!["--domain", "ethereum=http://exec", "--beacon", "ethereum=http://beacon"],
+            vec!["--domain", "ethereum=http://exec", "--checkpoint", &root],
+            // an execution-block checkpoint for a light client
+            vec![
+                "--domain",
+                "ethereum=http://exec",
+                "--beacon",
+                "ethereum=http://b",
+                "--checkpoint",
+                &root,
+                "--checkpoint",
+                &block_cp,
+            ],
+            // a network that does not exist
+            vec![
+                "--domain",
+                "ethereum=http://exec",
+                "--beacon",
+                "ethereum=http://b",
+                "--checkpoint",
+                &root,
+                "--network",
+                "nowhere",
+            ],
+            vec!["--domain", "ethereum=http://exec", "--beacon", "gnosis=http://b"],
+        ] {
+            assert!(domain_configs(&parse(&bad)).is_err(), "{bad:?} was accepted");
+        }
     }
 }

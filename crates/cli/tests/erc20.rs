@@ -177,28 +177,16 @@ fn fed_headers_are_checked_and_survive_a_restart() {
         &checkpoint,
         "--feeder-secret-file",
         secrets.to_str().expect("path"),
+        "--trust",
+        "rpc",
     ];
     let data = tmp.path().join("data");
     let mut server = Server::start(bin(), &data, "dev", &args).expect("server");
     let api = server.api();
     let feed = |api: &Api, headers: Vec<String>, secret: &[u8]| -> (u16, Value) {
         let body = serde_json::to_vec(&json!({"headers": headers})).expect("json");
-        let path = "/v1/domains/ethereum/blocks";
-        let ts = zkcoproc_api::worker_auth::unix_now();
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let sig = zkcoproc_api::worker_auth::sign(secret, "POST", path, ts, &nonce, &body);
-        let resp = reqwest::blocking::Client::new()
-            .post(format!("{}{path}", api.url()))
-            .header("content-type", "application/json")
-            .header(zkcoproc_api::worker_auth::HEADER_WORKER, "feeder-1")
-            .header(zkcoproc_api::worker_auth::HEADER_TIMESTAMP, ts.to_string())
-            .header(zkcoproc_api::worker_auth::HEADER_NONCE, nonce)
-            .header(zkcoproc_api::worker_auth::HEADER_SIGNATURE, sig)
-            .body(body)
-            .send()
-            .expect("send");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+        zkcoproc_testing::signed_post(api.url(), "/v1/domains/ethereum/blocks", "feeder-1", secret, body)
+            .expect("send")
     };
     let secret = b"0123456789abcdef0123456789abcdef";
 

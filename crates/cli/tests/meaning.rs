@@ -300,6 +300,7 @@ fn openings_under_old_roots_come_from_stored_nodes_even_for_an_old_database() {
                     header: vec![0xc0],
                     root: tree.root(),
                     nodes: Vec::new(), // as the previous release wrote them
+                    admission: Default::default(),
                 });
             }
             let appended = rt

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use zkcoproc_eth::{CheckedHeader, EthError, RpcClient};
 use zkcoproc_runtime::{DomainHost, HostError};
 use zkcoproc_smt::{BlockCommitment, Opening, Sha2, Tree, Walk};
-use zkcoproc_store::{NewBlock, SmtUpdate, Store};
+use zkcoproc_store::{Admission, NewBlock, SmtUpdate, Store};
 use zkcoproc_types::{Root, StateProof, Witness, EMPTY_ROOT};
 
 use crate::{Coordinator, CoordinatorError};
@@ -51,6 +51,10 @@ pub struct DomainConfig {
     pub confirmations: u64,
     /// how often the node is polled for new blocks
     pub poll_interval: Duration,
+    /// `Some`: blocks are admitted by a consensus light client (the execution node only supplies
+    /// headers, checked against the hashes it verified); `None`: RPC trust (hashes and parent
+    /// links from the checkpoint on)
+    pub light_client: Option<crate::light_client::LightClientConfig>,
 }
 
 /// The newest inserted block of a domain.
@@ -64,6 +68,11 @@ pub struct BlockInfo {
     pub hash: String,
     /// state root (hex)
     pub state_root: String,
+    /// how the block was admitted: `light_client`, `light_client_optimistic` or `rpc`
+    pub admitted_by: &'static str,
+    /// for a light-client admission, the beacon slot of the header that vouched for it
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beacon_slot: Option<u64>,
 }
 
 /// An opening of `(domain, number)` under a root, as the API serves it.
@@ -88,10 +97,12 @@ pub struct RootInfo {
     pub seq: u64,
     /// the block whose insert produced it (none for the empty root)
     pub block: Option<BlockInfo>,
+    /// the newest block of each domain under it, with how it was admitted
+    pub domains: Vec<BlockInfo>,
 }
 
 #[derive(Default)]
-struct History {
+pub(crate) struct History {
     /// the newest tree
     tree: Tree,
     /// seq of the newest update (0: empty)
@@ -161,7 +172,12 @@ impl History {
         self.updates.get((*s - 1) as usize)
     }
 
-    fn head(&self, domain: &str) -> Option<&SmtUpdate> {
+    /// What the newest tree holds for `key`.
+    pub(crate) fn tree_get(&self, key: &[u8; 32]) -> Option<BlockCommitment> {
+        self.tree.get(key)
+    }
+
+    pub(crate) fn head(&self, domain: &str) -> Option<&SmtUpdate> {
         self.latest_at(domain, self.seq)
     }
 }
@@ -216,12 +232,16 @@ fn block_info(u: &SmtUpdate) -> BlockInfo {
         number: u.number,
         hash: format!("0x{}", hex::encode(u.block_hash)),
         state_root: format!("0x{}", hex::encode(u.state_root)),
+        admitted_by: u.admission.as_str(),
+        beacon_slot: u.admission.beacon_slot(),
     }
 }
 
 /// The domains and the tree's history.
 pub(crate) struct Domains {
-    configs: HashMap<String, (DomainConfig, RpcClient)>,
+    pub(crate) configs: HashMap<String, (DomainConfig, RpcClient)>,
+    /// what each domain's follower last reported
+    pub(crate) status: std::sync::Mutex<HashMap<String, crate::light_client::DomainStatus>>,
     history: RwLock<History>,
     /// serialises appends (follower loops and feeders)
     append: tokio::sync::Mutex<()>,
@@ -240,6 +260,7 @@ impl Domains {
     pub(crate) fn empty(store: Arc<dyn Store>) -> Self {
         Domains {
             configs: HashMap::new(),
+            status: Default::default(),
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
             store,
@@ -261,15 +282,21 @@ impl Domains {
                 return Err(CoordinatorError::invalid("bad_domain", "a domain is configured twice"));
             }
         }
+        let status = map
+            .values()
+            .map(|(c, _)| (c.name.clone(), crate::light_client::DomainStatus::new(c)))
+            .collect::<HashMap<_, _>>()
+            .into();
         Ok(Domains {
             configs: map,
+            status,
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
             store,
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, History> {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, History> {
         // A panic while holding the lock cannot leave the history half-updated (updates are
         // computed first and pushed whole), so a poisoned lock is still consistent.
         self.history.read().unwrap_or_else(|e| e.into_inner())
@@ -465,7 +492,10 @@ impl Coordinator {
         let h = self.domains.read();
         let Some(&seq) = h.roots.get(root) else { return Ok(None) };
         let block = seq.checked_sub(1).and_then(|i| h.updates.get(i as usize)).map(block_info);
-        Ok(Some(RootInfo { root: hex::encode(root), seq, block }))
+        let mut names: Vec<&String> = h.heads.keys().collect();
+        names.sort();
+        let domains = names.into_iter().filter_map(|d| h.latest_at(d, seq)).map(block_info).collect();
+        Ok(Some(RootInfo { root: hex::encode(root), seq, block, domains }))
     }
 
     /// The current root and the newest block of every domain.
@@ -476,8 +506,8 @@ impl Coordinator {
         let mut names: Vec<&String> = self.domains.configs.keys().chain(h.heads.keys()).collect();
         names.sort();
         names.dedup();
-        let heads = names.into_iter().filter_map(|d| h.head(d)).map(block_info).collect();
-        (RootInfo { root: hex::encode(root), seq: h.seq, block }, heads)
+        let heads: Vec<BlockInfo> = names.into_iter().filter_map(|d| h.head(d)).map(block_info).collect();
+        (RootInfo { root: hex::encode(root), seq: h.seq, block, domains: heads.clone() }, heads)
     }
 
     /// The configured domain names.
@@ -549,7 +579,14 @@ impl Coordinator {
             }
             let this = self.clone();
             let name = config.name.clone();
-            handles.push(tokio::spawn(async move { this.follow(name).await }));
+            if config.light_client.is_some() {
+                // A node on another chain is refused now; one that cannot be reached yet is
+                // checked by the follower before it follows.
+                self.check_light_client_nodes(&name).await?;
+                handles.push(tokio::spawn(async move { this.follow_light_client(name).await }));
+            } else {
+                handles.push(tokio::spawn(async move { this.follow(name).await }));
+            }
         }
         if self.store.shared() {
             let this = self.clone();
@@ -579,7 +616,9 @@ impl Coordinator {
         let Some((config, rpc)) = self.domains.configs.get(&domain) else { return };
         let mut warned = false;
         loop {
-            match self.follow_once(config, rpc).await {
+            let step = self.follow_once(config, rpc).await;
+            self.set_stall(&domain, step.as_ref().err());
+            match step {
                 Ok(inserted) => {
                     warned = false;
                     if inserted > 0 {
@@ -642,7 +681,7 @@ impl Coordinator {
             Some(_) => return Ok(0),
         };
         let n = headers.len();
-        self.append_headers(domain, headers, true).await?;
+        self.append_headers(domain, headers, Some(Admission::Rpc)).await?;
         Ok(n)
     }
 
@@ -653,8 +692,10 @@ impl Coordinator {
         &self,
         domain: &str,
         headers: Vec<CheckedHeader>,
-        from_follower: bool,
+        follower: Option<Admission>,
     ) -> Result<AppendOutcome, CoordinatorError> {
+        let from_follower = follower.is_some();
+        let admission = follower.unwrap_or(Admission::Rpc);
         let _guard = self.domains.append.lock().await;
         if self.store.shared() {
             // Build on what the other replicas appended, not on a stale tree.
@@ -724,6 +765,7 @@ impl Coordinator {
                     header: header.rlp,
                     root: tree.root(),
                     nodes,
+                    admission,
                 },
                 tree.clone(),
             ));
@@ -753,6 +795,7 @@ impl Coordinator {
                 state_root: b.state_root,
                 prev_root: prev,
                 root: b.root,
+                admission: b.admission,
             };
             prev = b.root;
             built.push((update, (i >= keep_from).then_some(tree)));
@@ -770,8 +813,14 @@ impl Coordinator {
         domain: &str,
         rlp_headers: Vec<Vec<u8>>,
     ) -> Result<AppendOutcome, CoordinatorError> {
-        if !self.domains.configs.contains_key(domain) {
+        let Some((config, _)) = self.domains.configs.get(domain) else {
             return Err(CoordinatorError::NotFound { what: "domain", id: domain.to_owned() });
+        };
+        if config.light_client.is_some() {
+            return Err(CoordinatorError::invalid(
+                "light_client_domain",
+                format!("{domain}'s blocks are admitted by its light client only: fed headers are refused"),
+            ));
         }
         let mut headers = Vec::with_capacity(rlp_headers.len());
         for (i, rlp) in rlp_headers.iter().enumerate() {
@@ -779,7 +828,7 @@ impl Coordinator {
                 .map_err(|e| CoordinatorError::invalid("bad_header", format!("header {i}: {e}")))?;
             headers.push(h);
         }
-        self.append_headers(domain, headers, false).await
+        self.append_headers(domain, headers, None).await
     }
 
     /// Attaches, to every state proof in `witnesses`, the block's header and the SMT opening of

@@ -16,11 +16,13 @@
 //! [`Coordinator::spawn_runners`].
 
 mod domains;
+mod light_client;
 mod metrics;
 mod proving;
 mod runner;
 
 pub use domains::{AppendOutcome, BlockInfo, BlockOpening, DomainConfig, RootInfo};
+pub use light_client::{DomainStatus, LightClientConfig, LightClientView, Stall};
 pub use proving::{default_lease_lifetime, ProofVerdict, LOCAL_PREFIX};
 
 use std::collections::HashMap;

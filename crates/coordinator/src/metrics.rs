@@ -33,6 +33,12 @@ struct DomainLabel {
     domain: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainOutcomeLabel {
+    domain: String,
+    outcome: String,
+}
+
 /// The coordinator's metrics. Counters and histograms are kept in memory (per process); task
 /// counts and queue depth are read from the store at scrape time, so they survive restarts.
 pub(crate) struct Metrics {
@@ -50,6 +56,11 @@ pub(crate) struct Metrics {
     quarantined: Gauge,
     pruned: Counter,
     blocks: Family<DomainLabel, Counter>,
+    lc_finalized: Family<DomainLabel, Gauge>,
+    lc_optimistic: Family<DomainLabel, Gauge>,
+    lc_period: Family<DomainLabel, Gauge>,
+    lc_updates: Family<DomainOutcomeLabel, Counter>,
+    stalled: Family<DomainLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +88,36 @@ impl Metrics {
         let quarantined = Gauge::default();
         let pruned = Counter::default();
         let blocks = Family::<DomainLabel, Counter>::default();
+        let lc_finalized = Family::<DomainLabel, Gauge>::default();
+        let lc_optimistic = Family::<DomainLabel, Gauge>::default();
+        let lc_period = Family::<DomainLabel, Gauge>::default();
+        let lc_updates = Family::<DomainOutcomeLabel, Counter>::default();
+        let stalled = Family::<DomainLabel, Gauge>::default();
+        registry.register(
+            "light_client_finalized_slot",
+            "Beacon slot of the light client's finalized header",
+            lc_finalized.clone(),
+        );
+        registry.register(
+            "light_client_optimistic_slot",
+            "Beacon slot of the light client's optimistic header",
+            lc_optimistic.clone(),
+        );
+        registry.register(
+            "light_client_period",
+            "The light client's sync-committee period",
+            lc_period.clone(),
+        );
+        registry.register(
+            "light_client_updates",
+            "Light-client updates processed, by outcome (accepted, or the reason of the refusal)",
+            lc_updates.clone(),
+        );
+        registry.register(
+            "domain_stalled",
+            "1 while a domain cannot advance (node unreachable, unverifiable header, stale light client)",
+            stalled.clone(),
+        );
         registry.register(
             "domain_blocks_inserted",
             "Checked blocks inserted into the coprocessor tree",
@@ -133,6 +174,11 @@ impl Metrics {
             quarantined,
             pruned,
             blocks,
+            lc_finalized,
+            lc_optimistic,
+            lc_period,
+            lc_updates,
+            stalled,
         }
     }
 
@@ -148,6 +194,23 @@ impl Metrics {
 
     pub(crate) fn blocks_inserted(&self, domain: &str, n: u64) {
         self.blocks.get_or_create(&DomainLabel { domain: domain.into() }).inc_by(n);
+    }
+
+    pub(crate) fn light_client(&self, domain: &str, finalized: u64, optimistic: u64, period: u64) {
+        let label = DomainLabel { domain: domain.into() };
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.lc_finalized.get_or_create(&label).set(int(finalized));
+        self.lc_optimistic.get_or_create(&label).set(int(optimistic));
+        self.lc_period.get_or_create(&label).set(int(period));
+    }
+
+    pub(crate) fn light_client_update(&self, domain: &str, outcome: &str) {
+        let label = DomainOutcomeLabel { domain: domain.into(), outcome: outcome.into() };
+        self.lc_updates.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn stalled(&self, domain: &str, stalled: bool) {
+        self.stalled.get_or_create(&DomainLabel { domain: domain.into() }).set(i64::from(stalled));
     }
 
     pub(crate) fn failed(&self, code: &str) {

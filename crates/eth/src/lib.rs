@@ -229,6 +229,12 @@ impl RpcClient {
         result_of(resp)
     }
 
+    /// `eth_chainId`
+    pub async fn chain_id(&self) -> Result<u64, EthError> {
+        let id: U64 = self.call("eth_chainId", json!([])).await?;
+        Ok(id.to())
+    }
+
     /// The node's latest block number.
     pub async fn block_number(&self) -> Result<u64, EthError> {
         let n: U64 = self.call("eth_blockNumber", json!([])).await?;

@@ -435,6 +435,55 @@ pub struct SmtUpdate {
     pub prev_root: [u8; 32],
     /// the root after this update
     pub root: [u8; 32],
+    /// how the block was admitted
+    pub admission: Admission,
+}
+
+/// How a block entered the tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Admission {
+    /// Followed over JSON-RPC from a trusted checkpoint: only hashes and parent links checked.
+    #[default]
+    Rpc,
+    /// The execution block of a light-client header, or one of its ancestors by parent hash.
+    LightClient {
+        /// the beacon slot of the header that vouched for it
+        beacon_slot: u64,
+        /// the header was only optimistic (signed by a supermajority, not finalized)
+        optimistic: bool,
+    },
+}
+
+impl Admission {
+    /// `rpc`, `light_client` or `light_client_optimistic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Admission::Rpc => "rpc",
+            Admission::LightClient { optimistic: false, .. } => "light_client",
+            Admission::LightClient { optimistic: true, .. } => "light_client_optimistic",
+        }
+    }
+
+    /// The beacon slot of a light-client admission.
+    pub fn beacon_slot(self) -> Option<u64> {
+        match self {
+            Admission::Rpc => None,
+            Admission::LightClient { beacon_slot, .. } => Some(beacon_slot),
+        }
+    }
+
+    fn from_columns(by: &str, slot: Option<u64>) -> Result<Self> {
+        match (by, slot) {
+            ("rpc", _) => Ok(Admission::Rpc),
+            ("light_client", Some(beacon_slot)) => {
+                Ok(Admission::LightClient { beacon_slot, optimistic: false })
+            }
+            ("light_client_optimistic", Some(beacon_slot)) => {
+                Ok(Admission::LightClient { beacon_slot, optimistic: true })
+            }
+            _ => Err(StoreError::Corrupt(format!("block admission {by} / {slot:?}"))),
+        }
+    }
 }
 
 /// A block to append to the tree, with the root it leads to.
@@ -453,6 +502,8 @@ pub struct NewBlock {
     /// the tree nodes this insert created, as `(hash, encoding)` (see
     /// [`zkcoproc_smt::StoredNode`]); stored by hash, so every root stays openable
     pub nodes: Vec<([u8; 32], Vec<u8>)>,
+    /// how the block was admitted
+    pub admission: Admission,
 }
 
 /// Persistence for zkcoproc. Every method is atomic.
@@ -581,6 +632,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>>;
     /// The RLP header of a stored block.
     async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>>;
+    /// A domain's light-client state and its version (1 after the first write).
+    async fn light_client_state(&self, domain: &str) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Writes a domain's light-client state if its version is still `expected` (0: no state
+    /// yet). Returns `false`, writing nothing, when another writer moved it first.
+    async fn put_light_client_state(&self, domain: &str, expected: u64, state: Vec<u8>) -> Result<bool>;
     /// Runs `walk` (an opening under some root) over the stored tree nodes, reading one node per
     /// level in one transaction. The walk checks every node against its hash, so a missing or
     /// corrupt node is its error, not a wrong opening.

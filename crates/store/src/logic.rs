@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use crate::sql::{args, Backend, Mode, Row, Tx};
 use crate::{
-    AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules, Leased, NewBlock, NewProgram, NewTask,
-    Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate, StageUpdate,
-    StatusCounts, Store, StoreError, StoredVolume, TaskEvent, TaskRecord, TaskStatus, VolumeWrite, WalkError,
-    WorkerRecord, LIFETIME_EXCEEDED,
+    Admission, AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules, Leased, NewBlock,
+    NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
+    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskEvent, TaskRecord, TaskStatus,
+    VolumeWrite, WalkError, WorkerRecord, LIFETIME_EXCEEDED,
 };
 
 /// SQL predicate on a `prover_leases` row: the worker failed it (not a restart of
@@ -740,10 +740,14 @@ impl<B: Backend> Store for B {
             for b in blocks.iter() {
                 seq += 1;
                 let sql = "INSERT INTO smt_updates (seq, domain, number, block_hash, state_root, header, \
-                           prev_root, root, inserted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                           prev_root, root, inserted_at, admitted_by, beacon_slot) \
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
                 let number = to_i64(b.number, "block number")?;
-                let args =
-                    args![seq, &domain, number, &b.block_hash, &b.state_root, &b.header, &prev, &b.root, now];
+                let slot = b.admission.beacon_slot().map(|s| to_i64(s, "beacon slot")).transpose()?;
+                let args = args![
+                    seq, &domain, number, &b.block_hash, &b.state_root, &b.header, &prev, &b.root, now,
+                    b.admission.as_str(), slot
+                ];
                 tx.execute(sql, args).await?;
                 prev = b.root;
             }
@@ -755,8 +759,8 @@ impl<B: Backend> Store for B {
     async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>> {
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         tx!(self, Read, |tx| {
-            let sql = "SELECT seq, domain, number, block_hash, state_root, prev_root, root FROM smt_updates \
-                       WHERE seq > $1 ORDER BY seq";
+            let sql = "SELECT seq, domain, number, block_hash, state_root, prev_root, root, admitted_by, \
+                       beacon_slot FROM smt_updates WHERE seq > $1 ORDER BY seq";
             let update = |mut r: Row| {
                 Ok(SmtUpdate {
                     seq: r.take(0)?,
@@ -766,6 +770,7 @@ impl<B: Backend> Store for B {
                     state_root: r.take(4)?,
                     prev_root: r.take(5)?,
                     root: r.take(6)?,
+                    admission: Admission::from_columns(&r.take::<String>(7)?, r.take(8)?)?,
                 })
             };
             tx.query(sql, args![after]).await?.into_iter().map(update).collect()
@@ -777,6 +782,33 @@ impl<B: Backend> Store for B {
         tx!(self, Read, |tx, domain| {
             let sql = "SELECT header FROM smt_updates WHERE domain = $1 AND number = $2";
             tx.first(sql, args![&domain, number]).await
+        })
+    }
+
+    async fn light_client_state(&self, domain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        tx!(self, Read, |tx, domain| {
+            let sql = "SELECT version, state FROM light_client_states WHERE domain = $1";
+            match tx.opt(sql, args![&domain]).await? {
+                Some(mut r) => Ok(Some((r.take(0)?, r.take(1)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn put_light_client_state(&self, domain: &str, expected: u64, state: Vec<u8>) -> Result<bool> {
+        let expected = to_i64(expected, "light-client state version")?;
+        tx!(self, Write, |tx, domain; state| {
+            let now = tx.now().await?;
+            let changed = if expected == 0 {
+                let sql = "INSERT INTO light_client_states (domain, version, state, updated_at) \
+                           VALUES ($1, 1, $2, $3) ON CONFLICT (domain) DO NOTHING";
+                tx.execute(sql, args![&domain, &*state, now]).await?
+            } else {
+                let sql = "UPDATE light_client_states SET version = version + 1, state = $2, updated_at = $3 \
+                           WHERE domain = $1 AND version = $4";
+                tx.execute(sql, args![&domain, &*state, now, expected]).await?
+            };
+            Ok(changed == 1)
         })
     }
 

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/03_request_nonces.sql"),
     include_str!("../migrations/postgres/04_smt_nodes.sql"),
     include_str!("../migrations/postgres/05_owners_and_retention.sql"),
+    include_str!("../migrations/postgres/06_light_client.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/09_smt_nodes.sql"),
     include_str!("../migrations/sqlite/10_owners_and_retention.sql"),
     include_str!("../migrations/sqlite/11_programs_by_image.sql"),
+    include_str!("../migrations/sqlite/12_light_client.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zkcoproc_store::{
-    AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask, PgStore,
-    RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
+    Admission, AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask,
+    PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
 };
 
 fn sqlite() -> Arc<dyn Store> {
@@ -95,6 +95,7 @@ both!(
     finished_payloads_are_pruned_in_batches_and_rows_stay,
     a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures,
     leases_end_at_their_maximum_lifetime,
+    light_client_state_moves_by_version_and_blocks_keep_their_admission,
 );
 
 /// A lease lifetime no test reaches.
@@ -133,6 +134,7 @@ fn block(number: u64, root: u8) -> NewBlock {
         header: vec![0xc0, number as u8],
         root: [root; 32],
         nodes: Vec::new(),
+        admission: Default::default(),
     }
 }
 
@@ -718,4 +720,28 @@ async fn leases_end_at_their_maximum_lifetime(s: &Arc<dyn Store>) {
     let next = s.lease_proving("fast", rules(long, 3)).await.expect("lease").lease.expect("reassigned");
     assert_eq!(next.task.attempts, 2);
     assert_eq!(s.worker_record("slow", 3).await.expect("record").consecutive_failures, 1);
+}
+
+async fn light_client_state_moves_by_version_and_blocks_keep_their_admission(s: &Arc<dyn Store>) {
+    assert_eq!(s.light_client_state("ethereum").await.expect("read"), None);
+    assert!(!s.put_light_client_state("ethereum", 1, b"v?".to_vec()).await.expect("put"), "no row to update");
+    assert!(s.put_light_client_state("ethereum", 0, b"v1".to_vec()).await.expect("put"));
+    assert!(!s.put_light_client_state("ethereum", 0, b"again".to_vec()).await.expect("put"), "created twice");
+    assert_eq!(s.light_client_state("ethereum").await.expect("read"), Some((1, b"v1".to_vec())));
+    assert!(s.put_light_client_state("ethereum", 1, b"v2".to_vec()).await.expect("put"));
+    // A writer that read version 1 lost the race: nothing is written.
+    assert!(!s.put_light_client_state("ethereum", 1, b"stale".to_vec()).await.expect("put"));
+    assert_eq!(s.light_client_state("ethereum").await.expect("read"), Some((2, b"v2".to_vec())));
+
+    let lc = Admission::LightClient { beacon_slot: 4242, optimistic: false };
+    let opt = Admission::LightClient { beacon_slot: 4243, optimistic: true };
+    let blocks = vec![
+        NewBlock { admission: lc, ..block(1, 1) },
+        NewBlock { admission: opt, ..block(2, 2) },
+        block(3, 3),
+    ];
+    assert!(s.append_blocks("ethereum", [0; 32], blocks).await.expect("append"));
+    let got: Vec<Admission> =
+        s.smt_updates(0).await.expect("history").into_iter().map(|u| u.admission).collect();
+    assert_eq!(got, vec![lc, opt, Admission::Rpc]);
 }
