@@ -20,6 +20,7 @@ use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 use zkcoproc_eth::{CheckedHeader, RpcClient};
 use zkcoproc_lightclient::beacon::{check_network, BeaconClient};
+use zkcoproc_lightclient::types::SignatureBytes;
 use zkcoproc_lightclient::{ChainSpec, LightClientHeader, LightClientStore, LightClientUpdate};
 use zkcoproc_smt::Sha2;
 use zkcoproc_store::Admission;
@@ -36,6 +37,8 @@ const APPEND_CHUNK: usize = 1024;
 /// Pending anchors kept (older ones are ancestors of newer ones: dropping them only makes a
 /// segment longer).
 const MAX_ANCHORS: usize = 1024;
+/// A finalized header this many epochs behind the clock is stale (finality normally lags 2–3).
+const STALE_EPOCHS: u64 = 8;
 /// Rounds of `updates` requests per step (each up to 32 periods).
 const MAX_PERIOD_ROUNDS: usize = 4;
 
@@ -174,6 +177,10 @@ struct Follower {
     gvr: B256,
     /// (version in the store, record)
     record: Option<(u64, Record)>,
+    /// the newest finality and optimistic update processed (attested slot, signature slot,
+    /// signature): the node serves the same one until a new one is made, and it is processed
+    /// (and counted, and a refusal logged) once
+    seen: [Option<(u64, u64, SignatureBytes)>; 2],
 }
 
 fn invalid(code: &'static str, message: String) -> CoordinatorError {
@@ -259,7 +266,14 @@ impl Coordinator {
                 return;
             }
         };
-        let mut f = Follower { beacon, checked: false, genesis_time: 0, gvr: B256::ZERO, record: None };
+        let mut f = Follower {
+            beacon,
+            checked: false,
+            genesis_time: 0,
+            gvr: B256::ZERO,
+            record: None,
+            seen: [None; 2],
+        };
         let mut warned = false;
         loop {
             let step = self.light_client_step(config, lc, rpc, &mut f).await;
@@ -291,7 +305,9 @@ impl Coordinator {
         let spec = &lc.spec;
         let block =
             |h: &LightClientHeader| (!h.execution_root(spec).is_zero()).then_some(h.execution.block_number);
-        let current_slot = (f.genesis_time > 0).then(|| spec.slot_at_time(unix_now())).flatten();
+        let current_slot = (f.genesis_time > 0)
+            .then(|| unix_now().checked_sub(f.genesis_time).map(|s| s / spec.seconds_per_slot.max(1)))
+            .flatten();
         let view = LightClientView {
             network: spec.name.clone(),
             checkpoint: format!("0x{}", hex::encode(record.checkpoint)),
@@ -353,6 +369,12 @@ impl Coordinator {
             record.store.optimistic_header.beacon.slot,
             record.store.next_sync_committee.is_some(),
             record.store.period(spec),
+            // kept for a forced update after the timeout: worth persisting too
+            record
+                .store
+                .best_valid_update
+                .as_ref()
+                .map(|u| (u.attested_header.beacon.slot, u.signature_slot)),
         );
         let gvr = f.gvr;
         let process = |store: &mut LightClientStore, update: &LightClientUpdate| match store.process_update(
@@ -393,13 +415,28 @@ impl Coordinator {
                 break;
             }
         }
+        let key = |u: &LightClientUpdate| {
+            Some((u.attested_header.beacon.slot, u.signature_slot, u.sync_aggregate.sync_committee_signature))
+        };
         match f.beacon.finality_update(spec).await {
-            Ok(u) => process(&mut record.store, &LightClientUpdate::from_finality(u, spec)),
+            Ok(u) => {
+                let u = LightClientUpdate::from_finality(u, spec);
+                if f.seen[0] != key(&u) {
+                    f.seen[0] = key(&u);
+                    process(&mut record.store, &u);
+                }
+            }
             Err(e) => tracing::debug!(domain, error = %e, "no finality update"),
         }
         if lc.accept_optimistic {
             match f.beacon.optimistic_update(spec).await {
-                Ok(u) => process(&mut record.store, &LightClientUpdate::from_optimistic(u, spec)),
+                Ok(u) => {
+                    let u = LightClientUpdate::from_optimistic(u, spec);
+                    if f.seen[1] != key(&u) {
+                        f.seen[1] = key(&u);
+                        process(&mut record.store, &u);
+                    }
+                }
                 Err(e) => tracing::debug!(domain, error = %e, "no optimistic update"),
             }
         }
@@ -417,6 +454,12 @@ impl Coordinator {
             record.store.optimistic_header.beacon.slot,
             record.store.next_sync_committee.is_some(),
             record.store.period(spec),
+            // kept for a forced update after the timeout: worth persisting too
+            record
+                .store
+                .best_valid_update
+                .as_ref()
+                .map(|u| (u.attested_header.beacon.slot, u.signature_slot)),
         );
         let moved = after != before;
         if moved {
@@ -430,19 +473,23 @@ impl Coordinator {
             let bytes =
                 serde_json::to_vec(&*record).map_err(|e| CoordinatorError::Internal(e.to_string()))?;
             if !self.store.put_light_client_state(domain, *version, bytes).await? {
-                // Another replica moved the store: continue from its record.
+                // Another replica moved the store: continue from its record (and process the
+                // latest updates on it again).
                 f.record = None;
+                f.seen = [None; 2];
                 return Ok(true);
             }
             *version += 1;
-            tracing::info!(
-                domain,
-                finalized_slot = after.0,
-                optimistic_slot = after.1,
-                period = after.3,
-                "light client advanced"
-            );
-        } else if current_slot > after.0 + 4 * spec.preset.slots_per_epoch + spec.update_timeout() / 4 {
+            if after.0 != before.0 || after.1 != before.1 {
+                tracing::info!(
+                    domain,
+                    finalized_slot = after.0,
+                    optimistic_slot = after.1,
+                    period = after.3,
+                    "light client advanced"
+                );
+            }
+        } else if current_slot > after.0 + STALE_EPOCHS * spec.preset.slots_per_epoch {
             let last = record.updated_ms;
             self.insert_to_anchors(domain, rpc, f).await?;
             return Err(invalid(

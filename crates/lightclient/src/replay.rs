@@ -162,7 +162,8 @@ pub fn replay(dir: &Path, mut on_step: impl FnMut(&StepReport)) -> Result<bool, 
                 })();
                 (format!("{name} @ slot {current_slot}"), result)
             }
-            "force_update" => (
+            // `process_slot` is what releases before v1.3 called the forced update step.
+            "force_update" | "process_slot" => (
                 format!("@ slot {current_slot}"),
                 store.force_update(&spec, current_slot).map(|_| ()).map_err(|e| format!("force update: {e}")),
             ),
