@@ -169,6 +169,29 @@ impl Record {
     }
 }
 
+/// What the durable record is kept for: the headers, the committees' period and whether the
+/// next is known, and the best valid update (kept for a forced update after the timeout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    finalized: u64,
+    optimistic: u64,
+    next_known: bool,
+    period: u64,
+    best: Option<(u64, u64)>,
+}
+
+impl Progress {
+    fn of(store: &LightClientStore, spec: &ChainSpec) -> Self {
+        Progress {
+            finalized: store.finalized_header.beacon.slot,
+            optimistic: store.optimistic_header.beacon.slot,
+            next_known: store.next_sync_committee.is_some(),
+            period: store.period(spec),
+            best: store.best_valid_update.as_ref().map(|u| (u.attested_header.beacon.slot, u.signature_slot)),
+        }
+    }
+}
+
 /// A follower's state between steps.
 struct Follower {
     beacon: BeaconClient,
@@ -364,18 +387,7 @@ impl Coordinator {
             )
             .unwrap_or(0);
         let Some((version, record)) = f.record.as_mut() else { return Ok(false) };
-        let before = (
-            record.store.finalized_header.beacon.slot,
-            record.store.optimistic_header.beacon.slot,
-            record.store.next_sync_committee.is_some(),
-            record.store.period(spec),
-            // kept for a forced update after the timeout: worth persisting too
-            record
-                .store
-                .best_valid_update
-                .as_ref()
-                .map(|u| (u.attested_header.beacon.slot, u.signature_slot)),
-        );
+        let before = Progress::of(&record.store, spec);
         let gvr = f.gvr;
         let process = |store: &mut LightClientStore, update: &LightClientUpdate| match store.process_update(
             spec,
@@ -449,23 +461,12 @@ impl Coordinator {
             Ok(false) => {}
             Err(e) => tracing::warn!(domain, error = %e, "forced update refused"),
         }
-        let after = (
-            record.store.finalized_header.beacon.slot,
-            record.store.optimistic_header.beacon.slot,
-            record.store.next_sync_committee.is_some(),
-            record.store.period(spec),
-            // kept for a forced update after the timeout: worth persisting too
-            record
-                .store
-                .best_valid_update
-                .as_ref()
-                .map(|u| (u.attested_header.beacon.slot, u.signature_slot)),
-        );
+        let after = Progress::of(&record.store, spec);
         let moved = after != before;
         if moved {
             let finalized = record.store.finalized_header.clone();
             record.push_anchor(&finalized, spec, false);
-            if lc.accept_optimistic && after.1 > after.0 {
+            if lc.accept_optimistic && after.optimistic > after.finalized {
                 let optimistic = record.store.optimistic_header.clone();
                 record.push_anchor(&optimistic, spec, true);
             }
@@ -480,23 +481,23 @@ impl Coordinator {
                 return Ok(true);
             }
             *version += 1;
-            if after.0 != before.0 || after.1 != before.1 {
+            if after.finalized != before.finalized || after.optimistic != before.optimistic {
                 tracing::info!(
                     domain,
-                    finalized_slot = after.0,
-                    optimistic_slot = after.1,
-                    period = after.3,
+                    finalized_slot = after.finalized,
+                    optimistic_slot = after.optimistic,
+                    period = after.period,
                     "light client advanced"
                 );
             }
-        } else if current_slot > after.0 + STALE_EPOCHS * spec.preset.slots_per_epoch {
+        } else if current_slot > after.finalized + STALE_EPOCHS * spec.preset.slots_per_epoch {
             let last = record.updated_ms;
             self.insert_to_anchors(domain, rpc, f).await?;
             return Err(invalid(
                 "stale_light_client",
                 format!(
                     "{domain}: finalized slot {} is far behind the clock's slot {current_slot}; last moved at {last} ms",
-                    after.0
+                    after.finalized
                 ),
             ));
         }
