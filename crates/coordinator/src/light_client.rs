@@ -218,8 +218,14 @@ fn now_ms() -> i64 {
     zkcoproc_store::now_ms()
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+impl Follower {
+    /// The beacon slot of the local clock `ahead` of now (none before the genesis is known).
+    fn slot_now(&self, spec: &ChainSpec, ahead: Duration) -> Option<u64> {
+        let now =
+            (std::time::SystemTime::now() + ahead).duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let since = now.checked_sub(self.genesis_time).filter(|_| self.genesis_time > 0)?;
+        Some(since / spec.seconds_per_slot.max(1))
+    }
 }
 
 impl Coordinator {
@@ -328,9 +334,7 @@ impl Coordinator {
         let spec = &lc.spec;
         let block =
             |h: &LightClientHeader| (!h.execution_root(spec).is_zero()).then_some(h.execution.block_number);
-        let current_slot = (f.genesis_time > 0)
-            .then(|| unix_now().checked_sub(f.genesis_time).map(|s| s / spec.seconds_per_slot.max(1)))
-            .flatten();
+        let current_slot = f.slot_now(spec, Duration::ZERO);
         let view = LightClientView {
             network: spec.name.clone(),
             checkpoint: format!("0x{}", hex::encode(record.checkpoint)),
@@ -377,15 +381,8 @@ impl Coordinator {
             f.checked = true;
         }
         self.load_record(domain, lc, f).await?;
-        let spec_clock = ChainSpec { genesis_time: Some(f.genesis_time), ..spec.clone() };
         // A signature slot may start up to half a second early by our clock (gossip disparity).
-        let current_slot = spec_clock
-            .slot_at_time(
-                (std::time::SystemTime::now() + Duration::from_millis(500))
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            )
-            .unwrap_or(0);
+        let current_slot = f.slot_now(spec, Duration::from_millis(500)).unwrap_or(0);
         let Some((version, record)) = f.record.as_mut() else { return Ok(false) };
         let before = Progress::of(&record.store, spec);
         let gvr = f.gvr;
