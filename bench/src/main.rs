@@ -122,6 +122,17 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         iterations: usize,
     },
+    /// EVM view calls: guest cycles of `balanceOf` executed in the circuit (examples/erc20-evm)
+    /// next to the slot-level proof of the same balance (examples/erc20-balance), the host
+    /// preflight's time and the witness's size (anvil).
+    EvmCall {
+        /// Preflights timed.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Also make a real CPU proof of the EVM path (minutes) and verify it.
+        #[arg(long)]
+        prove: bool,
+    },
     /// Header-follow throughput from anvil: checked headers inserted per second.
     Follow {
         /// Blocks mined before the service starts following from genesis.
@@ -155,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Follow { blocks } => follow(&bin, blocks),
         Bench::LightClient { blocks, iterations } => light_client(&bin, blocks, iterations),
         Bench::Openings { age, requests } => openings(&bin, age, requests),
+        Bench::EvmCall { iterations, prove } => evm_call(iterations, prove),
     }
 }
 
@@ -507,6 +519,150 @@ fn state_proofs(max_slots: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// P7. One ERC-20 balance on anvil, proven two ways, each input run in the executor: the slot
+/// path (`examples/erc20-balance`: opening, header, account and storage proof) and the EVM path
+/// (`examples/erc20-evm`: opening, header, `balanceOf` executed with revm over the witness). Also
+/// the host preflight of the call (median of `iterations`) and the witness's size.
+fn evm_call(iterations: usize, prove: bool) -> anyhow::Result<()> {
+    use zkcoproc_smt::{BlockCommitment, Sha2, Tree};
+    use zkcoproc_testing::anvil::{address_word, Anvil};
+    let anvil = Anvil::start()?;
+    let accounts = anvil.accounts()?;
+    let token = anvil.deploy_token(&accounts[0], 1 << 60)?;
+    let holder = "0x0000000000000000000000000000000000001234";
+    anvil.transfer(&token, &accounts[0], holder, 4321)?;
+    anvil.mine(1)?;
+    let block = anvil.block_number()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rpc = zkcoproc_eth::RpcClient::new(&anvil.url, Duration::from_secs(30))?;
+    let header = rt.block_on(rpc.header(block))?;
+    let chain_id = rt.block_on(rpc.chain_id())?;
+    let key = zkcoproc_smt::key::<Sha2>("ethereum", block);
+    let tree = Tree::new()
+        .insert(key, BlockCommitment { block_hash: header.hash.0, state_root: header.state_root.0 });
+    let to: [u8; 20] = hex::decode(token.trim_start_matches("0x"))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("token address"))?;
+    let holder_word = hex::decode(address_word(holder)?)?;
+
+    // The slot path: balances[holder] at slot 0.
+    let mut preimage = [0u8; 64];
+    preimage[..32].copy_from_slice(&holder_word);
+    let slot = alloy_primitives::keccak256(preimage).0;
+    let mut proof = rt.block_on(rpc.get_proof(to, &[slot], block))?;
+    (proof.domain, proof.header, proof.opening) =
+        ("ethereum".into(), header.rlp.clone(), Some(tree.open(&key)));
+    let mut request = holder_word[12..].to_vec();
+    request.extend_from_slice(&[0u8; 32]);
+    let slot_input = CircuitInput {
+        root: tree.root(),
+        witnesses: vec![Witness::Data(request), Witness::StateProof(Box::new(proof))],
+    };
+
+    // The EVM path: balanceOf(holder), preflighted against anvil.
+    let mut calldata = vec![0x70, 0xa0, 0x82, 0x31];
+    calldata.extend_from_slice(&holder_word);
+    let request = zkcoproc_evm::preflight::CallRequest {
+        domain: "ethereum".into(),
+        block,
+        chain_id,
+        to,
+        calldata,
+        ..Default::default()
+    };
+    let limits = zkcoproc_evm::preflight::Limits::default();
+    let mut times = Vec::with_capacity(iterations);
+    let mut done = None;
+    for _ in 0..iterations.max(1) {
+        let run = rt.block_on(zkcoproc_evm::preflight::preflight(
+            &rpc,
+            header.rlp.clone(),
+            request.clone(),
+            &limits,
+        ))?;
+        times.push(run.elapsed.as_secs_f64() * 1000.0);
+        done = Some(run);
+    }
+    let done = done.context("no preflight ran")?;
+    let mut call = done.call.clone();
+    call.opening = Some(tree.open(&key));
+    let witness_bytes = call.encoded_len();
+    let evm_input = CircuitInput { root: tree.root(), witnesses: vec![Witness::EvmCall(Box::new(call))] };
+
+    eprintln!("building examples/erc20-balance and examples/erc20-evm ...");
+    let run = |app: &str, input: &CircuitInput| -> anyhow::Result<zkcoproc_zkvm::Executed> {
+        let built = zkcoproc_testing::build_example(app)?;
+        let image = zkcoproc_zkvm::CircuitImage::load(&std::fs::read(&built.circuit)?)?;
+        Ok(zkcoproc_zkvm::execute(&image, &input.encode(), zkcoproc_zkvm::DEFAULT_MAX_CYCLES)?)
+    };
+    let slot_run = run("erc20-balance", &slot_input)?;
+    let evm_run = run("erc20-evm", &evm_input)?;
+    if prove {
+        use zkcoproc_zkvm::Prover as _;
+        let built = zkcoproc_testing::build_example("erc20-evm")?;
+        let image = zkcoproc_zkvm::CircuitImage::load(&std::fs::read(&built.circuit)?)?;
+        let prover = zkcoproc_zkvm::CpuProver::new(
+            zkcoproc_zkvm::ReceiptKind::Composite,
+            zkcoproc_zkvm::DEFAULT_MAX_CYCLES,
+        )?;
+        eprintln!("proving the EVM path on the CPU ...");
+        let proved = prover.prove(&image, &evm_input.encode())?;
+        let verified = zkcoproc_zkvm::Verifier::new(false).verify(&proved.receipt.bytes, image.image_id())?;
+        if verified.journal != evm_run.journal {
+            bail!("the proven journal differs from the executed one");
+        }
+        out!(
+            "real CPU proof of the EVM path (composite receipt, verified): {:.1} s, {} segment(s), receipt {} bytes",
+            proved.elapsed.as_secs_f64(),
+            proved.segments,
+            proved.receipt.bytes.len()
+        );
+    }
+    if evm_run.journal[32..].ends_with(&slot_run.journal[slot_run.journal.len() - 32..]) {
+        out!("both paths prove the same balance (4321)");
+    } else {
+        bail!(
+            "the two paths disagree: {} vs {}",
+            hex::encode(&slot_run.journal),
+            hex::encode(&evm_run.journal)
+        );
+    }
+    out!("{:<44} {:>14} {:>9}", "balance of one holder (anvil, software keccak)", "user cycles", "segments");
+    out!(
+        "{:<44} {:>14} {:>9}",
+        "slot path (examples/erc20-balance)",
+        slot_run.user_cycles,
+        slot_run.segments
+    );
+    out!(
+        "{:<44} {:>14} {:>9}",
+        "EVM path (examples/erc20-evm, balanceOf)",
+        evm_run.user_cycles,
+        evm_run.segments
+    );
+    out!("EVM / slot: {:.2}x", evm_run.user_cycles as f64 / slot_run.user_cycles as f64);
+    times.sort_by(f64::total_cmp);
+    let reads = done.outcome.reads;
+    out!(
+        "preflight of balanceOf (host, against anvil over loopback): p50 {:.1} ms, p90 {:.1} ms over {} runs; {} RPC requests",
+        pct(&times, 0.5),
+        pct(&times, 0.9),
+        times.len(),
+        done.rpc_requests
+    );
+    out!(
+        "witness: {} accounts, {} slots read; {} trie nodes, {} code(s) of {} bytes, {} ancestor headers; {} bytes encoded",
+        reads.accounts,
+        reads.slots,
+        done.call.nodes.len(),
+        done.call.codes.len(),
+        reads.code_bytes,
+        done.call.ancestors.len(),
+        witness_bytes
+    );
+    Ok(())
+}
+
 /// P6. (a) `validate` of a 512-signer update (mainnet preset, made-up chain of real BLS keys):
 /// the first against a fresh store (the 512 committee keys decompressed and checked) and then
 /// with the keys cached. (b) From a checkpoint at anvil's genesis, the service catches up to a
@@ -773,7 +929,7 @@ fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
     if let Ok(mut r) = REPORT.lock() {
         r.clear();
     }
-    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 6] = [
+    let sections: [(&str, &dyn Fn() -> anyhow::Result<()>); 7] = [
         ("P1: real proof through the service vs bare risc0_zkvm", &|| prove(bin, 100)),
         ("P2: end-to-end dev-mode throughput vs the store's raw transaction rate", &|| throughput(bin, 200)),
         ("P3: controller get-witnesses, wasm vs native", &|| witnesses(bin, 2000)),
@@ -784,6 +940,7 @@ fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
         ("P6: light client: update verification, and catching up 10 000 blocks vs RPC trust", &|| {
             light_client(bin, 10_000, 200)
         }),
+        ("P7: EVM view call (balanceOf in the circuit) vs the slot-level proof", &|| evm_call(20, false)),
     ];
     for (title, run) in sections {
         out!("\n## {title}\n");

@@ -147,6 +147,19 @@ impl Anvil {
         Ok(receipt["contractAddress"].as_str().context("contractAddress")?.to_owned())
     }
 
+    /// Deploys creation bytecode `code` (hex, constructor arguments appended) from `from`;
+    /// returns the contract's address.
+    pub fn deploy(&self, from: &str, code: &str) -> anyhow::Result<String> {
+        let receipt = self.send(from, None, &format!("0x{}", code.trim_start_matches("0x")))?;
+        Ok(receipt["contractAddress"].as_str().context("contractAddress")?.to_owned())
+    }
+
+    /// `eth_call` of `data` (hex) to `to` at `block`: the return data, hex without `0x`.
+    pub fn call(&self, to: &str, data: &str, block: u64) -> anyhow::Result<String> {
+        let v = self.rpc("eth_call", &json!([{"to": to, "data": data}, format!("{block:#x}")]))?;
+        Ok(v.as_str().context("eth_call result")?.trim_start_matches("0x").to_owned())
+    }
+
     /// `token.transfer(to, amount)` from `from`; returns the block it landed in.
     pub fn transfer(&self, token: &str, from: &str, to: &str, amount: u128) -> anyhow::Result<u64> {
         let data = format!("0xa9059cbb{}{}", address_word(to)?, word(amount));
@@ -166,12 +179,42 @@ impl Anvil {
     }
 }
 
+/// Compiles `contract` of the Solidity file `source` with solc-js (npm `solc`, installed by
+/// `scripts/tools.sh`, optimizer on) and returns its creation bytecode, hex.
+pub fn compile(source: &std::path::Path, contract: &str) -> anyhow::Result<String> {
+    let out = tempfile::tempdir()?;
+    let dir = source.parent().context("source directory")?;
+    let file = source.file_name().context("source file")?;
+    let solcjs = std::env::var_os("ZKCOPROC_SOLCJS").map(PathBuf::from).unwrap_or_else(|| npm_bin("solcjs"));
+    let status = Command::new(&solcjs)
+        .current_dir(dir)
+        .args(["--bin", "--optimize", "--base-path", ".", "-o"])
+        .arg(out.path())
+        .arg(file)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {} (run scripts/tools.sh)", solcjs.display()))?;
+    if !status.success() {
+        bail!("solcjs failed on {}", source.display());
+    }
+    // solc-js names outputs `<path with separators replaced>_<Contract>.bin`.
+    for entry in std::fs::read_dir(out.path())? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(&format!("_{contract}.bin")) {
+            return Ok(std::fs::read_to_string(&path)?.trim().to_owned());
+        }
+    }
+    bail!("solcjs made no bytecode for {contract} in {}", source.display())
+}
+
 /// A 32-byte ABI word of `v`, hex.
 pub fn word(v: u128) -> String {
     format!("{v:064x}")
 }
 
-fn address_word(a: &str) -> anyhow::Result<String> {
+/// The 32-byte ABI word of an address (`0x…`), hex.
+pub fn address_word(a: &str) -> anyhow::Result<String> {
     let a = a.trim_start_matches("0x");
     if a.len() != 40 {
         bail!("bad address {a}");

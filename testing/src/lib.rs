@@ -46,6 +46,15 @@ pub fn erc20_app() -> &'static zkcoproc_build::Built {
     })
 }
 
+/// `examples/erc20-evm`, built once per test process.
+pub fn erc20_evm_app() -> &'static zkcoproc_build::Built {
+    static ERC20_EVM: OnceLock<zkcoproc_build::Built> = OnceLock::new();
+    ERC20_EVM.get_or_init(|| match build_example("erc20-evm") {
+        Ok(b) => b,
+        Err(e) => panic!("{e:#}"),
+    })
+}
+
 /// `examples/hello`, built once per test process.
 pub fn hello_app() -> &'static zkcoproc_build::Built {
     static HELLO: OnceLock<zkcoproc_build::Built> = OnceLock::new();

@@ -140,7 +140,8 @@ pub(crate) struct LogLineView {
 /// `POST /v1/programs/{id}/witnesses`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct DryRunView {
-    /// `{kind: "data", data}` or `{kind: "state_proof", …}`, in order
+    /// `{kind: "data", data}`, `{kind: "state_proof", …}` or `{kind: "evm_call", to, calldata,
+    /// result, witness: {accounts, slots, code_bytes, …}, …}`, in order
     #[schema(value_type = Vec<Object>)]
     pub(crate) witnesses: Vec<serde_json::Value>,
     /// bytes of the encoded circuit input

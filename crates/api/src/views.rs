@@ -25,6 +25,23 @@ pub(crate) fn program(p: &ProgramInfo) -> ProgramView {
     }
 }
 
+/// What an EVM call's witness holds: the accounts and slots the call reads (counted by running it
+/// over the witness, as the circuit will), its code, nodes and ancestor headers.
+fn evm_witness_size(call: &zkcoproc_types::EvmCall) -> Value {
+    let reads = zkcoproc_evm::db::decode_header(&call.header)
+        .and_then(|header| zkcoproc_evm::execute(call, &header).ok())
+        .map(|outcome| outcome.reads);
+    json!({
+        "accounts": reads.map(|r| r.accounts),
+        "slots": reads.map(|r| r.slots),
+        "code_bytes": call.codes.iter().map(Vec::len).sum::<usize>(),
+        "codes": call.codes.len(),
+        "nodes": call.nodes.len(),
+        "ancestors": call.ancestors.len(),
+        "bytes": call.encoded_len(),
+    })
+}
+
 pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
     let witnesses: Vec<Value> = d
         .witnesses
@@ -48,6 +65,21 @@ pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
                 })).collect::<Vec<_>>(),
                 "header": format!("0x{}", hex::encode(&sp.header)),
                 "opening": sp.opening.as_ref().map(|o| hex::encode(o.encode())),
+            }),
+            Witness::EvmCall(call) => json!({
+                "kind": "evm_call",
+                "domain": call.domain,
+                "block": call.block,
+                "chain_id": call.chain_id,
+                "from": format!("0x{}", hex::encode(call.from)),
+                "to": format!("0x{}", hex::encode(call.to)),
+                "calldata": format!("0x{}", hex::encode(&call.calldata)),
+                "gas_limit": call.gas_limit,
+                "may_revert": call.may_revert,
+                "reverted": call.reverted,
+                "result": format!("0x{}", hex::encode(&call.result)),
+                "witness": evm_witness_size(call),
+                "opening": call.opening.as_ref().map(|o| hex::encode(o.encode())),
             }),
         })
         .collect();

@@ -48,6 +48,7 @@ fn each_hostile_controller_fails_its_own_task_and_good_tasks_complete() {
         (json!({"mode": "clock-spin"}), "controller_timeout", ""),
         (json!({"mode": "sleep-entrypoint"}), "controller_timeout", "wall-clock"),
         (json!({"mode": "many-witnesses"}), "too_many_witnesses", "5000 witnesses"),
+        (json!({"mode": "forged-evm-call"}), "controller_bad_output", "EVM call 0 was not made in this call"),
         (json!({"mode": "bad-result"}), "controller_bad_output", "not JSON"),
         (json!({"mode": "trap-entrypoint"}), "controller_trap", "trapped"),
         (json!({"mode": "write", "path": "/../../etc/x"}), "controller_error", "vfs_invalid_path"),

@@ -174,3 +174,129 @@ fn the_guest_accepts_the_honest_input_and_rejects_every_tampered_one() {
     bob.witnesses[0] = Witness::Data(f.bob_request.clone());
     f.rejects("alice's slot passed off as bob's balance", &bob, "not balances[holder]");
 }
+
+/// The EVM path: the real `examples/erc20-evm` guest (SDK feature `evm`) executes `balanceOf`
+/// again over the preflight's witness and accepts the honest input; every tampered witness makes
+/// it panic, so no proof of it can exist.
+#[test]
+fn the_evm_guest_executes_the_call_again_and_rejects_every_tampered_witness() {
+    use zkcoproc_evm::preflight::{preflight, CallRequest, Limits};
+    use zkcoproc_types::EvmCall;
+
+    let anvil = Anvil::start().expect("anvil");
+    let accounts = anvil.accounts().expect("accounts");
+    let (owner, alice) = (&accounts[0], &accounts[1]);
+    let token = anvil.deploy_token(owner, 10_000_000).expect("token");
+    let b1 = anvil.transfer(&token, owner, alice, 4321).expect("transfer");
+    anvil.mine(1).expect("mine");
+    let b2 = anvil.transfer(&token, owner, alice, 5).expect("transfer");
+    let head = anvil.block_number().expect("head");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rpc = RpcClient::new(&anvil.url, Duration::from_secs(10)).expect("rpc");
+    let headers = rt.block_on(rpc.headers(0, head as usize + 1)).expect("headers");
+    let mut tree = Tree::new();
+    for h in &headers {
+        let value = zkcoproc_smt::BlockCommitment { block_hash: h.hash.0, state_root: h.state_root.0 };
+        tree = tree.insert(zkcoproc_smt::key::<Sha2>(DOMAIN, h.number), value);
+    }
+    let (token, alice) = (addr(&token), addr(alice));
+    let mut calldata = vec![0x70, 0xa0, 0x82, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    calldata.extend_from_slice(&alice);
+    let chain_id = rt.block_on(rpc.chain_id()).expect("chain id");
+    let call_at = |block: u64| -> EvmCall {
+        let request = CallRequest {
+            domain: DOMAIN.into(),
+            block,
+            chain_id,
+            to: token,
+            calldata: calldata.clone(),
+            ..Default::default()
+        };
+        let header = headers[block as usize].rlp.clone();
+        let mut call =
+            rt.block_on(preflight(&rpc, header, request, &Limits::default())).expect("preflight").call;
+        call.opening = Some(tree.open(&zkcoproc_smt::key::<Sha2>(DOMAIN, block)));
+        call
+    };
+    let honest = call_at(b1);
+    let later = call_at(b2);
+    let image =
+        CircuitImage::load(&std::fs::read(&zkcoproc_testing::erc20_evm_app().circuit).expect("circuit"))
+            .expect("image");
+    let input =
+        |call: EvmCall| CircuitInput { root: tree.root(), witnesses: vec![Witness::EvmCall(Box::new(call))] };
+    let run = |input: &CircuitInput| {
+        execute(&image, &input.encode(), DEFAULT_MAX_CYCLES).map_err(|e| e.to_string())
+    };
+
+    // Honest: root ‖ abi(block, token, holder, balance).
+    let out = run(&input(honest.clone())).expect("honest input executes");
+    let mut expected = tree.root().to_vec();
+    let mut word = [0u8; 32];
+    word[24..].copy_from_slice(&b1.to_be_bytes());
+    expected.extend_from_slice(&word);
+    for a in [&token, &alice] {
+        let mut word = [0u8; 32];
+        word[12..].copy_from_slice(a);
+        expected.extend_from_slice(&word);
+    }
+    let mut word = [0u8; 32];
+    word[16..].copy_from_slice(&4321u128.to_be_bytes());
+    expected.extend_from_slice(&word);
+    assert_eq!(out.journal, expected);
+    println!("honest erc20-evm input: {} user cycles, {} segment(s)", out.user_cycles, out.segments);
+
+    let rejects = |case: &str, edit: &dyn Fn(&mut EvmCall), reason: &str| {
+        let mut call = honest.clone();
+        edit(&mut call);
+        match run(&input(call)) {
+            Ok(_) => panic!("{case}: the guest accepted a tampered call"),
+            Err(e) => assert!(e.contains(reason), "{case}: rejected, but for another reason: {e}"),
+        }
+    };
+    let last = |v: &mut Vec<u8>| {
+        let n = v.len() - 1;
+        v[n] ^= 1;
+    };
+    rejects("a result that differs from the re-execution", &|c| last(&mut c.result), "result differs");
+    rejects("a revert claimed for a success", &|c| c.reverted = true, "result differs");
+    rejects(
+        "a storage value changed (its leaf no longer hashes to what its parent names)",
+        &|c| {
+            let leaf = c.nodes.iter_mut().min_by_key(|n| n.len()).expect("nodes");
+            last(leaf)
+        },
+        "is not in the witness",
+    );
+    for i in 0..honest.nodes.len() {
+        rejects(&format!("trie node {i} missing"), &|c| drop(c.nodes.remove(i)), "is not in the witness");
+    }
+    rejects("wrong code for the token", &|c| c.codes[0].push(0), "code with hash");
+    rejects(
+        "a header field changed (timestamp)",
+        &|c| {
+            let mut h = zkcoproc_evm::db::decode_header(&c.header).expect("header");
+            h.timestamp += 1;
+            c.header = alloy_rlp::encode(&h);
+        },
+        "header hash differs",
+    );
+    rejects(
+        "an ancestor header that does not link",
+        &|c| c.ancestors = vec![headers[head as usize].rlp.clone()],
+        "does not link",
+    );
+    rejects("a witness without the opening", &|c| c.opening = None, "no SMT opening");
+    rejects("accounts from another block", &|c| c.nodes = later.nodes.clone(), "is not in the witness");
+    rejects(
+        "the opening of another block",
+        &|c| c.opening = Some(tree.open(&zkcoproc_smt::key::<Sha2>(DOMAIN, b2))),
+        "opening",
+    );
+    rejects(
+        "a call the app does not prove (another holder's balance under the honest result)",
+        &|c| c.calldata[35] ^= 1,
+        "result differs",
+    );
+}

@@ -147,6 +147,39 @@ pub mod domain {
     }
 }
 
+/// EVM view calls: "what does `to.f(args)` return at block N", proven by executing the call
+/// again in the circuit over the state it touched.
+///
+/// ```ignore
+/// let call = evm::call("ethereum", block, &token, &calldata)?;
+/// Ok(vec![Witness::EvmCall(call)])
+/// ```
+pub mod evm {
+    use super::bindings::zkcoproc::controller::evm as host;
+    pub use super::bindings::zkcoproc::controller::types::{EvmCall, EvmCallOptions};
+
+    /// Calls `to` with `calldata` at `block` of `domain` (which must be under the task's root)
+    /// from the zero address, with no value and the default gas. A revert is an error
+    /// (`evm_revert: ...`). Return the call as [`Witness::EvmCall`](crate::Witness): the circuit
+    /// SDK (built with its `evm` feature) verifies it and executes it again before the circuit's
+    /// app sees `call.result`.
+    pub fn call(domain: &str, block: u64, to: &[u8; 20], calldata: &[u8]) -> Result<EvmCall, String> {
+        let options = EvmCallOptions { from: None, value: None, gas_limit: None, may_revert: false };
+        call_with(domain, block, to, calldata, &options)
+    }
+
+    /// [`call`] with a caller, a value, a gas limit, or a revert accepted as the outcome.
+    pub fn call_with(
+        domain: &str,
+        block: u64,
+        to: &[u8; 20],
+        calldata: &[u8],
+        options: &EvmCallOptions,
+    ) -> Result<EvmCall, String> {
+        host::call(domain, block, to, calldata, options)
+    }
+}
+
 /// Logs a line at `level` through the host; the host stores it with the task.
 pub fn log(level: Level, message: &str) {
     bindings::zkcoproc::controller::log::log(level, message);

@@ -19,10 +19,11 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use zkcoproc_eth::{CheckedHeader, EthError, RpcClient};
-use zkcoproc_runtime::{DomainHost, HostError};
+use zkcoproc_evm::preflight::{preflight, CallRequest, Limits as EvmLimits};
+use zkcoproc_runtime::{DomainHost, EvmRequest, HostError};
 use zkcoproc_smt::{BlockCommitment, Opening, Sha2, Tree, Walk};
 use zkcoproc_store::{Admission, NewBlock, SmtUpdate, Store};
-use zkcoproc_types::{Root, StateProof, Witness, EMPTY_ROOT};
+use zkcoproc_types::{EvmCall, Root, StateProof, Witness, EMPTY_ROOT};
 
 use crate::{Coordinator, CoordinatorError};
 
@@ -242,6 +243,10 @@ pub(crate) struct Domains {
     pub(crate) configs: HashMap<String, (DomainConfig, RpcClient)>,
     /// what each domain's follower last reported
     pub(crate) status: std::sync::Mutex<HashMap<String, crate::light_client::DomainStatus>>,
+    /// each domain's chain id, asked of its node once
+    chain_ids: std::sync::Mutex<HashMap<String, u64>>,
+    /// bounds on one EVM call's preflight
+    pub(crate) evm_limits: EvmLimits,
     history: RwLock<History>,
     /// serialises appends (follower loops and feeders)
     append: tokio::sync::Mutex<()>,
@@ -261,6 +266,8 @@ impl Domains {
         Domains {
             configs: HashMap::new(),
             status: Default::default(),
+            chain_ids: Default::default(),
+            evm_limits: EvmLimits::default(),
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
             store,
@@ -290,6 +297,8 @@ impl Domains {
         Ok(Domains {
             configs: map,
             status,
+            chain_ids: Default::default(),
+            evm_limits: EvmLimits::default(),
             history: RwLock::new(History::new()),
             append: tokio::sync::Mutex::new(()),
             store,
@@ -409,6 +418,82 @@ impl Domains {
         slots: &[[u8; 32]],
     ) -> Result<StateProof, CoordinatorError> {
         let rpc = self.rpc(domain)?;
+        self.check_under_root(root, domain, block).await?;
+        let mut proof = rpc.get_proof(address, slots, block).await.map_err(|e| eth_error(domain, &e))?;
+        proof.domain = domain.to_owned();
+        Ok(proof)
+    }
+
+    async fn stored_header(&self, domain: &str, block: u64) -> Result<Vec<u8>, CoordinatorError> {
+        self.store.block_header(domain, block).await?.ok_or_else(|| {
+            CoordinatorError::Internal(format!("{domain} block {block} is in the tree but has no header"))
+        })
+    }
+
+    /// Runs an EVM view call at `block` of `domain` (which must be under `root`) against the
+    /// domain's node and records its witness, checked against the block's stored header.
+    async fn evm_call(
+        &self,
+        root: &Root,
+        domain: &str,
+        block: u64,
+        request: EvmRequest,
+    ) -> Result<(EvmCall, usize), CoordinatorError> {
+        let rpc = self.rpc(domain)?;
+        self.check_under_root(root, domain, block).await?;
+        let limits = EvmLimits {
+            max_rpc_requests: self.evm_limits.max_rpc_requests.min(request.max_rpc_requests),
+            timeout: self.evm_limits.timeout.min(request.timeout),
+            ..self.evm_limits.clone()
+        };
+        let header = self.stored_header(domain, block).await?;
+        let chain_id = self.chain_id(domain, rpc).await?;
+        let request = CallRequest {
+            domain: domain.to_owned(),
+            block,
+            chain_id,
+            from: request.from,
+            to: request.to,
+            value: request.value,
+            gas_limit: request.gas_limit,
+            calldata: request.calldata,
+            may_revert: request.may_revert,
+        };
+        let done = preflight(rpc, header, request, &limits)
+            .await
+            .map_err(|e| CoordinatorError::invalid(e.code(), format!("{domain} block {block}: {e}")))?;
+        let (reads, call) = (done.outcome.reads, &done.call);
+        tracing::info!(
+            domain,
+            block,
+            to = %hex::encode(call.to),
+            accounts = reads.accounts,
+            slots = reads.slots,
+            code_bytes = reads.code_bytes,
+            nodes = call.nodes.len(),
+            ancestors = call.ancestors.len(),
+            gas = done.outcome.gas_used,
+            rpc_requests = done.rpc_requests,
+            ms = done.elapsed.as_millis() as u64,
+            "EVM call preflighted"
+        );
+        Ok((done.call, done.rpc_requests))
+    }
+
+    /// The chain id of `domain`'s node, asked once (the start-up checks compared it with the
+    /// light client's network, where there is one).
+    async fn chain_id(&self, domain: &str, rpc: &RpcClient) -> Result<u64, CoordinatorError> {
+        if let Some(id) = self.chain_ids.lock().ok().and_then(|ids| ids.get(domain).copied()) {
+            return Ok(id);
+        }
+        let id = rpc.chain_id().await.map_err(|e| eth_error(domain, &e))?;
+        if let Ok(mut ids) = self.chain_ids.lock() {
+            ids.insert(domain.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    async fn check_under_root(&self, root: &Root, domain: &str, block: u64) -> Result<(), CoordinatorError> {
         let latest = self.latest_block(domain, Some(root)).await?;
         if block > latest.number || self.opening(domain, block, Some(root)).await?.value.is_none() {
             return Err(CoordinatorError::invalid(
@@ -416,9 +501,7 @@ impl Domains {
                 format!("block {block} of {domain} is not under the task's root (newest: {})", latest.number),
             ));
         }
-        let mut proof = rpc.get_proof(address, slots, block).await.map_err(|e| eth_error(domain, &e))?;
-        proof.domain = domain.to_owned();
-        Ok(proof)
+        Ok(())
     }
 
     fn rpc(&self, domain: &str) -> Result<&RpcClient, CoordinatorError> {
@@ -831,37 +914,33 @@ impl Coordinator {
         self.append_headers(domain, headers, None).await
     }
 
-    /// Attaches, to every state proof in `witnesses`, the block's header and the SMT opening of
-    /// (domain, block) under `root`. Whatever the controller put there is replaced.
+    /// Attaches, to every state proof and EVM call in `witnesses`, the block's header and the SMT
+    /// opening of (domain, block) under `root`. Whatever the controller put there is replaced.
     pub(crate) async fn attach_openings(
         &self,
         root: &Root,
         witnesses: &mut [Witness],
     ) -> Result<(), CoordinatorError> {
         for (i, w) in witnesses.iter_mut().enumerate() {
-            let Witness::StateProof(sp) = w else { continue };
-            let opened = self.opening(&sp.domain, sp.block, Some(root)).await?;
+            let (domain, block, header, opening) = match w {
+                Witness::Data(_) => continue,
+                Witness::StateProof(sp) => (&sp.domain, sp.block, &mut sp.header, &mut sp.opening),
+                Witness::EvmCall(call) => (&call.domain, call.block, &mut call.header, &mut call.opening),
+            };
+            let opened = self.opening(domain, block, Some(root)).await?;
             if opened.value.is_none() {
-                let latest = self.latest_block(&sp.domain, Some(root)).await.map(|b| b.number).ok();
+                let latest = self.latest_block(domain, Some(root)).await.map(|b| b.number).ok();
                 return Err(CoordinatorError::invalid(
                     "block_not_under_root",
                     format!(
-                        "witness {i}: block {} of {} is not under the task's root {} (newest block under it: {})",
-                        sp.block,
-                        sp.domain,
+                        "witness {i}: block {block} of {domain} is not under the task's root {} (newest block under it: {})",
                         hex::encode(root),
                         latest.map_or_else(|| "none".to_owned(), |n| n.to_string())
                     ),
                 ));
             }
-            let header = self.store.block_header(&sp.domain, sp.block).await?.ok_or_else(|| {
-                CoordinatorError::Internal(format!(
-                    "{} block {} is in the tree but has no header",
-                    sp.domain, sp.block
-                ))
-            })?;
-            sp.header = header;
-            sp.opening = Some(opened.opening);
+            *header = self.domains.stored_header(domain, block).await?;
+            *opening = Some(opened.opening);
         }
         Ok(())
     }
@@ -906,6 +985,16 @@ impl DomainHost for DomainAccess {
         self.handle
             .block_on(self.domains.fetch_state_proof(root, domain, block, address, slots))
             .map_err(host_error)
+    }
+
+    fn evm_call(
+        &self,
+        domain: &str,
+        block: u64,
+        request: EvmRequest,
+        root: &Root,
+    ) -> Result<(EvmCall, usize), HostError> {
+        self.handle.block_on(self.domains.evm_call(root, domain, block, request)).map_err(host_error)
     }
 }
 

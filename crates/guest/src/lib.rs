@@ -9,6 +9,11 @@
 //! [`Witness::StateProof`] the application sees is a verified fact of the chain under that root,
 //! whatever the application does.
 //!
+//! With the `evm` feature, every [`Witness::EvmCall`] is verified and executed again the same way
+//! before the app runs (see `zkcoproc-evm`): its `to`, `calldata`, `block`, `domain` and `result`
+//! are then facts of the chain under the root. Without the feature, an input holding an EVM call
+//! makes no proof.
+//!
 //! Not for host code: this crate is `no_std` and only meaningful on `riscv32im-risc0-zkvm-elf`.
 //!
 //! ```ignore
@@ -21,11 +26,13 @@
 
 extern crate alloc;
 
+#[cfg(all(feature = "keccak-accelerator", target_os = "zkvm"))]
+pub mod keccak;
 pub mod state;
 
 use alloc::vec::Vec;
 
-pub use zkcoproc_types::{journal, Account, CircuitInput, Root, StateProof, StorageSlot, Witness};
+pub use zkcoproc_types::{journal, Account, CircuitInput, EvmCall, Root, StateProof, StorageSlot, Witness};
 
 /// The `alloy-primitives` the SDK verifies with (keccak, U256, Address), for apps to share.
 pub use alloy_primitives;
@@ -53,16 +60,32 @@ pub fn read_input() -> CircuitInput {
     }
 }
 
-/// Verifies every state-proof witness of `input` against its root, panicking (so that no proof
-/// can exist) on the first that fails.
+/// Verifies every state-proof and EVM-call witness of `input` against its root, panicking (so
+/// that no proof can exist) on the first that fails.
 pub fn verify_state_proofs(input: &CircuitInput) {
     for (i, w) in input.witnesses.iter().enumerate() {
-        if let Witness::StateProof(proof) = w {
-            if let Err(e) = state::verify_state_proof::<state::Risc0Sha256>(&input.root, proof) {
-                panic!("witness {i}: {e}");
+        match w {
+            Witness::Data(_) => {}
+            Witness::StateProof(proof) => {
+                if let Err(e) = state::verify_state_proof::<state::Risc0Sha256>(&input.root, proof) {
+                    panic!("witness {i}: {e}");
+                }
             }
+            Witness::EvmCall(call) => verify_evm_call(i, &input.root, call),
         }
     }
+}
+
+#[cfg(feature = "evm")]
+fn verify_evm_call(i: usize, root: &Root, call: &EvmCall) {
+    if let Err(e) = zkcoproc_evm::verify::<state::Risc0Sha256>(root, call) {
+        panic!("witness {i}: {e}");
+    }
+}
+
+#[cfg(not(feature = "evm"))]
+fn verify_evm_call(i: usize, _root: &Root, _call: &EvmCall) {
+    panic!("witness {i}: an EVM call, and this circuit was built without the SDK's `evm` feature");
 }
 
 /// Runs `app` as a zkcoproc circuit: reads the input, verifies its state proofs, commits its

@@ -7,10 +7,10 @@ use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_io::poll::{subscribe, DynPollable, Pollable};
-use zkcoproc_types::{Account, StateProof, StorageSlot, Witness};
+use zkcoproc_types::{Account, EvmCall, StateProof, StorageSlot, Witness};
 use zkcoproc_vfs::{VfsError, Volume};
 
-use crate::{CallContext, HostError, Limits};
+use crate::{CallContext, EvmRequest, HostError, Limits};
 
 /// Host bindings generated from the same WIT file the controller SDK uses.
 mod bindings {
@@ -23,7 +23,7 @@ mod bindings {
     });
 }
 
-use bindings::zkcoproc::controller::{context, domain, fs, log, types};
+use bindings::zkcoproc::controller::{context, domain, evm, fs, log, types};
 pub(crate) use bindings::{Controller, ControllerPre};
 
 /// One log line a controller wrote.
@@ -148,6 +148,10 @@ pub(crate) struct HostState {
     rpc_requests: usize,
     max_state_proofs: usize,
     max_rpc_requests: usize,
+    /// the EVM calls recorded in this call, by the index their `evm-call` record names (taken
+    /// when returned as a witness: each becomes at most one)
+    evm_calls: Vec<Option<EvmCall>>,
+    max_evm_calls: usize,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -177,6 +181,8 @@ impl HostState {
             rpc_requests: 0,
             max_state_proofs: limits.max_state_proofs,
             max_rpc_requests: limits.max_rpc_requests,
+            evm_calls: Vec::new(),
+            max_evm_calls: limits.max_evm_calls,
             wasi,
             table: ResourceTable::new(),
         }
@@ -403,6 +409,21 @@ impl domain::Host for HostState {
     }
 }
 
+impl evm::Host for HostState {
+    fn call(
+        &mut self,
+        domain: String,
+        block: u64,
+        to: Vec<u8>,
+        calldata: Vec<u8>,
+        options: types::EvmCallOptions,
+    ) -> wasmtime::Result<Result<types::EvmCall, String>> {
+        self.charge()?;
+        let out = self.evm_call_of(&domain, block, to, calldata, options);
+        Ok(self.domain_outcome(out))
+    }
+}
+
 fn no_domains() -> HostError {
     HostError::new("unknown_domain", "this service follows no domain")
 }
@@ -459,6 +480,102 @@ impl HostState {
     }
 }
 
+impl HostState {
+    fn evm_call_of(
+        &mut self,
+        domain: &str,
+        block: u64,
+        to: Vec<u8>,
+        calldata: Vec<u8>,
+        options: types::EvmCallOptions,
+    ) -> Result<types::EvmCall, HostError> {
+        let bad = |m: String| HostError::new("bad_evm_call", m);
+        let Some(domains) = self.ctx.domains.clone() else {
+            return Err(no_domains());
+        };
+        let request = EvmRequest {
+            to: sized(to, "to").map_err(bad)?,
+            from: options.from.map(|f| sized(f, "from")).transpose().map_err(bad)?.unwrap_or_default(),
+            value: options.value.map(|v| sized(v, "value")).transpose().map_err(bad)?.unwrap_or_default(),
+            gas_limit: options.gas_limit,
+            calldata,
+            may_revert: options.may_revert,
+            max_rpc_requests: self.max_rpc_requests.saturating_sub(self.rpc_requests),
+            timeout: self.deadline.saturating_duration_since(std::time::Instant::now()),
+        };
+        if request.calldata.len() > zkcoproc_types::evm::MAX_CALLDATA {
+            return Err(bad(format!("calldata over {} bytes", zkcoproc_types::evm::MAX_CALLDATA)));
+        }
+        if self.evm_calls.len() >= self.max_evm_calls {
+            return Err(HostError::new(
+                "too_many_evm_calls",
+                format!("a controller call may make at most {} EVM calls", self.max_evm_calls),
+            ));
+        }
+        if request.max_rpc_requests == 0 {
+            return Err(HostError::new(
+                "too_many_rpc_requests",
+                format!("a controller call may cause at most {} JSON-RPC requests", self.max_rpc_requests),
+            ));
+        }
+        let (call, requests) = domains.evm_call(domain, block, request, &self.ctx.root)?;
+        self.rpc_requests += requests;
+        let record = types::EvmCall {
+            domain: call.domain.clone(),
+            block: call.block,
+            to: call.to.to_vec(),
+            calldata: call.calldata.clone(),
+            result: call.result.clone(),
+            reverted: call.reverted,
+            witness: u32::try_from(self.evm_calls.len()).unwrap_or(u32::MAX),
+        };
+        self.evm_calls.push(Some(call));
+        Ok(record)
+    }
+
+    /// Converts a controller's witnesses, checking every length (a malformed state proof is the
+    /// controller's bad output, reported before any circuit runs) and taking each EVM call from
+    /// what this call recorded (each at most once, so the output holds no copies).
+    pub(crate) fn convert_witnesses(
+        &mut self,
+        witnesses: Vec<types::Witness>,
+    ) -> Result<Vec<Witness>, String> {
+        let mut out = Vec::with_capacity(witnesses.len());
+        for (i, w) in witnesses.into_iter().enumerate() {
+            out.push(match w {
+                types::Witness::EvmCall(record) => {
+                    Witness::EvmCall(Box::new(self.take_evm_call(i, &record)?))
+                }
+                other => to_witness(other)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn take_evm_call(&mut self, i: usize, record: &types::EvmCall) -> Result<EvmCall, String> {
+        let slot = usize::try_from(record.witness).ok().and_then(|n| self.evm_calls.get_mut(n));
+        let Some(recorded) = slot else {
+            return Err(format!("witness {i}: EVM call {} was not made in this call", record.witness));
+        };
+        let Some(call) = recorded.take() else {
+            return Err(format!("witness {i}: EVM call {} is returned twice", record.witness));
+        };
+        let same = call.domain == record.domain
+            && call.block == record.block
+            && call.to.as_slice() == record.to.as_slice()
+            && call.calldata == record.calldata
+            && call.result == record.result
+            && call.reverted == record.reverted;
+        if !same {
+            return Err(format!(
+                "witness {i}: EVM call {} differs from the call the host made",
+                record.witness
+            ));
+        }
+        Ok(call)
+    }
+}
+
 fn from_state_proof(sp: &StateProof) -> types::EthProof {
     types::EthProof {
         domain: sp.domain.clone(),
@@ -484,13 +601,16 @@ fn from_state_proof(sp: &StateProof) -> types::EthProof {
 }
 
 fn bytes<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], String> {
-    let len = v.len();
-    <[u8; N]>::try_from(v).map_err(|_| format!("state proof: {what} must be {N} bytes, not {len}"))
+    sized(v, what).map_err(|e| format!("state proof: {e}"))
 }
 
-/// Converts a controller's witness, checking every length: a malformed state proof is the
-/// controller's bad output, reported before any circuit runs.
-pub(crate) fn to_witness(w: types::Witness) -> Result<Witness, String> {
+fn sized<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], String> {
+    let len = v.len();
+    <[u8; N]>::try_from(v).map_err(|_| format!("{what} must be {N} bytes, not {len}"))
+}
+
+/// Converts a data or state-proof witness (EVM calls: [`HostState::convert_witnesses`]).
+fn to_witness(w: types::Witness) -> Result<Witness, String> {
     match w {
         types::Witness::Data(bytes) => Ok(Witness::Data(bytes)),
         types::Witness::StateProof(sp) => {
@@ -523,6 +643,7 @@ pub(crate) fn to_witness(w: types::Witness) -> Result<Witness, String> {
             proof.check_limits().map_err(|e| e.to_string())?;
             Ok(Witness::StateProof(Box::new(proof)))
         }
+        types::Witness::EvmCall(_) => Err("EVM calls are converted with the call's state".into()),
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
-use zkcoproc_types::{Root, StateProof, Witness};
+use zkcoproc_types::{EvmCall, Root, StateProof, Witness};
 pub use zkcoproc_vfs::Volume;
 
 pub use host::LogLine;
@@ -199,6 +199,37 @@ pub trait DomainHost: Send + Sync + std::fmt::Debug {
         slots: &[[u8; 32]],
         root: &Root,
     ) -> Result<StateProof, HostError>;
+    /// Runs an EVM view call at `block` of `domain` (under `root`) and records its witness, within
+    /// the request's budget. Returns the call (with its header, without the opening) and the
+    /// JSON-RPC requests it made.
+    fn evm_call(
+        &self,
+        domain: &str,
+        block: u64,
+        request: EvmRequest,
+        root: &Root,
+    ) -> Result<(EvmCall, usize), HostError>;
+}
+
+/// An EVM view call a controller asks for (the `evm.call` import), lengths checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvmRequest {
+    /// `msg.sender`
+    pub from: [u8; 20],
+    /// the contract
+    pub to: [u8; 20],
+    /// wei, big-endian
+    pub value: [u8; 32],
+    /// gas (`None`: the service's default)
+    pub gas_limit: Option<u64>,
+    /// the input
+    pub calldata: Vec<u8>,
+    /// a revert is the outcome, not an error
+    pub may_revert: bool,
+    /// JSON-RPC requests the call may make (what is left of the controller call's budget)
+    pub max_rpc_requests: usize,
+    /// how long the call may take (what is left of the controller call's deadline)
+    pub timeout: std::time::Duration,
 }
 
 /// What a call runs for; exposed to the controller through the `context` and `domain` imports.
@@ -334,25 +365,29 @@ impl Runtime {
         self.check_args(args)?;
         let limit = self.limits.max_witness_bytes;
         let max_witnesses = self.limits.max_witnesses;
-        self.call(controller, ctx, volume, |bindings, store| bindings.call_get_witnesses(&mut *store, args))
-            .and_then(|out| {
-                let value = match out.value.into_iter().map(host::to_witness).collect::<Result<Vec<_>, _>>() {
-                    Ok(v) => v,
-                    Err(e) => return Err(CallError::new(RuntimeError::BadOutput(e), out.logs)),
-                };
-                let out = CallOutput { value, logs: out.logs, volume: out.volume };
-                if out.value.len() > max_witnesses {
-                    return Err(CallError::new(
-                        RuntimeError::TooManyWitnesses { count: out.value.len(), limit: max_witnesses },
-                        out.logs,
-                    ));
-                }
-                let size: usize = out.value.iter().map(Witness::encoded_len).sum();
-                if size > limit {
-                    return Err(CallError::new(RuntimeError::OutputTooLarge { size, limit }, out.logs));
-                }
-                Ok(out)
-            })
+        // The witnesses are converted while the call's state (the EVM calls it recorded) lives.
+        let convert = |bindings: &host::Controller, store: &mut Store<HostState>| {
+            let out = bindings.call_get_witnesses(&mut *store, args)?;
+            Ok(out.map(|witnesses| store.data_mut().convert_witnesses(witnesses)))
+        };
+        self.call(controller, ctx, volume, convert).and_then(|out| {
+            let value = match out.value {
+                Ok(v) => v,
+                Err(e) => return Err(CallError::new(RuntimeError::BadOutput(e), out.logs)),
+            };
+            let out = CallOutput { value, logs: out.logs, volume: out.volume };
+            if out.value.len() > max_witnesses {
+                return Err(CallError::new(
+                    RuntimeError::TooManyWitnesses { count: out.value.len(), limit: max_witnesses },
+                    out.logs,
+                ));
+            }
+            let size: usize = out.value.iter().map(Witness::encoded_len).sum();
+            if size > limit {
+                return Err(CallError::new(RuntimeError::OutputTooLarge { size, limit }, out.logs));
+            }
+            Ok(out)
+        })
     }
 
     /// Calls `entrypoint(event)`; the result must be JSON.

@@ -35,6 +35,9 @@ pub struct Limits {
     /// Cap on the JSON-RPC requests the `domain` calls of one controller call may cause (an
     /// `eth_getProof` per 1024 slots of each state proof).
     pub max_rpc_requests: usize,
+    /// Cap on `evm.call` calls per controller call (each is bounded on its own by the service's
+    /// EVM limits: gas, accounts, slots, code, RPC requests).
+    pub max_evm_calls: usize,
     /// Cap on the entrypoint's result and error strings.
     pub max_result_bytes: usize,
     /// Cap on any single host-call payload (one log line, ...).
@@ -68,6 +71,7 @@ impl Default for Limits {
             max_witnesses: zkcoproc_types::input::MAX_WITNESSES,
             max_state_proofs: 64,
             max_rpc_requests: 256,
+            max_evm_calls: 16,
             max_result_bytes: 1 << 20,
             max_host_payload_bytes: 64 << 10,
             max_host_calls: 100_000,

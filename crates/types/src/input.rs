@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! magic "ZKCI" | version u16 = 2 | root [u8; 32] | count u32 | count × witness
-//! witness = tag u8 | len u32 | len bytes          (tag 0 = data, tag 1 = state proof)
+//! witness = tag u8 | len u32 | len bytes    (tag 0 = data, 1 = state proof, 2 = EVM call)
 //! ```
 //!
 //! v2 added the state-proof witness ([`StateProof`]); circuits are built from source with the
-//! SDK of the service that feeds them, so only the current version is accepted.
+//! SDK of the service that feeds them, so only the current version is accepted. Tag 2, the
+//! EVM-call witness ([`EvmCall`]), came later within v2: a circuit built before it refuses an
+//! input that holds one (unknown tag), and reads every other input as before.
 //!
 //! Decoding is strict: unknown versions or tags, truncated or trailing bytes are errors, so a
 //! circuit never runs on an input it does not fully understand.
@@ -16,6 +18,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::evm::{EvmCall, EvmDecodeError};
 use crate::state::{StateDecodeError, StateProof};
 use crate::wire::{Reader, Truncated};
 use crate::Root;
@@ -24,6 +27,7 @@ const MAGIC: &[u8; 4] = b"ZKCI";
 const VERSION: u16 = 2;
 const TAG_DATA: u8 = 0;
 const TAG_STATE_PROOF: u8 = 1;
+const TAG_EVM_CALL: u8 = 2;
 
 /// Upper bound on the number of witnesses in one input.
 pub const MAX_WITNESSES: usize = 4096;
@@ -36,6 +40,9 @@ pub enum Witness {
     /// An Ethereum account + storage proof; the guest SDK verifies it against the root before
     /// the application runs.
     StateProof(alloc::boxed::Box<StateProof>),
+    /// An EVM view call with its result and state witness; the guest SDK verifies it against
+    /// the root and executes it again before the application runs.
+    EvmCall(alloc::boxed::Box<EvmCall>),
 }
 
 impl Witness {
@@ -44,6 +51,7 @@ impl Witness {
         match self {
             Witness::Data(b) => b.len(),
             Witness::StateProof(sp) => sp.encoded_len(),
+            Witness::EvmCall(call) => call.encoded_len(),
         }
     }
 
@@ -80,6 +88,8 @@ pub enum DecodeError {
     TrailingBytes(usize),
     /// A state-proof witness does not decode.
     StateProof(StateDecodeError),
+    /// An EVM-call witness does not decode.
+    EvmCall(EvmDecodeError),
 }
 
 impl fmt::Display for DecodeError {
@@ -96,6 +106,7 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::TrailingBytes(n) => write!(f, "circuit input: {n} trailing bytes"),
             DecodeError::StateProof(e) => write!(f, "circuit input: {e}"),
+            DecodeError::EvmCall(e) => write!(f, "circuit input: {e}"),
         }
     }
 }
@@ -127,6 +138,11 @@ impl CircuitInput {
                     out.extend_from_slice(&(sp.encoded_len() as u32).to_le_bytes());
                     sp.encode_into(&mut out);
                 }
+                Witness::EvmCall(call) => {
+                    out.push(TAG_EVM_CALL);
+                    out.extend_from_slice(&(call.encoded_len() as u32).to_le_bytes());
+                    call.encode_into(&mut out);
+                }
             }
         }
         out
@@ -157,6 +173,8 @@ impl CircuitInput {
                 TAG_STATE_PROOF => witnesses.push(Witness::StateProof(
                     StateProof::decode(data).map_err(DecodeError::StateProof)?.into(),
                 )),
+                TAG_EVM_CALL => witnesses
+                    .push(Witness::EvmCall(EvmCall::decode(data).map_err(DecodeError::EvmCall)?.into())),
                 other => return Err(DecodeError::UnknownTag(other)),
             }
         }
@@ -185,6 +203,7 @@ mod tests {
                 Witness::Data(vec![1, 2, 3]),
                 Witness::StateProof(crate::state::tests::sample().into()),
                 Witness::Data(vec![]),
+                Witness::EvmCall(crate::evm::tests::sample().into()),
             ],
         }
     }

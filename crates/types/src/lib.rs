@@ -13,11 +13,13 @@
 
 extern crate alloc;
 
+pub mod evm;
 pub mod input;
 pub mod journal;
 pub mod state;
 mod wire;
 
+pub use evm::EvmCall;
 pub use input::{CircuitInput, DecodeError, Witness};
 pub use state::{Account, StateProof, StorageSlot};
 pub use zkcoproc_smt as smt;

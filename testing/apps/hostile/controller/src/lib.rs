@@ -36,6 +36,16 @@ impl Controller for Hostile {
                 Ok(one())
             }
             "many-witnesses" => Ok(vec![Witness::Data(Vec::new()); 5000]),
+            // An EVM call the host never made: a made-up result under a handle of its own.
+            "forged-evm-call" => Ok(vec![Witness::EvmCall(zkcoproc_controller_sdk::evm::EvmCall {
+                domain: "ethereum".into(),
+                block: 1,
+                to: vec![0x11; 20],
+                calldata: vec![0x70, 0xa0, 0x82, 0x31],
+                result: vec![0xff; 32],
+                reverted: false,
+                witness: 0,
+            })]),
             "loop" => {
                 let mut x: u64 = 0;
                 loop {

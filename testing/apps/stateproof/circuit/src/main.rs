@@ -12,7 +12,7 @@ fn app(input: &CircuitInput) -> Vec<u8> {
         .iter()
         .map(|w| match w {
             Witness::StateProof(p) => p.storage.len(),
-            Witness::Data(_) => 0,
+            Witness::Data(_) | Witness::EvmCall(_) => 0,
         })
         .sum();
     (slots as u32).to_le_bytes().to_vec()
