@@ -627,20 +627,14 @@ fn evm_call(iterations: usize, prove: bool) -> anyhow::Result<()> {
             hex::encode(&evm_run.journal)
         );
     }
-    out!("{:<44} {:>14} {:>9}", "balance of one holder (anvil, software keccak)", "user cycles", "segments");
-    out!(
-        "{:<44} {:>14} {:>9}",
-        "slot path (examples/erc20-balance)",
-        slot_run.user_cycles,
-        slot_run.segments
-    );
-    out!(
-        "{:<44} {:>14} {:>9}",
-        "EVM path (examples/erc20-evm, balanceOf)",
-        evm_run.user_cycles,
-        evm_run.segments
-    );
-    out!("EVM / slot: {:.2}x", evm_run.user_cycles as f64 / slot_run.user_cycles as f64);
+    out!("| balance of one holder (anvil) | user cycles | segments |");
+    out!("|---|---|---|");
+    let slot = (slot_run.user_cycles, slot_run.segments);
+    out!("| slot path (examples/erc20-balance, software keccak) | {} | {} |", slot.0, slot.1);
+    let evm = (evm_run.user_cycles, evm_run.segments);
+    out!("| EVM path (examples/erc20-evm: balanceOf, keccak accelerator) | {} | {} |", evm.0, evm.1);
+    out!("");
+    out!("EVM path / slot path: {:.2}×", evm_run.user_cycles as f64 / slot_run.user_cycles as f64);
     times.sort_by(f64::total_cmp);
     let reads = done.outcome.reads;
     out!(
@@ -650,6 +644,7 @@ fn evm_call(iterations: usize, prove: bool) -> anyhow::Result<()> {
         times.len(),
         done.rpc_requests
     );
+    out!("");
     out!(
         "witness: {} accounts, {} slots read; {} trie nodes, {} code(s) of {} bytes, {} ancestor headers; {} bytes encoded",
         reads.accounts,

@@ -333,7 +333,11 @@ async fn witnesses(
     owned(&c, &caller, id).await?;
     let _slot = access.dry_runs.take().await?;
     let dry = c.dry_run(id, &args).await?;
-    Ok(Json(views::dry_run(&dry)))
+    // The view executes each EVM call again to count what it reads: off the async threads.
+    let view = tokio::task::spawn_blocking(move || views::dry_run(&dry))
+        .await
+        .map_err(|e| zkcoproc_coordinator::CoordinatorError::Internal(format!("dry-run view: {e}")))?;
+    Ok(Json(view))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
