@@ -45,7 +45,22 @@ fn balance_slot(holder: &[u8; 20]) -> ([u8; 32], Vec<u8>) {
     (key, request)
 }
 
-fn fixture(anvil: &Anvil) -> Fixture {
+/// The chain both catalogues prove against: a token on anvil, 4321 moved to alice at `b1` and 5
+/// more at `b2`, every header checked to link and inserted into a tree.
+struct Chain {
+    rt: tokio::runtime::Runtime,
+    rpc: RpcClient,
+    headers: Vec<CheckedHeader>,
+    tree: Tree,
+    token: [u8; 20],
+    alice: [u8; 20],
+    bob: [u8; 20],
+    b1: u64,
+    b2: u64,
+    head: u64,
+}
+
+fn chain(anvil: &Anvil) -> Chain {
     let accounts = anvil.accounts().expect("accounts");
     let (owner, alice, bob) = (&accounts[0], &accounts[1], &accounts[2]);
     let token = anvil.deploy_token(owner, 10_000_000).expect("token");
@@ -66,6 +81,11 @@ fn fixture(anvil: &Anvil) -> Fixture {
         tree = tree.insert(zkcoproc_smt::key::<Sha2>(DOMAIN, h.number), value);
     }
     let (token, alice, bob) = (addr(&token), addr(alice), addr(bob));
+    Chain { rt, rpc, headers, tree, token, alice, bob, b1, b2, head }
+}
+
+fn fixture(anvil: &Anvil) -> Fixture {
+    let Chain { rt, rpc, headers, tree, token, alice, bob, b1, b2, .. } = chain(anvil);
     let (key, request) = balance_slot(&alice);
     let (_, bob_request) = balance_slot(&bob);
     let fetch = |block: u64| {
@@ -184,23 +204,7 @@ fn the_evm_guest_executes_the_call_again_and_rejects_every_tampered_witness() {
     use zkcoproc_types::EvmCall;
 
     let anvil = Anvil::start().expect("anvil");
-    let accounts = anvil.accounts().expect("accounts");
-    let (owner, alice) = (&accounts[0], &accounts[1]);
-    let token = anvil.deploy_token(owner, 10_000_000).expect("token");
-    let b1 = anvil.transfer(&token, owner, alice, 4321).expect("transfer");
-    anvil.mine(1).expect("mine");
-    let b2 = anvil.transfer(&token, owner, alice, 5).expect("transfer");
-    let head = anvil.block_number().expect("head");
-
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rpc = RpcClient::new(&anvil.url, Duration::from_secs(10)).expect("rpc");
-    let headers = rt.block_on(rpc.headers(0, head as usize + 1)).expect("headers");
-    let mut tree = Tree::new();
-    for h in &headers {
-        let value = zkcoproc_smt::BlockCommitment { block_hash: h.hash.0, state_root: h.state_root.0 };
-        tree = tree.insert(zkcoproc_smt::key::<Sha2>(DOMAIN, h.number), value);
-    }
-    let (token, alice) = (addr(&token), addr(alice));
+    let Chain { rt, rpc, headers, tree, token, alice, b1, b2, head, .. } = chain(&anvil);
     let mut calldata = vec![0x70, 0xa0, 0x82, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     calldata.extend_from_slice(&alice);
     let chain_id = rt.block_on(rpc.chain_id()).expect("chain id");
