@@ -105,8 +105,13 @@ impl From<CoordinatorError> for ApiError {
                     VfsError::NotFound(_) => StatusCode::NOT_FOUND,
                     VfsError::Full => StatusCode::INSUFFICIENT_STORAGE,
                     VfsError::Corrupt(_) | VfsError::BadSize(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    VfsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                ApiError::new(status, e.code(), e.to_string())
+                let err = ApiError::new(status, e.code(), e.to_string());
+                match e {
+                    VfsError::Unavailable(_) => err.retry_after(std::time::Duration::from_secs(1)),
+                    _ => err,
+                }
             }
             CoordinatorError::Store(StoreError::Conflict(m)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m)

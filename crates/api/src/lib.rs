@@ -208,6 +208,10 @@ struct DeployRequest {
     controller: String,
     /// circuit program binary (or bare guest ELF), base64
     circuit: String,
+    /// size of the program's FAT-16 volume in MiB (default: the service's `--volume-size-mb`, at
+    /// most its `--max-volume-size-mb`); only the first deploy of a program sets it
+    #[serde(default)]
+    volume_size_mb: Option<u64>,
 }
 
 #[utoipa::path(post, path = "/v1/programs", tag = "programs", request_body = DeployRequest,
@@ -223,7 +227,8 @@ async fn deploy(
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
     let _slot = access.deploys.take().await?;
-    let d = c.deploy(controller, circuit, caller.identity()).await?;
+    let volume_size = req.volume_size_mb.map(|mb| mb.saturating_mul(1 << 20));
+    let d = c.deploy(controller, circuit, caller.identity(), volume_size).await?;
     let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
@@ -293,9 +298,27 @@ async fn volume(
 ) -> ApiResult<impl IntoResponse> {
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
-    let _slot = access.volume_reads.take().await?;
-    let image = c.volume_image(id).await?;
-    Ok((OCTET_STREAM, image))
+    let slot = access.volume_reads.take().await?;
+    let export = Arc::new(c.volume_export(id).await?);
+    let size = export.size;
+    // Streamed chunk by chunk, each read from the store as the client takes it: a 2 GB volume is
+    // never in memory whole. The read slot is held until the last chunk is sent.
+    let chunks = futures_util::stream::try_unfold((0u64, slot), move |(first, slot)| {
+        let export = Arc::clone(&export);
+        async move {
+            let chunk = export.chunk(first).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            if chunk.is_empty() {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let next = first + zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK;
+            Ok(Some((axum::body::Bytes::from(chunk), (next, slot))))
+        }
+    });
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (axum::http::header::CONTENT_LENGTH, size.to_string()),
+    ];
+    Ok((headers, axum::body::Body::from_stream(chunks)))
 }
 
 /// The controller component's bytes, so a verifier can recompute the program id from them and

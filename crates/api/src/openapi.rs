@@ -108,6 +108,9 @@ pub(crate) struct ProgramView {
     pub(crate) created_at: String,
     /// the identity that first deployed it (none: deployed while the service was open)
     pub(crate) owner: Option<String>,
+    /// its volume's size in MiB, chosen at deploy (none: deployed before sizes were chosen at
+    /// deploy; its existing volume keeps its size, a new one gets the service's default)
+    pub(crate) volume_size_mb: Option<u64>,
 }
 
 /// `GET /health`.

@@ -22,6 +22,7 @@ pub(crate) fn program(p: &ProgramInfo) -> ProgramView {
         circuit_size: p.circuit_size,
         created_at: rfc3339(p.created_at),
         owner: p.owner.clone(),
+        volume_size_mb: p.volume_size.map(|b| b >> 20),
     }
 }
 

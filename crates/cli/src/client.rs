@@ -112,11 +112,38 @@ impl Client {
         Ok(())
     }
 
+    /// Streams the image to `out` (through `out.partial`, renamed once whole): a 2 GB volume
+    /// is never in memory.
     pub(crate) async fn fs_export(&self, program: &str, out: &Path) -> anyhow::Result<()> {
-        let image =
-            self.send_bytes(self.http.get(format!("{}/v1/programs/{program}/volume", self.base))).await?;
-        std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("wrote the {} byte FAT-16 image to {}", image.len(), out.display());
+        use std::io::Write as _;
+        let url = format!("{}/v1/programs/{program}/volume", self.base);
+        let mut resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the service at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(error_message(status, &body));
+        }
+        let expected = resp.content_length();
+        let partial = out.with_extension("partial");
+        let file =
+            std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        let mut file = std::io::BufWriter::new(file);
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.context("the image stream broke off")? {
+            file.write_all(&chunk).with_context(|| format!("writing {}", partial.display()))?;
+            written += chunk.len() as u64;
+        }
+        if expected.is_some_and(|n| n != written) {
+            anyhow::bail!("the image stream ended after {written} of {} bytes", expected.unwrap_or(0));
+        }
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote the {written} byte FAT-16 image to {}", out.display());
         Ok(())
     }
 
@@ -130,13 +157,21 @@ impl Client {
         Err(error_message(status, &body))
     }
 
-    pub(crate) async fn deploy(&self, controller: &Path, circuit: &Path) -> anyhow::Result<()> {
+    pub(crate) async fn deploy(
+        &self,
+        controller: &Path,
+        circuit: &Path,
+        volume_size_mb: Option<u64>,
+    ) -> anyhow::Result<()> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let b64 = base64::engine::general_purpose::STANDARD;
-        let body = json!({
+        let mut body = json!({
             "controller": b64.encode(read(controller)?),
             "circuit": b64.encode(read(circuit)?),
         });
+        if let Some(mb) = volume_size_mb {
+            body["volume_size_mb"] = json!(mb);
+        }
         let resp = self.send(self.http.post(format!("{}/v1/programs", self.base)).json(&body)).await?;
         let id = resp["program_id"].as_str().ok_or_else(|| anyhow!("no program_id in {resp}"))?;
         eprintln!(

@@ -62,6 +62,10 @@ enum Command {
         /// The circuit program binary or guest ELF (instead of APP_OUT_DIR).
         #[arg(long, requires = "controller", conflicts_with = "app_out_dir")]
         circuit: Option<PathBuf>,
+        /// Size of the program's FAT-16 volume in MiB (default: the service's; only the first
+        /// deploy of a program sets it).
+        #[arg(long)]
+        volume_size_mb: Option<u64>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -265,13 +269,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", built.out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploy { app_out_dir, controller, circuit, server } => {
+        Command::Deploy { app_out_dir, controller, circuit, volume_size_mb, server } => {
             let (controller, circuit) = match (app_out_dir, controller, circuit) {
                 (Some(dir), None, None) => (dir.join("controller.wasm"), dir.join("circuit.bin")),
                 (None, Some(c), Some(k)) => (c, k),
                 _ => anyhow::bail!("give APP_OUT_DIR, or both --controller and --circuit"),
             };
-            server.client()?.deploy(&controller, &circuit).await?;
+            server.client()?.deploy(&controller, &circuit, volume_size_mb).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prove { program_id, args, wait, receipt_kind, idempotency_key, server } => {

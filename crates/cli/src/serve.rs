@@ -61,9 +61,13 @@ pub(crate) struct ServeArgs {
     /// Dev prover only: add this many milliseconds to every proof (models proving cost).
     #[arg(long, default_value_t = 0)]
     dev_delay_ms: u64,
-    /// Size of each program's FAT-16 volume, in MiB (4..=256).
-    #[arg(long, default_value_t = 16)]
+    /// Size of a program's FAT-16 volume when its deploy does not ask for one, in MiB.
+    #[arg(long, default_value_t = zkcoproc_vfs::DEFAULT_SIZE >> 20)]
     volume_size_mb: u64,
+    /// Largest volume a deploy may ask for (`volume_size_mb`), in MiB (at most 2000, about what
+    /// FAT-16 allows). Volumes are stored by 64 KiB block: a big one costs only what is written.
+    #[arg(long, default_value_t = zkcoproc_vfs::MAX_SIZE >> 20)]
+    max_volume_size_mb: u64,
     /// Controller sandbox: fuel (≈ wasm instructions) per call.
     #[arg(long, default_value_t = Limits::default().fuel)]
     controller_fuel: u64,
@@ -403,10 +407,17 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let volume_size = args.volume_size_mb << 20;
-    if !(zkcoproc_vfs::MIN_SIZE..=zkcoproc_vfs::MAX_SIZE).contains(&volume_size) {
-        anyhow::bail!("--volume-size-mb must be between 4 and 256");
+    let (min, max) = (zkcoproc_vfs::MIN_SIZE >> 20, zkcoproc_vfs::MAX_SIZE >> 20);
+    if !(min..=max).contains(&args.max_volume_size_mb) {
+        anyhow::bail!("--max-volume-size-mb must be between {min} and {max}");
     }
+    if !(min..=args.max_volume_size_mb).contains(&args.volume_size_mb) {
+        anyhow::bail!(
+            "--volume-size-mb must be between {min} and --max-volume-size-mb ({})",
+            args.max_volume_size_mb
+        );
+    }
+    let volume_size = args.volume_size_mb << 20;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let config = Config {
         provers: args.workers.unwrap_or(default_workers),
@@ -414,6 +425,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         prover_lease: Duration::from_millis(args.prover_lease_ms.max(300)),
         lease: Duration::from_millis(args.lease_ms.max(300)),
         volume_size,
+        max_volume_size: args.max_volume_size_mb << 20,
         max_cycles: args.max_cycles,
         max_unfinished_per_identity: args.max_queued_per_identity,
         prover_max_lease: args.prover_max_lease_ms.map(Duration::from_millis),

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::json;
 use zkcoproc_testing::{erc20_app, hello_app, hostile_controller, rootless_circuit, Server};
 use zkcoproc_types::{CircuitInput, Witness};
-use zkcoproc_zkvm::{CircuitImage, DevProver, Prover, DEFAULT_MAX_CYCLES};
+use zkcoproc_zkvm::{CircuitImage, DevProver, Prover, Verifier, DEFAULT_MAX_CYCLES};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
@@ -332,4 +332,29 @@ fn openings_under_old_roots_come_from_stored_nodes_even_for_an_old_database() {
         server.kill();
         server = Server::start(bin(), &data, "dev", &[]).expect("restart");
     }
+}
+
+/// The dev prover's receipt from a known journal (the service's preflight already executed the
+/// input) carries the same claim as one from executing again, and verifies the same way.
+#[test]
+fn a_dev_receipt_from_the_preflight_journal_is_the_receipt_a_second_run_makes() {
+    let image = CircuitImage::load(&std::fs::read(&hello_app().circuit).expect("circuit")).expect("image");
+    let input =
+        CircuitInput { root: [3; 32], witnesses: vec![Witness::Data(7u32.to_le_bytes().to_vec())] }.encode();
+    let prover = DevProver::new(DEFAULT_MAX_CYCLES, Duration::ZERO);
+    let executed = prover.prove(&image, &input).expect("dev proof");
+    let known = prover
+        .prove_known(&image, &executed.receipt.journal, executed.user_cycles)
+        .expect("a dev prover can")
+        .expect("receipt");
+    assert_eq!(known.user_cycles, executed.user_cycles);
+    let verifier = Verifier::new(true);
+    let known = verifier.verify(&known.receipt.bytes, image.image_id()).expect("verifies");
+    let executed = verifier.verify(&executed.receipt.bytes, image.image_id()).expect("verifies");
+    assert_eq!(known.journal, executed.journal);
+    assert_eq!(known.claim_digest, executed.claim_digest, "the claims differ");
+    // A journal that is not the run's makes another claim.
+    let other = prover.prove_known(&image, b"another journal", 1).expect("dev").expect("receipt");
+    let other = verifier.verify(&other.receipt.bytes, image.image_id()).expect("verifies");
+    assert_ne!(other.claim_digest, executed.claim_digest);
 }

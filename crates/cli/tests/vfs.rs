@@ -212,3 +212,91 @@ fn the_volume_survives_sigkill_mid_write() {
     assert!(files.values().all(|&s| s == size), "{files:?}");
     fsck(&server, &program, tmp.path());
 }
+
+/// The value of a counter in `/metrics` (0 when absent).
+fn counter(server: &Server, name: &str) -> u64 {
+    let text =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).expect("metrics").text().expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A program asks for a 1 GiB volume at deploy: files written across several tasks read back
+/// through the API, the streamed export is the whole GiB and passes fsck.fat and mtools, and a
+/// `get-witnesses` call that never touches `fs` reads no volume at all.
+#[test]
+fn a_one_gib_volume_chosen_at_deploy_is_written_read_back_and_exported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
+    let api = server.api();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let deploy = |mb: u64| {
+        let body = json!({
+            "controller": b64.encode(std::fs::read(hostile_controller()).expect("controller")),
+            "circuit": b64.encode(std::fs::read(&hello_app().circuit).expect("circuit")),
+            "volume_size_mb": mb,
+        });
+        api.post("/v1/programs", &body).expect("deploy")
+    };
+    // Beyond the operator's maximum (2000 MiB by default), or not a FAT-16 size: refused.
+    for mb in [2001, 3] {
+        let (status, body) = deploy(mb);
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_volume_size")), "{mb}: {body}");
+    }
+    let (status, body) = deploy(1024);
+    assert_eq!(status, 201, "{body}");
+    let program = body["program_id"].as_str().expect("id").to_owned();
+    let (_, info) = api.get(&format!("/v1/programs/{program}")).expect("program");
+    assert_eq!(info["volume_size_mb"], 1024, "{info}");
+
+    // A dry run of a controller that does not touch `fs` opens no volume and reads no block.
+    let (opens, reads) = (
+        counter(&server, "zkcoproc_volume_opens_total"),
+        counter(&server, "zkcoproc_volume_blocks_read_total"),
+    );
+    let (status, body) = api
+        .post(&format!("/v1/programs/{program}/witnesses"), &json!({"args": {"mode": "ok"}}))
+        .expect("dry run");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        counter(&server, "zkcoproc_volume_opens_total"),
+        opens,
+        "a dry run without fs opened the volume"
+    );
+    assert_eq!(counter(&server, "zkcoproc_volume_blocks_read_total"), reads);
+
+    let size = 3_000_000u64;
+    for i in 0..6 {
+        let task = api
+            .prove(&program, &json!({"mode": "write", "path": format!("/big/f{i}.bin"), "size": size}))
+            .expect("prove");
+        let t = api.wait_task(&task, Duration::from_secs(120)).expect("task");
+        assert_eq!(t["status"], "done", "{t}");
+    }
+    assert!(counter(&server, "zkcoproc_volume_blocks_written_total") > 0);
+    assert!(counter(&server, "zkcoproc_volume_opens_total") > opens);
+    let files = listing(&api, &program, "/big");
+    assert_eq!(files.len(), 6, "{files:?}");
+    assert!(files.values().all(|&s| s == size), "{files:?}");
+    let resp =
+        reqwest::blocking::get(format!("{}/v1/programs/{program}/fs/big/f5.bin", server.url)).expect("read");
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.bytes().expect("bytes");
+    assert!(bytes.len() as u64 == size && bytes.iter().all(|&b| b == b'z'), "file read back differs");
+
+    // The export streams the whole GiB; independent tools read it.
+    fsck(&server, &program, tmp.path());
+    let img = tmp.path().join(format!("{program}.img"));
+    assert_eq!(std::fs::metadata(&img).expect("image").len(), 1 << 30);
+    let mtype = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .arg("::/BIG/F3.BIN")
+        .output()
+        .expect("mtype (mtools)");
+    assert!(mtype.status.success(), "{}", String::from_utf8_lossy(&mtype.stderr));
+    assert!(mtype.stdout.len() as u64 == size && mtype.stdout.iter().all(|&b| b == b'z'));
+}

@@ -20,10 +20,12 @@ mod light_client;
 mod metrics;
 mod proving;
 mod runner;
+mod volume;
 
 pub use domains::{AppendOutcome, BlockInfo, BlockOpening, DomainConfig, RootInfo};
 pub use light_client::{DomainStatus, LightClientConfig, LightClientView, Stall};
 pub use proving::{default_lease_lifetime, ProofVerdict, LOCAL_PREFIX};
+pub use volume::VolumeExport;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -38,7 +40,7 @@ use zkcoproc_store::{
     CancelOutcome, Idempotency, Inserted, NewProgram, NewTask, ProgramInfo, Store, StoreError, TaskRecord,
 };
 use zkcoproc_types::{Root, Witness};
-use zkcoproc_vfs::{Entry, VfsError, Volume};
+use zkcoproc_vfs::{Entry, VfsError};
 use zkcoproc_zkvm::{CircuitImage, ImageId, Prover, ReceiptKind, Verifier, ZkvmError};
 
 /// Domain separator of program ids (versioned: a new layout gets a new tag).
@@ -66,8 +68,11 @@ pub struct Config {
     /// Loaded circuit images kept in memory (least recently used are dropped and reloaded from
     /// the store when needed).
     pub cached_circuits: usize,
-    /// Size of each program's FAT-16 volume, formatted on first use.
+    /// Size of a program's FAT-16 volume when its deploy does not ask for one (formatted on
+    /// first use).
     pub volume_size: u64,
+    /// Largest volume a deploy may ask for.
+    pub max_volume_size: u64,
     /// Controller calls running at once (each holds a blocking thread and a core).
     pub controller_concurrency: usize,
     /// Cap on a circuit's user cycles in the preflight execution.
@@ -97,6 +102,7 @@ impl Default for Config {
             poll_interval: Duration::from_millis(500),
             cached_circuits: 64,
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,
+            max_volume_size: zkcoproc_vfs::MAX_SIZE,
             controller_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             max_cycles: zkcoproc_zkvm::DEFAULT_MAX_CYCLES,
             max_unfinished_per_identity: 1_000,
@@ -297,13 +303,27 @@ impl Coordinator {
     }
 
     /// Validates and stores a program. Idempotent: the same pair gives the same id. `owner` is
-    /// the deploying identity (`None` on an open service); only the first deploy sets it.
+    /// the deploying identity (`None` on an open service); `volume_size` the size of its volume
+    /// in bytes (`None`: [`Config::volume_size`]). Only the first deploy sets either.
     pub async fn deploy(
         &self,
         controller: Vec<u8>,
         circuit: Vec<u8>,
         owner: Option<&str>,
+        volume_size: Option<u64>,
     ) -> Result<Deployed, CoordinatorError> {
+        let volume_size = volume_size.unwrap_or(self.config.volume_size);
+        let max = self.config.max_volume_size;
+        if !(zkcoproc_vfs::MIN_SIZE..=max).contains(&volume_size) || !volume_size.is_multiple_of(1 << 20) {
+            return Err(CoordinatorError::invalid(
+                "bad_volume_size",
+                format!(
+                    "volume size {volume_size} bytes: a whole number of MiB from {} to {} (this service's maximum)",
+                    zkcoproc_vfs::MIN_SIZE >> 20,
+                    max >> 20
+                ),
+            ));
+        }
         let runtime = self.runtime.clone();
         let (id, controller, image) = blocking(move || {
             let image = CircuitImage::load(&circuit)
@@ -326,6 +346,7 @@ impl Coordinator {
                 // Stored as the program binary the prover loads (a bare ELF was wrapped).
                 circuit: image.binary().to_vec(),
                 owner: owner.map(str::to_owned),
+                volume_size,
             })
             .await?;
         if let Ok(mut circuits) = self.circuits.lock() {
@@ -353,8 +374,9 @@ impl Coordinator {
             domains: self.domain_host(),
         };
         let controller = self.controller(program_id).await?;
-        // A copy of the volume: the dry run sees the files, and its writes are discarded.
-        let (volume, _) = self.load_volume(program_id).await?;
+        // The dry run sees the files; its writes are discarded.
+        self.program(program_id).await?;
+        let (volume, _) = self.open_volume(program_id);
         let runtime = self.runtime.clone();
         let args = args.to_owned();
         let root = ctx.root;
@@ -514,50 +536,38 @@ impl Coordinator {
 
     /// Lists a directory of a program's volume.
     pub async fn list_dir(&self, program_id: &str, path: &str) -> Result<Vec<Entry>, CoordinatorError> {
-        let (mut volume, _) = self.load_volume(program_id).await?;
         let path = path.to_owned();
-        blocking(move || Ok(volume.list(&path)?)).await
+        self.with_volume(program_id, move |v| v.list(&path)).await
     }
 
     /// Reads a file of a program's volume.
     pub async fn read_file(&self, program_id: &str, path: &str) -> Result<Vec<u8>, CoordinatorError> {
-        let (mut volume, _) = self.load_volume(program_id).await?;
         let path = path.to_owned();
-        blocking(move || Ok(volume.read(&path)?)).await
-    }
-
-    /// A program's whole FAT-16 image (for export and independent checks).
-    pub async fn volume_image(&self, program_id: &str) -> Result<Vec<u8>, CoordinatorError> {
-        Ok(self.load_volume(program_id).await?.0.into_image())
-    }
-
-    /// The program's volume as stored, or a freshly formatted one if it has none yet, with the
-    /// stored version it came from (0 for a fresh one): a write of it commits only on that version.
-    pub(crate) async fn load_volume(&self, program_id: &str) -> Result<(Volume, u64), CoordinatorError> {
-        self.program(program_id).await?;
-        let stored = self.store.volume(program_id).await?;
-        let size = self.config.volume_size;
-        blocking(move || {
-            Ok(match stored {
-                Some(v) => (Volume::open(v.image)?, v.version),
-                None => (Volume::format(size)?, 0),
-            })
-        })
-        .await
+        self.with_volume(program_id, move |v| v.read(&path)).await
     }
 
     /// Serializes the controller calls of one program that may write its volume: held from
-    /// loading the volume until the stage that carries the new image is committed. This orders
-    /// the calls of one process; between replicas the store's volume versions do (a stage whose
-    /// image was replaced meanwhile runs again).
-    pub(crate) async fn volume_lock(&self, program_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// before the call until the stage that carries its blocks is committed. An in-process lock
+    /// orders the calls of this process; on a shared store the program's volume lock in the
+    /// store then orders them across replicas, so their writes do not race. Should the store's
+    /// lock fail, the stage runs under the in-process lock alone and the versions still catch a
+    /// race (the stage runs again).
+    pub(crate) async fn volume_lock(&self, program_id: &str) -> VolumeGuard {
         let lock = match self.volume_locks.lock() {
             Ok(mut locks) => locks.entry(program_id.to_owned()).or_default().clone(),
             // A poisoned map only means another thread panicked while inserting; a fresh
             // lock is still correct for this call's own serialization.
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),
         };
-        lock.lock_owned().await
+        let local = lock.lock_owned().await;
+        let shared = match self.store.volume_lock(program_id).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(program = program_id, error = %e, "cannot take the program's volume lock in the store");
+                None
+            }
+        };
+        VolumeGuard { _shared: shared, _local: local }
     }
 
     fn resolve_receipt_kind(&self, asked: Option<&str>) -> Result<ReceiptKind, CoordinatorError> {
@@ -651,6 +661,13 @@ impl Coordinator {
             .map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
         blocking(f).await
     }
+}
+
+/// A program's volume lock, in this process and (on a shared store) across replicas.
+pub(crate) struct VolumeGuard {
+    // Dropped in this order: the store's lock first, then this process's.
+    _shared: Option<zkcoproc_store::Held>,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// Runs CPU-bound or blocking work off the async executor.

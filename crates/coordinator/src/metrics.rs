@@ -49,6 +49,8 @@ pub(crate) struct Metrics {
     runners: Gauge,
     provers: Gauge,
     retries: Counter,
+    /// volume traffic, counted by the volume code itself
+    pub(crate) volume: crate::volume::VolumeCounters,
     verification_failures: Counter,
     failures: Family<CodeLabel, Counter>,
     leases: Family<OutcomeLabel, Gauge>,
@@ -133,6 +135,23 @@ impl Metrics {
         );
         registry.register("provers", "In-process provers of this process", provers.clone());
         registry.register("retries", "Claims of a task that had been claimed before", retries.clone());
+        let volume = crate::volume::VolumeCounters::default();
+        registry.register(
+            "volume_opens",
+            "Volumes whose stored version was looked up (a controller call or fs request that touched its volume)",
+            volume.opens.clone(),
+        );
+        registry.register(
+            "volume_blocks_read",
+            "Volume blocks read from the store",
+            volume.blocks_read.clone(),
+        );
+        registry.register("volume_blocks_written", "Volume blocks committed", volume.blocks_written.clone());
+        registry.register(
+            "volume_stage_reruns",
+            "Stages run again because another replica changed the volume blocks they used",
+            volume.reruns.clone(),
+        );
         registry.register(
             "verification_failures",
             "Receipts that failed verification, the root check or the preflight journal check",
@@ -167,6 +186,7 @@ impl Metrics {
             runners,
             provers,
             retries,
+            volume,
             verification_failures,
             failures,
             leases,

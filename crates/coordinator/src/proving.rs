@@ -183,7 +183,15 @@ impl Coordinator {
         let proved = match (task.input.clone(), self.circuit(&task.program_id).await) {
             (Some(input), Ok(image)) => {
                 let (prover, stop) = (self.prover.clone(), stop.clone());
-                blocking(move || Ok(prover.prove_cancellable(&image, &input, &stop))).await
+                let known = task.expected_journal.clone().zip(task.user_cycles);
+                blocking(move || {
+                    // The preflight already executed this input: a dev prover needs no second run.
+                    match known.and_then(|(journal, cycles)| prover.prove_known(&image, &journal, cycles)) {
+                        Some(proved) => Ok(proved),
+                        None => Ok(prover.prove_cancellable(&image, &input, &stop)),
+                    }
+                })
+                .await
             }
             (None, _) => {
                 Err(CoordinatorError::Internal("task reached proving without a circuit input".into()))
@@ -293,10 +301,13 @@ impl Coordinator {
             let _guard = this.volume_lock(&task.program_id).await;
             // Another replica may write the volume meanwhile: deliver again on the new image.
             for _ in 0..5 {
-                let crate::runner::Step::FailDelivered { update, .. } =
-                    this.deliver_failure(&task, error.code.clone(), error.message.clone(), None).await
-                else {
-                    return;
+                let update = match this
+                    .deliver_failure(&task, error.code.clone(), error.message.clone(), None)
+                    .await
+                {
+                    crate::runner::Step::FailDelivered { update, .. } => update,
+                    crate::runner::Step::Again => continue,
+                    _ => return,
                 };
                 match this.store.record_failure_delivery(&task_id, update).await {
                     Err(zkcoproc_store::StoreError::VolumeChanged(_)) => continue,

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use zkcoproc_runtime::{CallContext, CallOutput, LogLine, RuntimeError};
-use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus, VolumeWrite};
+use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus};
+
+use crate::volume::Session;
 use zkcoproc_types::{journal, CircuitInput};
 
 use crate::{Coordinator, CoordinatorError};
@@ -20,6 +22,8 @@ pub(crate) enum Step {
     Fail { code: String, message: String, logs: Option<String> },
     /// Fail the task after the entrypoint saw the failure (its result and volume are kept).
     FailDelivered { code: String, message: String, update: StageUpdate },
+    /// Another replica replaced the volume version the stage was reading: run it again.
+    Again,
 }
 
 /// What committing a step did.
@@ -212,6 +216,11 @@ impl Coordinator {
         let failure_code = match &step {
             Step::Fail { code, .. } | Step::FailDelivered { code, .. } => Some(code.clone()),
             Step::Advance(..) => None,
+            Step::Again => {
+                tracing::info!(task = %task.id, "volume replaced while the stage read it; running the stage again");
+                self.metrics.volume.reruns.inc();
+                return Commit::Again;
+            }
         };
         let (to, update) = match step {
             Step::Advance(to, mut update) => {
@@ -235,9 +244,12 @@ impl Coordinator {
                 update.release_lease = true;
                 (TaskStatus::Failed, update)
             }
+            Step::Again => return Commit::Again,
         };
+        let written = update.volume.as_ref().map_or(0, |v| v.written.len() as u64);
         match self.store.transition(&task.id, owner, task.status, to, update).await {
             Ok(true) => {
+                self.metrics.volume.blocks_written.inc_by(written);
                 tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
                 self.changed(&task.id);
                 self.observe_stage(task, task.status);
@@ -255,6 +267,7 @@ impl Coordinator {
             }
             Err(StoreError::VolumeChanged(program)) => {
                 tracing::info!(task = %task.id, %program, "volume changed by another replica; running the stage again");
+                self.metrics.volume.reruns.inc();
                 Commit::Again
             }
             Err(e) => {
@@ -295,15 +308,15 @@ impl Coordinator {
             Ok(c) => c,
             Err(e) => return Step::fail("internal", e.to_string()),
         };
-        let (volume, base) = match self.load_volume(&task.program_id).await {
-            Ok(v) => v,
-            Err(e) => return Step::fail("internal", e.to_string()),
-        };
+        let (volume, session) = self.open_volume(&task.program_id);
         let runtime = self.runtime.clone();
         let (ctx, args, root) = (self.call_context(task), task.args.clone(), task.root);
         let out = self
             .controller_call(move || Ok(runtime.get_witnesses(&controller, ctx, Some(volume), &args)))
             .await;
+        if session.changed() {
+            return Step::Again;
+        }
         match out {
             Ok(Ok(mut out)) => {
                 let logs = append_logs(&task.logs, "witnessing", &out.logs);
@@ -318,7 +331,7 @@ impl Coordinator {
                     };
                     return Step::Fail { code: code.into(), message, logs: Some(logs) };
                 }
-                let volume = volume_update(&task.program_id, out.volume, base);
+                let volume = session.write(&task.program_id, out.volume);
                 let input = CircuitInput { root, witnesses: out.value }.encode();
                 // Preflight: run the circuit on this input (no proof). A circuit that rejects the
                 // input fails here, before any prover time is spent, and the journal it commits
@@ -379,27 +392,30 @@ impl Coordinator {
         event["receipt"] = json!(base64::engine::general_purpose::STANDARD.encode(receipt));
         let event = event.to_string();
         match self.call_entrypoint(task, event).await {
-            Ok(Ok((out, base))) => Step::Advance(
+            Ok((_, session)) if session.changed() => Step::Again,
+            Ok((Ok(out), session)) => Step::Advance(
                 TaskStatus::Done,
                 StageUpdate {
                     result: Some(out.value),
                     logs: Some(append_logs(&task.logs, "delivering", &out.logs)),
-                    volume: volume_update(&task.program_id, out.volume, base),
+                    volume: session.write(&task.program_id, out.volume),
                     ..Default::default()
                 },
             ),
             // The entrypoint gave up because the program's volume is full: the task fails with
             // `volume_full`, and its verified proof stays at `GET /v1/tasks/{id}/proof`.
-            Ok(Err(e)) if e.volume_full && matches!(e.error, RuntimeError::Controller(_)) => Step::Fail {
-                code: "volume_full".to_owned(),
-                message: format!(
-                    "delivery failed: the program's volume is full ({}); the verified proof is kept \
+            Ok((Err(e), _)) if e.volume_full && matches!(e.error, RuntimeError::Controller(_)) => {
+                Step::Fail {
+                    code: "volume_full".to_owned(),
+                    message: format!(
+                        "delivery failed: the program's volume is full ({}); the verified proof is kept \
                      and can be fetched from GET /v1/tasks/{}/proof",
-                    e.error, task.id
-                ),
-                logs: Some(append_logs(&task.logs, "delivering", &e.logs)),
-            },
-            Ok(Err(e)) => Step::Fail {
+                        e.error, task.id
+                    ),
+                    logs: Some(append_logs(&task.logs, "delivering", &e.logs)),
+                }
+            }
+            Ok((Err(e), _)) => Step::Fail {
                 code: e.error.code().to_owned(),
                 message: format!(
                     "delivery failed: {}; the verified proof is kept and can be fetched from \
@@ -415,21 +431,21 @@ impl Coordinator {
 
 impl Coordinator {
     /// Runs the entrypoint on `event` with the program's volume attached; returns the output with
-    /// the volume version the call started from.
+    /// the volume session (which version the call read).
     #[allow(clippy::type_complexity)]
     async fn call_entrypoint(
         &self,
         task: &TaskRecord,
         event: String,
-    ) -> Result<Result<(CallOutput<String>, u64), zkcoproc_runtime::CallError>, CoordinatorError> {
+    ) -> Result<(Result<CallOutput<String>, zkcoproc_runtime::CallError>, Session), CoordinatorError> {
         let controller = self.controller(&task.program_id).await?;
-        let (volume, base) = self.load_volume(&task.program_id).await?;
+        let (volume, session) = self.open_volume(&task.program_id);
         let runtime = self.runtime.clone();
         let ctx = self.call_context(task);
         let out = self
             .controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event)))
             .await?;
-        Ok(out.map(|o| (o, base)))
+        Ok((out, session))
     }
 
     /// Tells the entrypoint that the task failed (status `failed` and the error), so
@@ -448,12 +464,13 @@ impl Coordinator {
         let event = event.to_string();
         let mut update = StageUpdate::default();
         match self.call_entrypoint(task, event).await {
-            Ok(Ok((out, base))) => {
+            Ok((_, session)) if session.changed() => return Step::Again,
+            Ok((Ok(out), session)) => {
                 update.result = Some(out.value);
                 update.logs = Some(append_logs(&logs, "delivering", &out.logs));
-                update.volume = volume_update(&task.program_id, out.volume, base);
+                update.volume = session.write(&task.program_id, out.volume);
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
                 let note = LogLine {
                     level: "warn".into(),
                     message: format!(
@@ -486,14 +503,6 @@ fn entrypoint_event(task: &TaskRecord, status: &str, logs: &str) -> Value {
         "root": hex::encode(task.root),
         "logs": serde_json::from_str::<Value>(logs).unwrap_or(Value::Null),
     })
-}
-
-fn volume_update(
-    program_id: &str,
-    volume: Option<zkcoproc_runtime::Volume>,
-    base: u64,
-) -> Option<VolumeWrite> {
-    volume.map(|v| VolumeWrite { program_id: program_id.to_owned(), image: v.into_image(), base })
 }
 
 /// Appends `lines` (tagged with `stage`) to a stored JSON array of log lines.

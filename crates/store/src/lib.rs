@@ -134,6 +134,8 @@ pub struct NewProgram {
     pub circuit: Vec<u8>,
     /// the identity deploying it (`None` on an open service); kept only by the first deploy
     pub owner: Option<String>,
+    /// the size its volume is formatted with, in bytes; kept only by the first deploy
+    pub volume_size: u64,
 }
 
 /// A stored program, without its artifacts.
@@ -151,6 +153,10 @@ pub struct ProgramInfo {
     pub created_at: i64,
     /// the identity that first deployed it (`None`: deployed on an open service)
     pub owner: Option<String>,
+    /// the size its volume is formatted with, in bytes (`None`: deployed before sizes were
+    /// chosen at deploy; the service's default applies)
+    #[serde(default)]
+    pub volume_size: Option<u64>,
 }
 
 /// A task to enqueue.
@@ -269,25 +275,49 @@ pub struct StageUpdate {
     pub user_cycles: Option<u64>,
 }
 
-/// A program's volume image as stored, with its version (bumped by every write).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredVolume {
-    /// the FAT-16 image
-    pub image: Vec<u8>,
-    /// how many times it was written
-    pub version: u64,
+/// How many versions of a volume stay readable: a reader that started at a version more than
+/// this many commits old gets [`StoreError::VolumeChanged`] (the blocks only it needed may be
+/// gone), and a write whose base is older than that cannot be checked and is refused the same way.
+pub const VOLUME_VERSIONS_KEPT: u64 = 16;
+
+/// An advisory lock held across processes until dropped (see [`Store::volume_lock`]): it owns
+/// whatever holds the lock (a connection), and dropping it lets go.
+pub struct Held(#[allow(dead_code, reason = "held for its drop")] pub(crate) Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
 }
 
-/// A new volume image for a program, written only if the stored version is still `base`: a
-/// controller call that started from an older image would otherwise lose another replica's writes.
+/// Most blocks one [`Store::volume_blocks`] call returns.
+pub const MAX_BLOCKS_PER_READ: u64 = 64;
+
+/// A program's volume as stored: its version (bumped by every write) and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeHead {
+    /// how many times it was written
+    pub version: u64,
+    /// the image size in bytes
+    pub size: u64,
+}
+
+/// The blocks a controller call wrote to a program's volume, committed as version
+/// `current + 1` only if no block the call read or wrote changed since `base` (the version it
+/// started from): a call that read what another replica wrote meanwhile would otherwise lose
+/// that write, while calls that touched other blocks commit both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeWrite {
     /// the program
     pub program_id: String,
-    /// the new image
-    pub image: Vec<u8>,
     /// the version the call started from (0: the program had no volume yet)
     pub base: u64,
+    /// the volume's size in bytes (kept from its first write)
+    pub size: u64,
+    /// the blocks written, `(index, bytes)`; empty bytes: all zeros
+    pub written: Vec<(u64, Vec<u8>)>,
+    /// the blocks the call read or wrote
+    pub touched: Vec<u64>,
 }
 
 /// One status change of a task, in order.
@@ -549,8 +579,23 @@ pub trait Store: Send + Sync + fmt::Debug {
         to: TaskStatus,
         update: StageUpdate,
     ) -> Result<bool>;
-    /// A program's volume image and its version, if it has one yet.
-    async fn volume(&self, program_id: &str) -> Result<Option<StoredVolume>>;
+    /// Waits until no other process holds the program's volume lock, then holds it until the
+    /// guard is dropped: replicas run the stages that may write a program's volume one at a
+    /// time instead of racing (a dead holder's lock ends with its connection). `None` on a store
+    /// one process owns (SQLite).
+    async fn volume_lock(&self, program_id: &str) -> Result<Option<Held>>;
+    /// A program's volume version and size, if it has one yet.
+    async fn volume(&self, program_id: &str) -> Result<Option<VolumeHead>>;
+    /// Blocks `first..first + count` (at most [`MAX_BLOCKS_PER_READ`]) of a program's volume as
+    /// they were at `version`: `(index, bytes)`; a block not returned, or empty, is all zeros.
+    /// [`StoreError::VolumeChanged`] when `version` is no longer kept ([`VOLUME_VERSIONS_KEPT`]).
+    async fn volume_blocks(
+        &self,
+        program_id: &str,
+        version: u64,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>>;
     /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;

@@ -7,8 +7,8 @@ use crate::sql::{args, Backend, Mode, Row, Tx};
 use crate::{
     Admission, AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules, Leased, NewBlock,
     NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
-    StageUpdate, StatusCounts, Store, StoreError, StoredVolume, TaskEvent, TaskRecord, TaskStatus,
-    VolumeWrite, WalkError, WorkerRecord, LIFETIME_EXCEEDED,
+    StageUpdate, StatusCounts, Store, StoreError, TaskEvent, TaskRecord, TaskStatus, VolumeHead, VolumeWrite,
+    WalkError, WorkerRecord, LIFETIME_EXCEEDED, MAX_BLOCKS_PER_READ, VOLUME_VERSIONS_KEPT,
 };
 
 /// SQL predicate on a `prover_leases` row: the worker failed it (not a restart of
@@ -74,8 +74,36 @@ pub(crate) async fn migrate(tx: &mut dyn Tx, migrations: &'static [&'static str]
     }
     for sql in migrations.iter().skip(usize::try_from(version).unwrap_or(0)) {
         tx.batch(sql).await?;
+        if sql.starts_with(SPLIT_VOLUMES) {
+            split_volume_images(tx).await?;
+        }
     }
     tx.set_schema_version(known).await
+}
+
+/// The first line of the migration after which [`split_volume_images`] runs.
+const SPLIT_VOLUMES: &str = "-- zkcoproc: then split volume images into blocks";
+
+/// Moves every whole volume image (the schema before block storage) into `volume_blocks` at its
+/// version, skipping all-zero blocks, inside the migration's transaction: done once, durably.
+async fn split_volume_images(tx: &mut dyn Tx) -> Result<()> {
+    let ids = tx.query("SELECT program_id FROM volumes ORDER BY program_id", &[]).await?;
+    for mut row in ids {
+        let id: String = row.take(0)?;
+        let sql = "SELECT image, version FROM volumes WHERE program_id = $1";
+        let Some(mut r) = tx.opt(sql, args![&id]).await? else { continue };
+        let (image, version): (Vec<u8>, i64) = (r.take(0)?, r.take(1)?);
+        for (i, block) in image.chunks(zkcoproc_vfs::BLOCK_SIZE).enumerate() {
+            if block.iter().any(|&b| b != 0) {
+                let sql =
+                    "INSERT INTO volume_blocks (program_id, block, version, data) VALUES ($1, $2, $3, $4)";
+                tx.execute(sql, args![&id, to_i64(i as u64, "block")?, version, block]).await?;
+            }
+        }
+        let size = to_i64(image.len() as u64, "volume size")?;
+        tx.execute("UPDATE volumes SET size = $1 WHERE program_id = $2", args![size, &id]).await?;
+    }
+    Ok(())
 }
 
 fn status(s: &str) -> Result<TaskStatus> {
@@ -193,24 +221,49 @@ async fn fail_proving(tx: &mut dyn Tx, task_id: &str, now: i64) -> Result<bool> 
     Ok(moved)
 }
 
-/// Writes a volume image if the stored version is still the write's base (see [`VolumeWrite`]);
-/// the row lock taken by the check holds off a concurrent writer until the transaction ends.
+/// Commits a volume write as the next version if no block it touched changed since its base
+/// (see [`VolumeWrite`]); the row lock taken by the check holds off a concurrent writer until the
+/// transaction ends. Rows replaced [`VOLUME_VERSIONS_KEPT`] versions ago are deleted.
 async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()> {
     let sql = "SELECT version FROM volumes WHERE program_id = $1 FOR UPDATE";
     let current: i64 = tx.first(sql, args![&write.program_id]).await?.unwrap_or(0);
     let changed = || StoreError::VolumeChanged(write.program_id.clone());
-    if u64::try_from(current).ok() != Some(write.base) {
+    let base = to_i64(write.base, "volume version")?;
+    if current != base {
+        // A first write racing another, a base from the future or too old to check: changed.
+        if base == 0 || current < base || current - base > VOLUME_VERSIONS_KEPT as i64 {
+            return Err(changed());
+        }
+        let sql = "SELECT DISTINCT block FROM volume_blocks WHERE program_id = $1 AND version > $2";
+        let mut moved = std::collections::HashSet::new();
+        for mut row in tx.query(sql, args![&write.program_id, base]).await? {
+            moved.insert(row.take::<u64>(0)?);
+        }
+        let mut mine = write.touched.iter().chain(write.written.iter().map(|(i, _)| i));
+        if mine.any(|b| moved.contains(b)) {
+            return Err(changed());
+        }
+    }
+    let version = current + 1;
+    // Claim the version first: of two first writes, the loser stops here, before its blocks.
+    let sql = "INSERT INTO volumes (program_id, updated_at, version, size) VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (program_id) DO UPDATE SET updated_at = excluded.updated_at, \
+               version = excluded.version WHERE volumes.version = $5";
+    let size = to_i64(write.size, "volume size")?;
+    if tx.execute(sql, args![&write.program_id, now, version, size, current]).await? != 1 {
         return Err(changed());
     }
-    let version = to_i64(write.base.saturating_add(1), "volume version")?;
-    // Two first writes race on the insert: the loser's conflict is a changed volume too.
-    let sql = "INSERT INTO volumes (program_id, image, updated_at, version) VALUES ($1, $2, $3, $4) \
-               ON CONFLICT (program_id) DO UPDATE SET image = excluded.image, updated_at = excluded.updated_at, \
-               version = excluded.version WHERE volumes.version = $5";
-    match tx.execute(sql, args![&write.program_id, &write.image, now, version, current]).await? {
-        1 => Ok(()),
-        _ => Err(changed()),
+    for (block, data) in &write.written {
+        let block = to_i64(*block, "block")?;
+        let sql = "UPDATE volume_blocks SET superseded_by = $3 \
+                   WHERE program_id = $1 AND block = $2 AND superseded_by IS NULL";
+        tx.execute(sql, args![&write.program_id, block, version]).await?;
+        let sql = "INSERT INTO volume_blocks (program_id, block, version, data) VALUES ($1, $2, $3, $4)";
+        tx.execute(sql, args![&write.program_id, block, version, data]).await?;
     }
+    let sql = "DELETE FROM volume_blocks WHERE program_id = $1 AND superseded_by <= $2";
+    tx.execute(sql, args![&write.program_id, version - VOLUME_VERSIONS_KEPT as i64]).await?;
+    Ok(())
 }
 
 /// Stores tree nodes, leaving those already stored (several replicas may store the same node).
@@ -245,9 +298,10 @@ impl<B: Backend> Store for B {
     async fn put_program(&self, p: NewProgram) -> Result<bool> {
         tx!(self, Write, |tx; p| {
             let now = tx.now().await?;
-            let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner) \
-                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-            let args = args![&p.id, &p.image_id, &p.controller, &p.circuit, now, p.owner.as_deref()];
+            let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner, volume_size) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+            let size = to_i64(p.volume_size, "volume size")?;
+            let args = args![&p.id, &p.image_id, &p.controller, &p.circuit, now, p.owner.as_deref(), size];
             if tx.execute(sql, args).await? == 1 {
                 return Ok(true);
             }
@@ -264,7 +318,7 @@ impl<B: Backend> Store for B {
         tx!(self, Read, |tx, id| {
             let sql =
                 "SELECT id, image_id, CAST(length(controller) AS BIGINT), CAST(length(circuit) AS BIGINT), \
-                       created_at, owner FROM programs WHERE id = $1";
+                       created_at, owner, volume_size FROM programs WHERE id = $1";
             let Some(mut r) = tx.opt(sql, args![&id]).await? else { return Ok(None) };
             Ok(Some(ProgramInfo {
                 id: r.take(0)?,
@@ -273,6 +327,7 @@ impl<B: Backend> Store for B {
                 circuit_size: r.take(3)?,
                 created_at: r.take(4)?,
                 owner: r.take(5)?,
+                volume_size: r.take(6)?,
             }))
         })
     }
@@ -426,12 +481,42 @@ impl<B: Backend> Store for B {
         })
     }
 
-    async fn volume(&self, program_id: &str) -> Result<Option<StoredVolume>> {
+    async fn volume_lock(&self, program_id: &str) -> Result<Option<crate::Held>> {
+        self.hold(&format!("volume:{program_id}")).await
+    }
+
+    async fn volume(&self, program_id: &str) -> Result<Option<VolumeHead>> {
         tx!(self, Read, |tx, program_id| {
-            let row = tx
-                .opt("SELECT image, version FROM volumes WHERE program_id = $1", args![&program_id])
-                .await?;
-            row.map(|mut r| Ok(StoredVolume { image: r.take(0)?, version: r.take(1)? })).transpose()
+            let row =
+                tx.opt("SELECT version, size FROM volumes WHERE program_id = $1", args![&program_id]).await?;
+            row.map(|mut r| Ok(VolumeHead { version: r.take(0)?, size: r.take(1)? })).transpose()
+        })
+    }
+
+    async fn volume_blocks(
+        &self,
+        program_id: &str,
+        version: u64,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let (version, first) = (to_i64(version, "volume version")?, to_i64(first, "block")?);
+        let end = first.saturating_add(to_i64(count.min(MAX_BLOCKS_PER_READ), "block count")?);
+        tx!(self, Read, |tx, program_id| {
+            let sql = "SELECT block, data FROM volume_blocks WHERE program_id = $1 AND block >= $2 \
+                       AND block < $3 AND version <= $4 AND (superseded_by IS NULL OR superseded_by > $4)";
+            let mut blocks = Vec::new();
+            for mut row in tx.query(sql, args![&program_id, first, end, version]).await? {
+                blocks.push((row.take(0)?, row.take(1)?));
+            }
+            // Read after the blocks: versions only grow, so if this one is still kept now, no
+            // row the read needed had been deleted when it ran (SQLite reads are not one snapshot).
+            let sql = "SELECT version FROM volumes WHERE program_id = $1";
+            let current: i64 = tx.first(sql, args![&program_id]).await?.unwrap_or(0);
+            if current < version || current - version > VOLUME_VERSIONS_KEPT as i64 {
+                return Err(StoreError::VolumeChanged(program_id));
+            }
+            Ok(blocks)
         })
     }
 

@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/04_smt_nodes.sql"),
     include_str!("../migrations/postgres/05_owners_and_retention.sql"),
     include_str!("../migrations/postgres/06_light_client.sql"),
+    include_str!("../migrations/postgres/07_volume_blocks.sql"),
+    include_str!("../migrations/postgres/08_drop_volume_images.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up
@@ -120,6 +122,45 @@ impl Backend for PgStore {
             tracing::debug!(attempt, "transaction aborted by the database; retrying");
             tokio::time::sleep(Duration::from_millis(2u64 << attempt.min(6))).await;
         }
+    }
+
+    async fn hold(&self, key: &str) -> Result<Option<crate::Held>> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        let sql = format!("SELECT pg_advisory_lock(hashtextextended($1, {LOCK_SEED}))");
+        client.query_one(&sql, &[&key]).await.map_err(|e| pg_error(&e))?;
+        Ok(Some(crate::Held(Box::new(PgHeld { client: Some(client), key: key.to_owned() }))))
+    }
+}
+
+/// A session advisory lock and the connection that holds it; dropping it unlocks (on a task of
+/// the runtime) and returns the connection, or closes the connection, which also unlocks.
+struct PgHeld {
+    client: Option<deadpool_postgres::Object>,
+    key: String,
+}
+
+/// The advisory-lock namespace of ours: "zkcp" as the hash seed (shared with [`Tx::lock`]).
+const LOCK_SEED: &str = "2053792624";
+
+impl Drop for PgHeld {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // Not returned to the pool: the session ends, and its locks with it.
+            drop(deadpool_postgres::Object::take(client));
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        drop(handle.spawn(async move {
+            let sql = format!("SELECT pg_advisory_unlock(hashtextextended($1, {LOCK_SEED}))");
+            if client.query_one(&sql, &[&key]).await.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }));
     }
 }
 
@@ -216,8 +257,8 @@ impl Tx for PgTx<'_> {
 
     async fn lock(&mut self, key: &str) -> Result<()> {
         // One namespace of ours: "zkcp" as the hash seed.
-        let sql = "SELECT pg_advisory_xact_lock(hashtextextended($1, 2053792624))";
-        self.execute(sql, &[Arg::Text(key)]).await.map(drop)
+        let sql = format!("SELECT pg_advisory_xact_lock(hashtextextended($1, {LOCK_SEED}))");
+        self.execute(&sql, &[Arg::Text(key)]).await.map(drop)
     }
 
     async fn schema_version(&mut self) -> Result<i64> {

@@ -181,4 +181,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     where
         T: Send + 'static,
         F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T>> + Send + Sync + 'static;
+
+    /// Waits for the advisory lock `key` and holds it, outside any transaction, until the guard
+    /// is dropped (PostgreSQL: on a pooled connection kept for it). `None` where one process owns
+    /// the database (SQLite): its own locks already order its work.
+    async fn hold(&self, key: &str) -> Result<Option<crate::Held>> {
+        let _ = key;
+        Ok(None)
+    }
 }

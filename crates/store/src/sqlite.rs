@@ -27,6 +27,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/10_owners_and_retention.sql"),
     include_str!("../migrations/sqlite/11_programs_by_image.sql"),
     include_str!("../migrations/sqlite/12_light_client.sql"),
+    include_str!("../migrations/sqlite/13_volume_blocks.sql"),
+    include_str!("../migrations/sqlite/14_drop_volume_images.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

@@ -34,6 +34,11 @@ async fn postgres() -> Option<Arc<dyn Store>> {
 /// of `zkcoproc_testing::postgres::fresh_database`, which blocks on a runtime of its own and so
 /// cannot run inside these tokio tests.)
 async fn fresh_database(base: &str) -> PgStore {
+    PgStore::connect(&fresh_url(base).await, 8).await.expect("pg store")
+}
+
+/// Creates an empty database on the server at `base`; returns its URL.
+async fn fresh_url(base: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -46,7 +51,7 @@ async fn fresh_database(base: &str) -> PgStore {
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
     drop(client);
     let _ = conn.await;
-    PgStore::connect(&format!("{base}/{name}"), 8).await.expect("pg store")
+    format!("{base}/{name}")
 }
 
 /// Runs each named case on both stores.
@@ -86,6 +91,8 @@ both!(
     cancel_stops_the_holder_and_is_final,
     volumes_commit_with_their_transition_only,
     stale_volume_writes_are_refused_whole,
+    volume_versions_read_as_they_were_until_they_are_no_longer_kept,
+    fifty_concurrent_volume_writers_all_land,
     concurrent_claimers_take_each_task_once,
     concurrent_provers_lease_each_task_once,
     nonces_are_used_once_and_forgotten_when_old,
@@ -112,6 +119,7 @@ fn program(id: &str) -> NewProgram {
         controller: vec![1, 2, 3],
         circuit: vec![4, 5],
         owner: None,
+        volume_size: 4 << 20,
     }
 }
 
@@ -383,27 +391,176 @@ async fn cancel_stops_the_holder_and_is_final(s: &Arc<dyn Store>) {
     assert_eq!(t.error.map(|e| e.code), Some("cancelled".to_owned()));
 }
 
+/// A volume write of `blocks` (index, fill byte; 0: an all-zero block), having read `read`.
+fn volume_write(base: u64, blocks: &[(u64, u8)], read: &[u64]) -> VolumeWrite {
+    let written: Vec<(u64, Vec<u8>)> =
+        blocks.iter().map(|&(i, b)| (i, if b == 0 { Vec::new() } else { vec![b; 8] })).collect();
+    let mut touched: Vec<u64> = read.iter().copied().chain(blocks.iter().map(|b| b.0)).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    VolumeWrite { program_id: "p".into(), base, size: 4 << 20, written, touched }
+}
+
+/// Blocks 0..8 of the volume at `version`, as (index, first byte) of the stored ones.
+async fn blocks_at(s: &Arc<dyn Store>, version: u64) -> Vec<(u64, u8)> {
+    let blocks = s.volume_blocks("p", version, 0, 8).await.expect("blocks");
+    let mut out: Vec<(u64, u8)> =
+        blocks.into_iter().map(|(i, b)| (i, b.first().copied().unwrap_or(0))).collect();
+    out.sort_unstable();
+    out
+}
+
 async fn volumes_commit_with_their_transition_only(s: &Arc<dyn Store>) {
     s.put_program(program("p")).await.expect("put");
     s.insert_task(task("t"), None).await.expect("insert");
     s.claim_next("a", Duration::from_secs(60)).await.expect("claim");
     assert_eq!(s.volume("p").await.expect("get"), None);
-    let with_volume = |image: &[u8]| StageUpdate {
-        volume: Some(VolumeWrite { program_id: "p".into(), image: image.to_vec(), base: 0 }),
-        ..Default::default()
-    };
+    let with_volume =
+        |fill: u8| StageUpdate { volume: Some(volume_write(0, &[(1, fill)], &[])), ..Default::default() };
     // A transition that does not happen does not write the volume.
     assert!(!s
-        .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, with_volume(b"no"))
+        .transition("t", "a", TaskStatus::Proving, TaskStatus::Verifying, with_volume(9))
         .await
         .expect("tx"));
     assert_eq!(s.volume("p").await.expect("get"), None);
     assert!(s
-        .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, with_volume(b"v1"))
+        .transition("t", "a", TaskStatus::Queued, TaskStatus::Witnessing, with_volume(1))
         .await
         .expect("tx"));
     let v1 = s.volume("p").await.expect("get").expect("written");
-    assert_eq!((v1.image.as_slice(), v1.version), (&b"v1"[..], 1));
+    assert_eq!((v1.version, v1.size), (1, 4 << 20));
+    assert_eq!(blocks_at(s, 1).await, vec![(1, 1)]);
+    assert_eq!(s.program("p").await.expect("get").expect("p").volume_size, Some(4 << 20));
+}
+
+async fn volume_versions_read_as_they_were_until_they_are_no_longer_kept(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    let mut version = 0;
+    // Version v writes block v % 3 with byte v (block 0 of version 3 is all zeros).
+    for v in 1..=20u64 {
+        let id = format!("t{v}");
+        s.insert_task(task(&id), None).await.expect("insert");
+        s.claim_next(&id, Duration::from_secs(60)).await.expect("claim").expect("claimed");
+        let fill = if v == 3 { 0 } else { v as u8 };
+        let update =
+            StageUpdate { volume: Some(volume_write(version, &[(v % 3, fill)], &[])), ..Default::default() };
+        assert!(s
+            .transition(&id, &id, TaskStatus::Queued, TaskStatus::Witnessing, update)
+            .await
+            .expect("tx"));
+        version = v;
+        if v == 3 {
+            // Each version reads what it was: version 2 still has block 0 empty and 1, 2 set.
+            assert_eq!(blocks_at(s, 1).await, vec![(1, 1)]);
+            assert_eq!(blocks_at(s, 2).await, vec![(1, 1), (2, 2)]);
+            assert_eq!(blocks_at(s, 3).await, vec![(0, 0), (1, 1), (2, 2)]);
+        }
+    }
+    assert_eq!(blocks_at(s, 20).await, vec![(0, 18), (1, 19), (2, 20)]);
+    // The last VOLUME_VERSIONS_KEPT versions stay readable; older ones are refused, not misread.
+    let oldest = 20 - zkcoproc_store::VOLUME_VERSIONS_KEPT;
+    assert_eq!(blocks_at(s, oldest).await, vec![(0, 0), (1, 4), (2, 2)]);
+    let gone = s.volume_blocks("p", oldest - 1, 0, 8).await;
+    assert!(matches!(gone, Err(StoreError::VolumeChanged(_))), "{gone:?}");
+    let future = s.volume_blocks("p", 21, 0, 8).await;
+    assert!(matches!(future, Err(StoreError::VolumeChanged(_))), "{future:?}");
+}
+
+async fn stale_volume_writes_are_refused_whole(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for id in ["a", "b", "c", "d"] {
+        s.insert_task(task(id), None).await.expect("insert");
+        s.claim_next(id, Duration::from_secs(60)).await.expect("claim").expect("claimed");
+    }
+    let write = |blocks: &[(u64, u8)], read: &[u64], base| StageUpdate {
+        volume: Some(volume_write(base, blocks, read)),
+        logs: Some("[\"stale\"]".into()),
+        ..Default::default()
+    };
+    // Both stages started from the empty volume; the first to commit wins.
+    let first =
+        s.transition("a", "a", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(0, 1)], &[], 0)).await;
+    assert!(first.expect("a"));
+    let stale =
+        s.transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(1, 2)], &[], 0)).await;
+    assert!(matches!(stale, Err(StoreError::VolumeChanged(ref p)) if p == "p"), "{stale:?}");
+    // Nothing of the refused transition was written: not the status, not the logs, no event.
+    let b = s.task("b").await.expect("get").expect("b");
+    assert_eq!((b.status, b.logs.as_str(), b.history.len()), (TaskStatus::Queued, "[]", 1));
+    assert_eq!(s.volume("p").await.expect("get").map(|v| v.version), Some(1));
+    // Two stages from version 1: c writes block 2 after reading 0; d, which read block 2, and
+    // any stage that wrote 2 meanwhile, must run again; one that touched other blocks commits.
+    let c =
+        s.transition("c", "c", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(2, 3)], &[0], 1)).await;
+    assert!(c.expect("c"));
+    let d =
+        s.transition("d", "d", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(3, 4)], &[2], 1)).await;
+    assert!(matches!(d, Err(StoreError::VolumeChanged(_))), "{d:?}");
+    let b = s
+        .transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(1, 2)], &[0, 3], 1))
+        .await;
+    assert!(b.expect("disjoint blocks commit"));
+    assert_eq!(s.volume("p").await.expect("get").map(|v| v.version), Some(3));
+    assert_eq!(blocks_at(s, 3).await, vec![(0, 1), (1, 2), (2, 3)]);
+    // Run again on the new version, d commits.
+    let d =
+        s.transition("d", "d", TaskStatus::Queued, TaskStatus::Witnessing, write(&[(3, 4)], &[2], 3)).await;
+    assert!(d.expect("d"));
+    assert_eq!(blocks_at(s, 4).await, vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
+}
+
+/// 50 writers of one program's volume at once, each from the version it read: those whose
+/// blocks another committed meanwhile run again on the new version; every write lands once.
+async fn fifty_concurrent_volume_writers_all_land(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("init"), None).await.expect("insert");
+    s.claim_next("init", Duration::from_secs(60)).await.expect("claim");
+    let init = StageUpdate { volume: Some(volume_write(0, &[(0, 1)], &[])), ..Default::default() };
+    assert!(s
+        .transition("init", "init", TaskStatus::Queued, TaskStatus::Witnessing, init)
+        .await
+        .expect("tx"));
+    let mut writers = Vec::new();
+    for i in 0..50u64 {
+        let s = Arc::clone(s);
+        let id = format!("w{i:02}");
+        s.insert_task(task(&id), None).await.expect("insert");
+        writers.push(tokio::spawn(async move {
+            // Each writer holds whichever task it claimed.
+            let claimed = s.claim_next(&id, Duration::from_secs(60)).await.expect("claim").expect("a task");
+            let (task_id, owner) = (claimed.id.clone(), id.clone());
+            let mut reruns = 0u32;
+            loop {
+                let base = s.volume("p").await.expect("head").map_or(0, |h| h.version);
+                // Half the writers also read the shared block 0 (a directory, say): they collide.
+                let read: &[u64] = if i % 2 == 0 { &[0] } else { &[] };
+                let blocks = [(1 + i, (i + 2) as u8)];
+                let update =
+                    StageUpdate { volume: Some(volume_write(base, &blocks, read)), ..Default::default() };
+                match s.transition(&task_id, &owner, TaskStatus::Queued, TaskStatus::Witnessing, update).await
+                {
+                    Ok(true) => return reruns,
+                    Ok(false) => panic!("{id} lost its task"),
+                    Err(StoreError::VolumeChanged(_)) => reruns += 1,
+                    Err(e) => panic!("{id}: {e}"),
+                }
+                assert!(reruns < 500, "{id} never committed");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let head = s.volume("p").await.expect("head").expect("volume");
+    assert_eq!(head.version, 51);
+    let mut all = Vec::new();
+    for first in (0..51).step_by(8) {
+        all.extend(s.volume_blocks("p", head.version, first, 8).await.expect("blocks"));
+    }
+    all.sort_unstable_by_key(|b| b.0);
+    let firsts: Vec<(u64, u8)> = all.iter().map(|(i, b)| (*i, b[0])).collect();
+    let expected: Vec<(u64, u8)> = (0..51u64).map(|i| (i, if i == 0 { 1 } else { (i + 1) as u8 })).collect();
+    assert_eq!(firsts, expected);
 }
 
 async fn expired_local_leases_count_as_crashes_and_cancel_stops_the_prover(s: &Arc<dyn Store>) {
@@ -433,34 +590,6 @@ async fn expired_local_leases_count_as_crashes_and_cancel_stops_the_prover(s: &A
     );
     let refused = s.accept_proof("t", &b.lease_id, vec![1], vec![1], 1).await.expect("accept");
     assert_eq!(refused, AttemptOutcome::NotProving(TaskStatus::Cancelled));
-}
-
-async fn stale_volume_writes_are_refused_whole(s: &Arc<dyn Store>) {
-    s.put_program(program("p")).await.expect("put");
-    for id in ["a", "b"] {
-        s.insert_task(task(id), None).await.expect("insert");
-        s.claim_next(id, Duration::from_secs(60)).await.expect("claim").expect("claimed");
-    }
-    let write = |image: &[u8], base| StageUpdate {
-        volume: Some(VolumeWrite { program_id: "p".into(), image: image.to_vec(), base }),
-        logs: Some("[\"stale\"]".into()),
-        ..Default::default()
-    };
-    // Both stages started from the empty volume; the first to commit wins.
-    let first = s.transition("a", "a", TaskStatus::Queued, TaskStatus::Witnessing, write(b"a", 0)).await;
-    assert!(first.expect("a"));
-    let stale = s.transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(b"b", 0)).await;
-    assert!(matches!(stale, Err(StoreError::VolumeChanged(ref p)) if p == "p"), "{stale:?}");
-    // Nothing of the refused transition was written: not the status, not the logs, no event.
-    let b = s.task("b").await.expect("get").expect("b");
-    assert_eq!((b.status, b.logs.as_str(), b.history.len()), (TaskStatus::Queued, "[]", 1));
-    let stored = s.volume("p").await.expect("get").map(|v| (v.image, v.version));
-    assert_eq!(stored, Some((b"a".to_vec(), 1)));
-    // Run again on the new image, it commits.
-    let again = s.transition("b", "b", TaskStatus::Queued, TaskStatus::Witnessing, write(b"ab", 1)).await;
-    assert!(again.expect("b"));
-    let stored = s.volume("p").await.expect("get").map(|v| (v.image, v.version));
-    assert_eq!(stored, Some((b"ab".to_vec(), 2)));
 }
 
 async fn concurrent_claimers_take_each_task_once(s: &Arc<dyn Store>) {
@@ -744,4 +873,31 @@ async fn light_client_state_moves_by_version_and_blocks_keep_their_admission(s: 
     let got: Vec<Admission> =
         s.smt_updates(0).await.expect("history").into_iter().map(|u| u.admission).collect();
     assert_eq!(got, vec![lc, opt, Admission::Rpc]);
+}
+
+/// Two processes on one PostgreSQL database: while one holds a program's volume lock, the
+/// other's `volume_lock` waits; it gets the lock once the first guard is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_lock_is_held_across_stores_until_dropped() {
+    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
+        return eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES)");
+    };
+    let url = fresh_url(&base).await;
+    let a = PgStore::connect(&url, 4).await.expect("store");
+    let b = PgStore::connect(&url, 4).await.expect("second store");
+    let held = a.volume_lock("p").await.expect("lock").expect("a shared store locks");
+    let waiting = tokio::spawn(async move {
+        let guard = b.volume_lock("p").await.expect("lock");
+        (guard, b)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second store took a held lock");
+    // Another program's lock is free meanwhile.
+    drop(a.volume_lock("q").await.expect("lock").expect("q"));
+    drop(held);
+    let (guard, _b) =
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("released").expect("join");
+    assert!(guard.is_some());
+    // SQLite: one process owns the database, no store lock.
+    assert!(sqlite().volume_lock("p").await.expect("lock").is_none());
 }

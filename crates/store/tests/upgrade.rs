@@ -37,7 +37,7 @@ fn old_rows(now: i64) -> Vec<(&'static str, Vec<V>)> {
         ),
         (
             "INSERT INTO volumes (program_id, image, updated_at, version) VALUES ('p', $1, $2, 3)",
-            vec![Blob(vec![7; 64]), Int(now)],
+            vec![Blob(old_volume()), Int(now)],
         ),
         (
             task,
@@ -116,11 +116,37 @@ fn old_rows(now: i64) -> Vec<(&'static str, Vec<V>)> {
     rows
 }
 
+/// A whole FAT-16 image as the previous release stored it, with a file in it.
+fn old_volume() -> Vec<u8> {
+    let mut v = zkcoproc_vfs::Volume::format(zkcoproc_vfs::MIN_SIZE).expect("format");
+    v.write("/OLD/KEPT.TXT", b"written by the previous release").expect("write");
+    v.image().expect("image")
+}
+
 /// What this build must find in the upgraded database, and the work it must carry on with.
 async fn carries_on(s: &dyn Store) {
     let program = s.program("p").await.expect("program").expect("kept");
     assert_eq!((program.owner.as_deref(), program.controller_size), (Some("alice"), 3));
-    assert_eq!(s.volume("p").await.expect("volume").map(|v| (v.image.len(), v.version)), Some((64, 3)));
+    assert_eq!(program.volume_size, None, "deployed before sizes were chosen at deploy");
+    // The whole image was split into blocks at its version: the same bytes, all-zero blocks
+    // not stored, and the file reads back.
+    let head = s.volume("p").await.expect("volume").expect("kept");
+    let old = old_volume();
+    assert_eq!((head.version, head.size), (3, old.len() as u64));
+    let mut image = vec![0u8; old.len()];
+    let mut stored = 0;
+    let blocks = old.len().div_ceil(zkcoproc_vfs::BLOCK_SIZE) as u64;
+    for first in (0..blocks).step_by(zkcoproc_store::MAX_BLOCKS_PER_READ as usize) {
+        for (i, bytes) in s.volume_blocks("p", 3, first, blocks - first).await.expect("blocks") {
+            let at = i as usize * zkcoproc_vfs::BLOCK_SIZE;
+            image[at..at + bytes.len()].copy_from_slice(&bytes);
+            stored += 1;
+        }
+    }
+    assert!(image == old, "the blocks do not make the old image");
+    assert!(stored < blocks / 4, "{stored} of {blocks} blocks stored: zeros were not skipped");
+    let mut volume = zkcoproc_vfs::Volume::open(image).expect("mounts");
+    assert_eq!(volume.read("/old/kept.txt").expect("read"), b"written by the previous release");
     let done = s.task("done").await.expect("task").expect("kept");
     assert_eq!(
         (done.status, done.receipt.as_deref(), done.history.len()),

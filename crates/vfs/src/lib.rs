@@ -1,32 +1,40 @@
 //! Per-program FAT-16 volumes for zkcoproc controllers.
 //!
-//! A [`Volume`] is a FAT-16 disk image held in memory and manipulated with the `fatfs` crate;
-//! the service stores the image bytes and swaps in a new image atomically. Paths are Unix-like
+//! A [`Volume`] is a FAT-16 disk image of fixed-size blocks ([`BLOCK_SIZE`]) manipulated with the
+//! `fatfs` crate. A block is read from the volume's [`BlockSource`] (the service's store) the first
+//! time `fatfs` touches it, and the blocks written are kept apart: a commit stores only those
+//! ([`Volume::changes`]), and a call that never touches the volume reads nothing. Paths are Unix-like
 //! and absolute (`/var/share/proof.bin`), every component an 8.3 name (1–8 name characters, an
 //! optional extension of 1–3), matched case-insensitively (stored upper-case). Anything else is
 //! rejected by [`parse_path`] before the image is touched. A failed mutation leaves the image
 //! exactly as it was, so a full volume gives [`VfsError::Full`], never a half-written file.
 //!
 //! Not for persistence or locking: the coordinator serializes updates per program and commits
-//! an image only when the controller call that produced it succeeded.
+//! the changed blocks only when the controller call that produced them succeeded.
 //!
 //! Start from [`Volume::format`], [`Volume::open`] and [`Volume::write`].
 
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Write};
 
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 
-/// Default volume size: 16 MiB.
-pub const DEFAULT_SIZE: u64 = 16 << 20;
+mod device;
+
+use device::Device;
+pub use device::{BlockSource, Changes, ImageSource, Opened, BLOCK_SIZE, READ_AHEAD};
+
+/// Default volume size: 256 MiB.
+pub const DEFAULT_SIZE: u64 = 256 << 20;
 /// Smallest volume we format (FAT-16 needs at least 4085 clusters).
 pub const MIN_SIZE: u64 = 4 << 20;
-/// Largest volume we format (FAT-16 with 32 KiB clusters tops out near 2 GiB; we stay far below).
-pub const MAX_SIZE: u64 = 256 << 20;
+/// Largest volume we format: FAT-16 with 32 KiB clusters holds at most 65 524 clusters (about
+/// 2 047 MiB); 2 000 MiB stays below with room for the FATs and the root directory.
+pub const MAX_SIZE: u64 = 2000 << 20;
 /// Deepest directory nesting accepted.
 pub const MAX_DEPTH: usize = 8;
 
 /// Why a filesystem operation failed. [`VfsError::code`] gives the API/controller error code.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VfsError {
     /// The path is not an absolute path of 8.3 components.
     #[error("invalid path `{path}`: {reason}")]
@@ -51,6 +59,9 @@ pub enum VfsError {
     /// The requested volume size is out of range.
     #[error("volume size {0} bytes is outside {MIN_SIZE}..={MAX_SIZE}")]
     BadSize(u64),
+    /// The volume's blocks could not be read from where they are stored.
+    #[error("volume unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl VfsError {
@@ -62,16 +73,30 @@ impl VfsError {
             VfsError::WrongKind(..) => "vfs_wrong_kind",
             VfsError::Full => "vfs_full",
             VfsError::Corrupt(_) | VfsError::BadSize(_) => "vfs_error",
+            VfsError::Unavailable(_) => "vfs_unavailable",
         }
     }
 }
 
 fn io_error(e: &std::io::Error) -> VfsError {
-    if e.to_string().contains("No space left") {
-        VfsError::Full
-    } else {
-        VfsError::Corrupt(e.to_string())
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<VfsError>()) {
+        Some(inner) => inner.clone(),
+        None if e.to_string().contains("No space left") => VfsError::Full,
+        None => VfsError::Corrupt(e.to_string()),
     }
+}
+
+fn mount_error(e: &std::io::Error) -> VfsError {
+    match io_error(e) {
+        VfsError::Corrupt(m) => VfsError::Corrupt(format!("not a FAT volume: {m}")),
+        other => other,
+    }
+}
+
+fn fat_type(dev: &mut Device) -> Result<FatType, VfsError> {
+    dev.rewind();
+    let fs = FileSystem::new(dev, FsOptions::new()).map_err(|e| mount_error(&e))?;
+    Ok(fs.fat_type())
 }
 
 /// Characters FAT allows in short names besides A–Z and 0–9.
@@ -146,26 +171,41 @@ pub struct Entry {
     pub size: u64,
 }
 
-/// A FAT-16 volume image in memory.
-#[derive(Clone)]
+/// A FAT-16 volume: blocks read on first touch, the blocks written kept apart.
 pub struct Volume {
-    image: Vec<u8>,
+    state: State,
+}
+
+enum State {
+    /// nothing read yet: the source is asked what it holds on first use
+    Unopened(Box<dyn BlockSource>),
+    Ready(Device),
+    /// the first use failed; every later one gives the same error
+    Failed(VfsError),
 }
 
 impl std::fmt::Debug for Volume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Volume").field("size", &self.image.len()).finish()
+        let size = match &self.state {
+            State::Ready(dev) => Some(dev.size()),
+            _ => None,
+        };
+        f.debug_struct("Volume").field("size", &size).finish()
+    }
+}
+
+fn check_size(size: u64) -> Result<(), VfsError> {
+    match (MIN_SIZE..=MAX_SIZE).contains(&size) {
+        true => Ok(()),
+        false => Err(VfsError::BadSize(size)),
     }
 }
 
 impl Volume {
-    /// A freshly formatted FAT-16 volume of `size` bytes.
+    /// A freshly formatted FAT-16 volume of `size` bytes (every block written, none stored).
     pub fn format(size: u64) -> Result<Volume, VfsError> {
-        if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
-            return Err(VfsError::BadSize(size));
-        }
-        let len = usize::try_from(size).map_err(|_| VfsError::BadSize(size))?;
-        let mut image = vec![0u8; len];
+        check_size(size)?;
+        let mut dev = Device::new(size, None);
         // The FAT type is decided by the cluster count (FAT16: 4085..65525), so pick the largest
         // cluster that still leaves at least 8192 clusters, well inside the FAT16 range.
         let mut cluster: u32 = 32 << 10;
@@ -176,50 +216,97 @@ impl Volume {
             .fat_type(FatType::Fat16)
             .bytes_per_cluster(cluster)
             .volume_label(*b"ZKCOPROC   ");
-        fatfs::format_volume(Cursor::new(&mut image), options).map_err(|e| io_error(&e))?;
-        Ok(Volume { image })
+        fatfs::format_volume(&mut dev, options).map_err(|e| io_error(&e))?;
+        Ok(Volume { state: State::Ready(dev) })
     }
 
-    /// Wraps stored image bytes, checking they mount as FAT-16.
+    /// A whole image in memory, checked to mount as FAT-16.
     pub fn open(image: Vec<u8>) -> Result<Volume, VfsError> {
-        let mut v = Volume { image };
-        let fat_type = v.with_fs(|fs| Ok(fs.fat_type()))?;
-        if fat_type != FatType::Fat16 {
-            return Err(VfsError::Corrupt(format!("volume is {fat_type:?}, not FAT16")));
-        }
+        let mut v = Volume::lazy(Box::new(ImageSource(image)));
+        v.device()?;
         Ok(v)
     }
 
-    /// The image bytes (what is stored).
-    pub fn image(&self) -> &[u8] {
-        &self.image
+    /// A volume over `source`, read nothing yet: the first operation asks the source what it
+    /// holds (formatting a new volume if it holds none) and checks that it mounts as FAT-16.
+    pub fn lazy(source: Box<dyn BlockSource>) -> Volume {
+        Volume { state: State::Unopened(source) }
     }
 
-    /// Consumes the volume, returning the image bytes.
-    pub fn into_image(self) -> Vec<u8> {
-        self.image
+    fn device(&mut self) -> Result<&mut Device, VfsError> {
+        if let State::Unopened(..) = self.state {
+            let State::Unopened(mut source) =
+                std::mem::replace(&mut self.state, State::Failed(VfsError::Full))
+            else {
+                return Err(VfsError::Corrupt("volume state changed while opening".into()));
+            };
+            self.state = match source.open() {
+                Ok(Opened::New(size)) => match Volume::format(size) {
+                    Ok(v) => v.state,
+                    Err(e) => State::Failed(e),
+                },
+                Ok(Opened::Stored(size)) if check_size(size).is_err() => {
+                    State::Failed(VfsError::Corrupt(format!("stored volume has {size} bytes")))
+                }
+                Ok(Opened::Stored(size)) => {
+                    let mut dev = Device::new(size, Some(source));
+                    match fat_type(&mut dev) {
+                        Ok(FatType::Fat16) => State::Ready(dev),
+                        Ok(other) => {
+                            State::Failed(VfsError::Corrupt(format!("volume is {other:?}, not FAT16")))
+                        }
+                        Err(e) => State::Failed(e),
+                    }
+                }
+                Err(e) => State::Failed(e),
+            };
+        }
+        match &mut self.state {
+            State::Ready(dev) => Ok(dev),
+            State::Failed(e) => Err(e.clone()),
+            State::Unopened(..) => Err(VfsError::Corrupt("volume not opened".into())),
+        }
+    }
+
+    /// Every byte of the image (reads every block not read yet).
+    pub fn image(&mut self) -> Result<Vec<u8>, VfsError> {
+        self.device()?.image().map_err(|e| io_error(&e))
+    }
+
+    /// What the volume wrote and read since it was opened (nothing if it was never used).
+    pub fn changes(&self) -> Changes {
+        match &self.state {
+            State::Ready(dev) => dev.changes(),
+            _ => Changes::default(),
+        }
+    }
+
+    /// The size in bytes, opening the volume if needed.
+    pub fn size(&mut self) -> Result<u64, VfsError> {
+        Ok(self.device()?.size())
     }
 
     fn with_fs<T>(
         &mut self,
-        f: impl FnOnce(&FileSystem<Cursor<&mut Vec<u8>>>) -> Result<T, VfsError>,
+        f: impl FnOnce(&FileSystem<&mut Device>) -> Result<T, VfsError>,
     ) -> Result<T, VfsError> {
-        let fs = FileSystem::new(Cursor::new(&mut self.image), FsOptions::new())
-            .map_err(|e| VfsError::Corrupt(format!("not a FAT volume: {e}")))?;
+        let dev = self.device()?;
+        dev.rewind();
+        let fs = FileSystem::new(dev, FsOptions::new()).map_err(|e| mount_error(&e))?;
         let out = f(&fs)?;
         fs.unmount().map_err(|e| io_error(&e))?;
         Ok(out)
     }
 
-    /// Runs a mutation; on any error the image is restored to what it was before.
+    /// Runs a mutation; on any error the volume is restored to what it was before.
     fn mutate<T>(
         &mut self,
-        f: impl FnOnce(&FileSystem<Cursor<&mut Vec<u8>>>) -> Result<T, VfsError>,
+        f: impl FnOnce(&FileSystem<&mut Device>) -> Result<T, VfsError>,
     ) -> Result<T, VfsError> {
-        let before = self.image.clone();
+        let before = self.device()?.dirty.clone();
         let out = self.with_fs(f);
         if out.is_err() {
-            self.image = before;
+            self.device()?.dirty = before;
         }
         out
     }

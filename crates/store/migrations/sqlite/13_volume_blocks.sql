@@ -1,0 +1,16 @@
+-- zkcoproc: then split volume images into blocks
+-- Volumes are stored as 64 KiB blocks, one row per block and version that wrote it; a row is
+-- valid from `version` until the version that replaced it (`superseded_by`, NULL: still current).
+-- All-zero blocks are not stored (or stored empty once a version zeroes them).
+CREATE TABLE volume_blocks (
+    program_id    TEXT NOT NULL,
+    block         INTEGER NOT NULL,
+    version       INTEGER NOT NULL,
+    data          BLOB NOT NULL,
+    superseded_by INTEGER,
+    PRIMARY KEY (program_id, block, version)
+);
+CREATE INDEX volume_blocks_superseded ON volume_blocks (program_id, superseded_by)
+    WHERE superseded_by IS NOT NULL;
+ALTER TABLE volumes ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE programs ADD COLUMN volume_size INTEGER;
