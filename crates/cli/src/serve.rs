@@ -27,7 +27,8 @@ pub(crate) struct ServeArgs {
     /// embedded SQLite one. Any number of replicas may serve from one database.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
-    /// Most connections this process opens to `--database`.
+    /// Most connections this process opens to `--database` for queries (volume locks held by
+    /// controller stages use a second pool of the same size, opened only as needed).
     #[arg(long, default_value_t = 16)]
     database_connections: usize,
     /// How long a runner's claim on a task lasts without a heartbeat, in milliseconds (runners

@@ -8,10 +8,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use zkcoproc_runtime::{CallContext, CallOutput, LogLine, RuntimeError};
 use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus};
-
-use crate::volume::Session;
 use zkcoproc_types::{journal, CircuitInput};
 
+use crate::volume::Session;
 use crate::{Coordinator, CoordinatorError};
 
 /// What one stage decided.

@@ -39,6 +39,9 @@ const RETRIES: u32 = 8;
 /// A store in a PostgreSQL database, shared by any number of service replicas.
 pub struct PgStore {
     pool: Pool,
+    /// connections that hold session advisory locks ([`Backend::hold`]): a pool of their own, so
+    /// that held locks can never take the connections the lock holders' own queries need
+    locks: Pool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -49,20 +52,26 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/dbname`), with up to
-    /// `max_connections` pooled connections, and migrates the schema.
+    /// `max_connections` pooled connections for queries (and as many, opened only when needed,
+    /// for held volume locks), and migrates the schema.
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Database(format!("database url: {e}")))?;
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(1))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Database(format!("connection pool: {e}")))?;
-        let store = PgStore { pool };
+        let pool = |config: tokio_postgres::Config| {
+            let manager = Manager::from_config(
+                config,
+                NoTls,
+                ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            );
+            Pool::builder(manager)
+                .max_size(max_connections.max(1))
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Database(format!("connection pool: {e}")))
+        };
+        let store = PgStore { pool: pool(config.clone())?, locks: pool(config)? };
         store.run(Mode::Write, |tx| Box::pin(crate::logic::migrate(tx, MIGRATIONS))).await?;
         Ok(store)
     }
@@ -126,7 +135,7 @@ impl Backend for PgStore {
 
     async fn hold(&self, key: &str) -> Result<Option<crate::Held>> {
         let client = self
-            .pool
+            .locks
             .get()
             .await
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;

@@ -898,6 +898,13 @@ async fn a_volume_lock_is_held_across_stores_until_dropped() {
     let (guard, _b) =
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("released").expect("join");
     assert!(guard.is_some());
+    // Held locks have connections of their own: a store with a single query connection still
+    // answers while it holds a lock (with one pool, the query would wait for the held one).
+    let small = PgStore::connect(&url, 1).await.expect("one-connection store");
+    let held = small.volume_lock("r").await.expect("lock").expect("r");
+    let put = tokio::time::timeout(Duration::from_secs(5), small.put_program(program("p"))).await;
+    assert!(put.expect("a held lock starved the queries").is_ok());
+    drop(held);
     // SQLite: one process owns the database, no store lock.
     assert!(sqlite().volume_lock("p").await.expect("lock").is_none());
 }
