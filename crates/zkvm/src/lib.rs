@@ -440,17 +440,7 @@ impl Prover for DevProver {
         let (session, segments) = run_session(image, input, self.max_cycles)?;
         let claim = session.claim().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
         let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
-        let receipt = risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
-        let bytes = encode_receipt(&receipt)?;
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
-        }
-        Ok(Proved {
-            receipt: Receipt { kind: ReceiptKind::Fake, bytes, journal },
-            user_cycles: session.user_cycles,
-            segments,
-            elapsed: start.elapsed(),
-        })
+        self.fake(claim, journal, session.user_cycles, segments, start)
     }
 
     /// The fake receipt of a guest that halted with `journal`: the claim a successful run makes
@@ -464,16 +454,27 @@ impl Prover for DevProver {
         let start = Instant::now();
         let claim =
             risc0_zkvm::ReceiptClaim::ok(risc0_zkvm::sha::Digest::from(image.image_id().0), journal.to_vec());
-        let receipt = risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.to_vec());
-        let bytes = match encode_receipt(&receipt) {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e)),
-        };
+        Some(self.fake(claim, journal.to_vec(), user_cycles, 0, start))
+    }
+}
+
+impl DevProver {
+    /// The fake receipt of `claim`, handed out after the modelled proving delay.
+    fn fake(
+        &self,
+        claim: risc0_zkvm::ReceiptClaim,
+        journal: Vec<u8>,
+        user_cycles: u64,
+        segments: usize,
+        start: Instant,
+    ) -> Result<Proved, ZkvmError> {
+        let receipt = risc0_zkvm::Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal.clone());
+        let bytes = encode_receipt(&receipt)?;
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
-        let receipt = Receipt { kind: ReceiptKind::Fake, bytes, journal: journal.to_vec() };
-        Some(Ok(Proved { receipt, user_cycles, segments: 0, elapsed: start.elapsed() }))
+        let receipt = Receipt { kind: ReceiptKind::Fake, bytes, journal };
+        Ok(Proved { receipt, user_cycles, segments, elapsed: start.elapsed() })
     }
 }
 
