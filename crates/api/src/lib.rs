@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use zkcoproc_coordinator::Coordinator;
-use zkcoproc_store::CancelOutcome;
+use zkcoproc_store::{CancelOutcome, TaskRecord};
 use zkcoproc_types::journal;
 use zkcoproc_zkvm::ImageId;
 
@@ -93,9 +93,11 @@ pub fn router(
         .route("/v1/programs/{id}/fs/{*path}", get(fs_read))
         .route("/v1/programs/{id}/volume", get(volume))
         .route("/v1/programs/{id}/controller", get(controller))
+        .route("/v1/programs/{id}/circuit", get(circuit))
         .route("/v1/programs/{id}/proofs", post(submit))
         .route("/v1/tasks/{id}", get(task).delete(cancel))
         .route("/v1/tasks/{id}/proof", get(proof))
+        .route("/v1/tasks/{id}/input", get(input))
         .route("/v1/tasks/{id}/events", get(events))
         .route("/v1/verify", post(verify))
         .route("/v1/root", get(domains::root))
@@ -330,6 +332,15 @@ async fn controller(State(c): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok((OCTET_STREAM, wasm))
 }
 
+/// The circuit binary (what was deployed), to execute or prove a task's input elsewhere
+/// (`zkcoproc task dump`, `zkcoproc prove-local`); its image id is the program's.
+#[utoipa::path(get, path = "/v1/programs/{id}/circuit", tag = "programs", params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    responses((status = 200, description = "the circuit binary", body = Vec<u8>, content_type = "application/octet-stream"), crate::openapi::Errors))]
+async fn circuit(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let bin = c.circuit_bytes(program_id(&id)?).await?;
+    Ok((OCTET_STREAM, bin))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WitnessRequest {
@@ -443,19 +454,8 @@ async fn task(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Js
 async fn cancel(State(c): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = task_id(&id)?;
     if caller.identity().is_some() {
-        // Its submitter or its program's owner (anyone, for what was submitted or deployed
-        // while the service was open).
         let task = c.task(id).await?;
-        let owner = c.program(&task.program_id).await?.owner;
-        let me = caller.identity();
-        let unowned = task.submitter.is_none() && owner.is_none();
-        if !(unowned || task.submitter.as_deref() == me || owner.as_deref() == me) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("task {id} may be cancelled by its submitter or its program's owner only"),
-            ));
-        }
+        may_manage(&c, &caller, &task, "cancelled").await?;
     }
     match c.cancel(id).await? {
         CancelOutcome::Cancelled(_) => {
@@ -467,6 +467,54 @@ async fn cancel(State(c): State<AppState>, caller: Caller, Path(id): Path<String
             format!("task {id} already finished ({status}); nothing to cancel"),
         )),
         CancelOutcome::NotFound => Err(ApiError::not_found(format!("task {id} not found"))),
+    }
+}
+
+/// Allows what only a task's submitter or its program's owner may do to the task (anyone, for
+/// what was submitted or deployed while the service was open, or when it has no API keys).
+async fn may_manage(c: &AppState, caller: &Caller, task: &TaskRecord, verb: &str) -> ApiResult<()> {
+    let Some(me) = caller.identity() else { return Ok(()) };
+    let owner = c.program(&task.program_id).await?.owner;
+    let unowned = task.submitter.is_none() && owner.is_none();
+    if unowned || task.submitter.as_deref() == Some(me) || owner.as_deref() == Some(me) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("task {} may be {verb} by its submitter or its program's owner only", task.id),
+    ))
+}
+
+/// The circuit input the controller's get-witnesses built for this task (the bytes a prover
+/// reads), so the task can be executed or proven elsewhere (`zkcoproc task dump`). Only its
+/// submitter or its program's owner may read it: it can hold what the controller read.
+#[utoipa::path(get, path = "/v1/tasks/{id}/input", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses((status = 200, description = "the circuit input", body = Vec<u8>, content_type = "application/octet-stream"),
+        crate::openapi::Errors))]
+async fn input(
+    State(c): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let task = c.task(task_id(&id)?).await?;
+    may_manage(&c, &caller, &task, "read").await?;
+    match task.input {
+        Some(input) => Ok((OCTET_STREAM, input)),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_input",
+            format!(
+                "task {} has no circuit input: it is {} and {}",
+                task.id,
+                task.status,
+                if task.status.is_terminal() {
+                    "its input was never built (it failed before) or was pruned after the retention"
+                } else {
+                    "its controller has not built the input yet"
+                }
+            ),
+        )),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::Json;
 use base64::Engine as _;
 use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::json;
-use zkcoproc_store::{AttemptOutcome, RenewOutcome};
+use zkcoproc_store::{AttemptOutcome, RenewOutcome, TaskStatus};
 use zkcoproc_zkvm::ReceiptKind;
 
 use crate::worker_auth::{AuthError, WorkerAuth};
@@ -94,7 +94,13 @@ pub(crate) struct LeaseRequest {
     /// how long to wait for work, in ms (at most 25 s)
     #[serde(default)]
     wait_ms: u64,
+    /// lease only these tasks (`zkcoproc worker --task`; at most [`MAX_NAMED_TASKS`])
+    #[serde(default)]
+    tasks: Vec<String>,
 }
+
+/// Most tasks a worker may name in one lease request.
+const MAX_NAMED_TASKS: usize = 64;
 
 fn minor(version: &str) -> Option<(&str, &str)> {
     let mut parts = version.split('.');
@@ -102,7 +108,7 @@ fn minor(version: &str) -> Option<(&str, &str)> {
 }
 
 #[utoipa::path(post, path = "/v1/worker/lease", tag = "workers",
-    request_body(content = Object, description = "signed by a worker: versions, prover, `wait_ms`"),
+    request_body(content = Object, description = "signed by a worker: versions, prover, `wait_ms`, and optionally `tasks`, the only task ids it will take"),
     responses((status = 200, description = "a lease: task, input, image id", body = Object),
         (status = 204, description = "no task to prove within `wait_ms`"), crate::openapi::Errors, crate::openapi::AuthErrors))]
 pub(crate) async fn lease(
@@ -158,9 +164,15 @@ pub(crate) async fn lease(
     }
     // A worker whose recent leases all failed gets none for a while (429, `Retry-After`).
     c.check_worker(&worker).await?;
+    if req.tasks.len() > MAX_NAMED_TASKS {
+        let message =
+            format!("a lease request names at most {MAX_NAMED_TASKS} tasks, not {}", req.tasks.len());
+        return Err(ApiError::bad_request("bad_request", message));
+    }
     let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
     loop {
-        if let Some(lease) = c.lease_proving(&worker).await? {
+        named_tasks_provable(&c, &req.tasks).await?;
+        if let Some(lease) = c.lease_proving(&worker, &req.tasks).await? {
             let task = lease.task;
             let input = task.input.as_deref().unwrap_or_default();
             let image_id = c.image_id(&task.program_id).await?;
@@ -183,6 +195,38 @@ pub(crate) async fn lease(
         // the lease attempt above and this wait.
         c.wait_for_provable(Duration::from_millis(100).min(deadline - Instant::now())).await;
     }
+}
+
+/// Checks the tasks a worker names: well-formed ids, and at least one of them still to be
+/// proven (queued, witnessing or proving; else 409 `tasks_not_provable`, which ends
+/// `zkcoproc worker --task` instead of letting it wait for nothing).
+async fn named_tasks_provable(c: &AppState, tasks: &[String]) -> ApiResult<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let mut states = Vec::with_capacity(tasks.len());
+    for id in tasks {
+        let id = crate::task_id(id)?;
+        match c.task(id).await {
+            Ok(task)
+                if matches!(
+                    task.status,
+                    TaskStatus::Queued | TaskStatus::Witnessing | TaskStatus::Proving
+                ) =>
+            {
+                return Ok(())
+            }
+            Ok(task) => states.push(format!("{id} is {}", task.status)),
+            Err(zkcoproc_coordinator::CoordinatorError::NotFound { .. }) => {
+                states.push(format!("{id} is unknown"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(conflict(
+        "tasks_not_provable",
+        format!("none of the named tasks is left to prove: {}", states.join(", ")),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/worker/circuits/{image_id}", tag = "workers",

@@ -207,6 +207,20 @@ impl Client {
         resp["task_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no task_id in {resp}"))
     }
 
+    pub(crate) async fn program(&self, id: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}/v1/programs/{id}", self.base))).await
+    }
+
+    /// The circuit input the task's controller built (`GET /v1/tasks/{id}/input`).
+    pub(crate) async fn task_input(&self, id: &str) -> anyhow::Result<Vec<u8>> {
+        self.send_bytes(self.http.get(format!("{}/v1/tasks/{id}/input", self.base))).await
+    }
+
+    /// The circuit binary a program was deployed with (`GET /v1/programs/{id}/circuit`).
+    pub(crate) async fn circuit(&self, program: &str) -> anyhow::Result<Vec<u8>> {
+        self.send_bytes(self.http.get(format!("{}/v1/programs/{program}/circuit", self.base))).await
+    }
+
     pub(crate) async fn task(&self, id: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}/v1/tasks/{id}", self.base))).await
     }

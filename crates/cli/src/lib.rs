@@ -6,6 +6,8 @@
 //! Progress and explanations go to stderr.
 
 mod client;
+mod local;
+mod scaffold;
 mod serve;
 mod worker;
 
@@ -44,6 +46,26 @@ enum Command {
     /// when its task is cancelled).
     #[command(hide = true)]
     ProveChild,
+    /// Write a new app (controller and circuit crates, `.gitignore`, a README) from a template,
+    /// ready for `zkcoproc build NAME`.
+    New {
+        /// The app's directory; its last component names the crates (NAME-controller,
+        /// NAME-circuit).
+        name: PathBuf,
+        /// The example the app starts from.
+        #[arg(long, value_enum, default_value = "hello")]
+        template: scaffold::Template,
+        /// Take the SDK crates from this zkcoproc checkout (default: the checkout this binary was
+        /// built from).
+        #[arg(long, value_name = "DIR", conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// Take the SDK crates from this git repository of zkcoproc instead.
+        #[arg(long, value_name = "URL")]
+        sdk_git: Option<String>,
+        /// With --sdk-git: the revision (commit or tag) to pin.
+        #[arg(long, value_name = "REV", requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
     /// Build an app (APP_DIR/controller and APP_DIR/circuit) into controller.wasm and circuit.bin.
     Build {
         /// The app directory.
@@ -95,12 +117,36 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Print a task's JSON.
+    /// Print a task's JSON (`task TASK_ID`), or dump what proving it needs (`task dump`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Task {
+        #[command(subcommand)]
+        command: Option<TaskCommand>,
         /// The task id.
-        task_id: String,
+        #[arg(required = true)]
+        task_id: Option<String>,
         #[command(flatten)]
         server: ServerArg,
+    },
+    /// Prove (or, with `--prover dev`, execute) a circuit on an input on this machine, as
+    /// `task dump` writes them; prints user cycles, segments and time, and verifies the receipt.
+    #[command(name = "prove-local")]
+    ProveLocal {
+        /// The circuit binary or guest ELF (a dump's `circuit.bin`).
+        #[arg(long)]
+        circuit: PathBuf,
+        /// The circuit input (a dump's `input.bin`).
+        #[arg(long)]
+        input: PathBuf,
+        /// `cpu`: a real proof (composite receipt); `dev`: execute only, a fake receipt.
+        #[arg(long, value_enum, default_value = "cpu")]
+        prover: ProverChoice,
+        /// Write the receipt here (for `zkcoproc verify --receipt`).
+        #[arg(long, value_name = "RECEIPT")]
+        out: Option<PathBuf>,
+        /// Cap on the guest's user cycles.
+        #[arg(long, default_value_t = zkcoproc_zkvm::DEFAULT_MAX_CYCLES)]
+        max_cycles: u64,
     },
     /// Fetch a task's proof; with --out, write the raw receipt to a file (for `verify --receipt`).
     Proof {
@@ -157,6 +203,20 @@ enum Command {
     LightClient {
         #[command(subcommand)]
         command: LightClientCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCommand {
+    /// Write a task's circuit input, circuit binary, image id and arguments to a directory
+    /// (`input.bin`, `circuit.bin`, `image_id`, `args.json`) without proving, for
+    /// `zkcoproc prove-local` on any machine.
+    Dump {
+        /// The task id.
+        task_id: String,
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -256,6 +316,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Worker(args) => worker::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::ProveChild => Ok(ExitCode::FAILURE), // handled in `main`, without a runtime
+        Command::New { name, template, sdk_path, sdk_git, sdk_rev } => {
+            let sdk = match (sdk_path, sdk_git) {
+                (_, Some(url)) => scaffold::Sdk::Git { url, rev: sdk_rev },
+                (Some(dir), None) => scaffold::Sdk::Path(
+                    std::fs::canonicalize(&dir)
+                        .map_err(|e| anyhow::anyhow!("--sdk-path {}: {e}", dir.display()))?,
+                ),
+                (None, None) => scaffold::Sdk::Path(scaffold::Sdk::this_checkout()?),
+            };
+            for file in scaffold::new_app(&name, template, &sdk)? {
+                eprintln!("  {}", name.join(file).display());
+            }
+            eprintln!("next: zkcoproc build {0} && zkcoproc deploy {0}/target/zkcoproc", name.display());
+            println!("{}", name.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build { app_dir, out } => {
             let built = tokio::task::spawn_blocking(move || {
                 zkcoproc_build::build_app(
@@ -296,9 +372,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&task)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Task { task_id, server } => {
+        Command::Task { command: Some(TaskCommand::Dump { task_id, out }), server, .. } => {
+            local::dump(&server.client()?, &task_id, &out).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Task { command: None, task_id, server } => {
+            let task_id = task_id.ok_or_else(|| anyhow::anyhow!("give a task id"))?;
             let task = server.client()?.task(&task_id).await?;
             println!("{}", serde_json::to_string_pretty(&task)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProveLocal { circuit, input, prover, out, max_cycles } => {
+            let args = local::ProveLocal { circuit, input, prover, out, max_cycles };
+            tokio::task::spawn_blocking(move || local::prove_local(&args)).await??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proof { task_id, out, server } => {

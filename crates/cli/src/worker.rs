@@ -38,6 +38,11 @@ pub(crate) struct WorkerArgs {
     /// Dev prover only: add this many milliseconds to every proof (models proving cost).
     #[arg(long, default_value_t = 0)]
     dev_delay_ms: u64,
+    /// Lease and prove only these tasks (repeat the flag, or separate ids with commas), e.g. to
+    /// debug a stuck task on a chosen machine; the worker ends once none of them is left to
+    /// prove.
+    #[arg(long = "task", value_name = "TASK_ID", value_delimiter = ',')]
+    tasks: Vec<String>,
 }
 
 /// A client that signs every request with the worker's secret.
@@ -171,12 +176,15 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let mut failures = 0u32;
     let backoff = |failures: u32| Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
     while args.max_tasks.is_none_or(|max| done < max) {
-        let request = json!({
+        let mut request = json!({
             "zkcoproc_version": env!("CARGO_PKG_VERSION"),
             "risc0_version": zkcoproc_zkvm::RISC0_VERSION,
             "prover": prover_name,
             "wait_ms": 20_000,
         });
+        if !args.tasks.is_empty() {
+            request["tasks"] = json!(args.tasks);
+        }
         let (status, lease) = match client.json(reqwest::Method::POST, "/v1/worker/lease", &request).await {
             Ok(r) => r,
             Err(e) => {
@@ -191,6 +199,12 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             204 => {
                 failures = 0;
                 continue;
+            }
+            // `--task`: every named task is proven (by this worker, or another) or ended.
+            409 if lease["error"]["code"] == "tasks_not_provable" && done > 0 => {
+                let why = lease["error"]["message"].as_str().unwrap_or_default();
+                tracing::info!(tasks = done, "{why}; worker finished");
+                return Ok(());
             }
             401 | 403 | 409 => return Err(refusal(status, &lease)),
             _ => {

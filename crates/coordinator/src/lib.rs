@@ -516,6 +516,11 @@ impl Coordinator {
         Ok(self.artifacts(program_id).await?.0)
     }
 
+    /// The circuit binary a program was deployed with.
+    pub async fn circuit_bytes(&self, program_id: &str) -> Result<Vec<u8>, CoordinatorError> {
+        Ok(self.artifacts(program_id).await?.1)
+    }
+
     /// A task by id.
     pub async fn task(&self, id: &str) -> Result<TaskRecord, CoordinatorError> {
         self.store

@@ -163,7 +163,7 @@ impl Coordinator {
 
     async fn prover_loop(self: Arc<Self>, name: String) {
         loop {
-            match self.lease_proving(&name).await {
+            match self.lease_proving(&name, &[]).await {
                 Ok(Some(lease)) => self.prove_leased(&name, lease).await,
                 Ok(None) => self.wait_for_provable(self.config.poll_interval).await,
                 Err(e) => {
@@ -260,10 +260,12 @@ impl Coordinator {
         })
     }
 
-    /// Leases a proving task to `worker` (its own open lease again, if it has one).
+    /// Leases a proving task to `worker` (its own open lease again, if it has one); with
+    /// `only` not empty, one of those tasks only (`zkcoproc worker --task`).
     pub async fn lease_proving(
         self: &Arc<Self>,
         worker: &str,
+        only: &[String],
     ) -> Result<Option<ProverLease>, CoordinatorError> {
         // While another worker that has not failed a task asks for work, a worker that failed
         // it does not get it: one bad worker cannot use up a task's attempts alone.
@@ -271,6 +273,7 @@ impl Coordinator {
             lease: self.config.prover_lease,
             max_attempts: self.config.max_attempts,
             others_asking: self.workers.note_poll(worker),
+            only: only.to_vec(),
         };
         let leased = self.store.lease_proving(worker, rules).await?;
         for task_id in leased.failed {

@@ -422,6 +422,9 @@ pub struct LeaseRules {
     /// other workers asking for work now: a task the leasing worker already failed is not
     /// leased to it while one of them has not failed it (empty: no such rule)
     pub others_asking: Vec<String>,
+    /// lease only these tasks (empty: any); a worker asking for named tasks debugs them, so the
+    /// `others_asking` rule does not keep them from it
+    pub only: Vec<String>,
 }
 
 /// How a worker's most recent leases ended, newest first (for quarantine decisions).

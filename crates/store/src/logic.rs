@@ -537,17 +537,35 @@ impl<B: Backend> Store for B {
     }
 
     async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased> {
-        let LeaseRules { lease, max_attempts, mut others_asking } = rules;
+        let LeaseRules { lease, max_attempts, mut others_asking, mut only } = rules;
+        only.sort_unstable();
+        only.dedup();
+        if !only.is_empty() {
+            others_asking.clear();
+        }
         others_asking.sort_unstable();
         others_asking.dedup();
-        tx!(self, Write, |tx, worker, others_asking| {
+        tx!(self, Write, |tx, worker, others_asking, only| {
             let now = tx.now().await?;
             let expires = now.saturating_add(lease_ms(lease));
+            // `AND t.id IN (...)` over the named tasks, their parameters numbered from `first`.
+            let named = |first: usize| match only.is_empty() {
+                true => String::new(),
+                false => {
+                    let params: Vec<String> = (0..only.len()).map(|i| format!("${}", first + i)).collect();
+                    format!("AND t.id IN ({})", params.join(", "))
+                }
+            };
             // Re-delivery: the worker's own open lease.
-            let sql = "SELECT pl.lease_id, pl.task_id FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
-                       WHERE pl.worker = $1 AND pl.outcome IS NULL AND pl.expires_at > $2 AND t.status = 'proving' \
-                       ORDER BY pl.issued_at LIMIT 1 FOR UPDATE OF t";
-            if let Some(mut open) = tx.opt(sql, args![&worker, now]).await? {
+            let sql = format!(
+                "SELECT pl.lease_id, pl.task_id FROM prover_leases pl JOIN tasks t ON t.id = pl.task_id \
+                 WHERE pl.worker = $1 AND pl.outcome IS NULL AND pl.expires_at > $2 AND t.status = 'proving' {} \
+                 ORDER BY pl.issued_at LIMIT 1 FOR UPDATE OF t",
+                named(3)
+            );
+            let mut args: Vec<crate::sql::Arg<'_>> = vec![(&worker).into(), now.into()];
+            args.extend(only.iter().map(crate::sql::Arg::from));
+            if let Some(mut open) = tx.opt(&sql, &args).await? {
                 let (lease_id, task_id): (String, String) = (open.take(0)?, open.take(1)?);
                 let sql = "UPDATE prover_leases SET expires_at = $1 WHERE lease_id = $2";
                 tx.execute(sql, args![expires, &lease_id]).await?;
@@ -560,7 +578,7 @@ impl<B: Backend> Store for B {
             let others: Vec<String> = (0..others_asking.len()).map(|i| format!("${}", i + 4)).collect();
             let others = if others.is_empty() { "NULL".to_owned() } else { others.join(", ") };
             let sql = format!(
-                "SELECT t.id FROM tasks t WHERE t.status = 'proving' \
+                "SELECT t.id FROM tasks t WHERE t.status = 'proving' {} \
                  AND NOT EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
                                  AND pl.outcome IS NULL AND pl.expires_at > $2) \
                  AND NOT (EXISTS (SELECT 1 FROM prover_leases pl WHERE pl.task_id = t.id \
@@ -568,11 +586,13 @@ impl<B: Backend> Store for B {
                           AND (SELECT COUNT(DISTINCT pl.worker) FROM prover_leases pl WHERE pl.task_id = t.id \
                                AND pl.worker IN ({others}) AND {WORKER_FAILED}) < $3) \
                  ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
-                 LIMIT 32 FOR UPDATE OF t SKIP LOCKED"
+                 LIMIT 32 FOR UPDATE OF t SKIP LOCKED",
+                named(4 + others_asking.len())
             );
             let mut args: Vec<crate::sql::Arg<'_>> =
                 vec![(&worker).into(), now.into(), (others_asking.len() as i64).into()];
             args.extend(others_asking.iter().map(crate::sql::Arg::from));
+            args.extend(only.iter().map(crate::sql::Arg::from));
             let mut failed = Vec::new();
             for mut candidate in tx.query(&sql, &args).await? {
                 let task_id: String = candidate.take(0)?;

@@ -101,6 +101,7 @@ both!(
     owners_submitters_and_unfinished_counts_are_kept,
     finished_payloads_are_pruned_in_batches_and_rows_stay,
     a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures,
+    a_worker_naming_tasks_leases_only_those,
     leases_end_at_their_maximum_lifetime,
     light_client_state_moves_by_version_and_blocks_keep_their_admission,
 );
@@ -109,7 +110,7 @@ both!(
 const FOREVER: Duration = Duration::from_secs(3600);
 
 fn rules(lease: Duration, max_attempts: u32) -> LeaseRules {
-    LeaseRules { lease, max_attempts, others_asking: Vec::new() }
+    LeaseRules { lease, max_attempts, others_asking: Vec::new(), only: Vec::new() }
 }
 
 fn program(id: &str) -> NewProgram {
@@ -828,6 +829,35 @@ async fn a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures(s:
     let u = s.lease_proving("bad", avoid.clone()).await.expect("lease").lease.expect("u");
     s.accept_proof("u", &u.lease_id, vec![1], vec![2], 3).await.expect("accept");
     assert_eq!(s.worker_record("bad", 3).await.expect("record").consecutive_failures, 0);
+}
+
+async fn a_worker_naming_tasks_leases_only_those(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    for id in ["t", "u", "v"] {
+        proving(&**s, id).await;
+    }
+    let long = Duration::from_secs(60);
+    let named = |ids: &[&str]| LeaseRules {
+        only: ids.iter().map(|id| (*id).to_owned()).collect(),
+        // Naming tasks sets aside the rule for tasks a worker failed before.
+        others_asking: vec!["other".into()],
+        ..rules(long, 9)
+    };
+    // The oldest task ("t") is first in line; a worker naming "v" and "u" gets one of those.
+    let a = s.lease_proving("debug", named(&["v", "u"])).await.expect("lease").lease.expect("u");
+    assert_eq!(a.task.id, "u");
+    // Its open lease comes back only when asked for a task it names.
+    let again = s.lease_proving("debug", named(&["u"])).await.expect("lease").lease.expect("u again");
+    assert_eq!(again.lease_id, a.lease_id);
+    s.fail_attempt("u", &a.lease_id, "failed", "debugging", 9).await.expect("fail");
+    let v = s.lease_proving("debug", named(&["v"])).await.expect("lease").lease.expect("v");
+    assert_eq!(v.task.id, "v");
+    let retry =
+        s.lease_proving("debug", named(&["u"])).await.expect("lease").lease.expect("u, failed before");
+    assert_eq!(retry.task.id, "u");
+    assert!(s.lease_proving("debug", named(&["nope"])).await.expect("lease").lease.is_none());
+    let t = s.lease_proving("anyone", rules(long, 9)).await.expect("lease").lease.expect("t");
+    assert_eq!(t.task.id, "t");
 }
 
 async fn leases_end_at_their_maximum_lifetime(s: &Arc<dyn Store>) {
