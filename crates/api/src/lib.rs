@@ -519,9 +519,10 @@ async fn input(
 }
 
 /// Server-Sent Events: one `status` event per stage change (replayed from the task's history,
-/// then live), in order; the stream ends after a terminal status.
+/// then live), in order, and while proving a `progress` event each time the prover reports
+/// (`{stage, done, total}`); the stream ends after a terminal status.
 #[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
-    responses((status = 200, description = "Server-Sent Events, one `status` event per stage change", body = String,
+    responses((status = 200, description = "Server-Sent Events, one `status` event per stage change, `progress` events while proving", body = String,
         content_type = "text/event-stream"), crate::openapi::Errors))]
 async fn events(
     State(c): State<AppState>,
@@ -544,9 +545,19 @@ async fn events(
         sent: usize,
         pending: std::collections::VecDeque<Event>,
         finished: bool,
+        progress: Option<(u64, u64)>,
     }
     let changes = c.subscribe();
-    let start = State { _slot: slot, c, id, changes, sent: 0, pending: Default::default(), finished: false };
+    let start = State {
+        _slot: slot,
+        c,
+        id,
+        changes,
+        sent: 0,
+        pending: Default::default(),
+        finished: false,
+        progress: None,
+    };
     let stream = futures_util::stream::unfold(start, |mut st| async move {
         loop {
             if let Some(event) = st.pending.pop_front() {
@@ -568,6 +579,18 @@ async fn events(
                 st.finished |= e.status.is_terminal();
             }
             st.sent = st.sent.max(history.len());
+            // While proving: a `progress` event each time the prover's report changes.
+            if history.last().is_some_and(|e| e.status == zkcoproc_store::TaskStatus::Proving) {
+                match st.c.store().task_progress(&st.id).await {
+                    Ok(Some(p)) if st.progress != Some(p) => {
+                        st.progress = Some(p);
+                        let data = views::progress(p.0, p.1).to_string();
+                        st.pending.push_back(Event::default().event("progress").data(data));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(task = %st.id, error = %e, "event stream: store error"),
+                }
+            }
             if st.pending.is_empty() && !st.finished {
                 // Wake on a change of this task, or re-check every second (changes made by
                 // another process, or a lagging receiver).

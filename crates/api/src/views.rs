@@ -97,6 +97,11 @@ pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
 
 /// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, and on
 /// success the journal, output, receipt kind and the entrypoint's result.
+/// A task's proving progress: segments proven of the executor's count, as last reported.
+pub(crate) fn progress(done: u64, total: u64) -> Value {
+    json!({"stage": "proving", "done": done, "total": total})
+}
+
 pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
     let mut timestamps = Map::new();
     for e in &t.history {
@@ -156,6 +161,7 @@ pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
         "journal": t.journal.as_ref().map(hex::encode),
         "output": output,
         "user_cycles": t.user_cycles,
+        "progress": t.progress.map(|(done, total)| progress(done, total)),
         "result": t.result.as_deref().map(parse),
         "logs": parse(&t.logs),
     })

@@ -257,6 +257,16 @@ pub(crate) async fn circuit(
 #[serde(deny_unknown_fields)]
 pub(crate) struct HeartbeatRequest {
     lease_id: String,
+    /// segments proven so far, of how many (the executor's count)
+    #[serde(default)]
+    progress: Option<ProgressReport>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProgressReport {
+    done: u64,
+    total: u64,
 }
 
 /// Checks that `lease_id` is a lease of `task_id` issued to `worker`.
@@ -285,7 +295,12 @@ pub(crate) async fn heartbeat(
         authed(&c, &auth, &WORKERS, &method, &uri, &headers, &body).await?;
     own_lease(&c, &task_id, &req.lease_id, &worker).await?;
     let status = match c.renew(&task_id, &req.lease_id).await? {
-        RenewOutcome::Renewed => "renewed",
+        RenewOutcome::Renewed => {
+            if let Some(p) = &req.progress {
+                c.record_progress(&task_id, &req.lease_id, p.done, p.total).await?;
+            }
+            "renewed"
+        }
         RenewOutcome::Cancelled => "cancelled",
         RenewOutcome::Lost => "lost",
         RenewOutcome::Unknown => {

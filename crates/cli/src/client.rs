@@ -256,12 +256,19 @@ impl Client {
             return Err(error_message(status, &resp.json().await.unwrap_or(Value::Null)));
         }
         let mut buf = String::new();
+        let mut progress = ProgressView::new(start);
         while let Some(chunk) = resp.chunk().await? {
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let frame: String = buf.drain(..end + 2).collect();
+                let kind = frame.lines().find_map(|l| l.strip_prefix("event:")).map_or("message", str::trim);
                 for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
                     let event: Value = serde_json::from_str(data.trim())?;
+                    if kind == "progress" {
+                        progress.show(&event);
+                        continue;
+                    }
+                    progress.clear();
                     print_stage(start, &event);
                     if matches!(event["status"].as_str(), Some("done" | "failed" | "cancelled")) {
                         return Ok(());
@@ -269,6 +276,7 @@ impl Client {
                 }
             }
         }
+        progress.clear();
         anyhow::bail!("event stream ended before the task finished")
     }
 
@@ -453,6 +461,58 @@ fn error_message(status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
 }
 
 /// One progress line for a stage event `{status, at}`.
+/// Proving progress while following a task: a bar (stage, segments, elapsed time) when stderr
+/// is a terminal, a plain line per report otherwise (for scripts and logs).
+struct ProgressView {
+    start: Instant,
+    terminal: bool,
+    bar: Option<indicatif::ProgressBar>,
+    last: Option<(u64, u64)>,
+}
+
+impl ProgressView {
+    fn new(start: Instant) -> Self {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        ProgressView { start, terminal, bar: None, last: None }
+    }
+
+    /// Shows a `progress` event (`{stage, done, total}`).
+    fn show(&mut self, event: &Value) {
+        let (Some(done), Some(total)) = (event["done"].as_u64(), event["total"].as_u64()) else { return };
+        if self.last == Some((done, total)) {
+            return;
+        }
+        self.last = Some((done, total));
+        let stage = event["stage"].as_str().unwrap_or("proving");
+        if !self.terminal {
+            let at = self.start.elapsed().as_secs_f64();
+            eprintln!("[{at:>7.1}s] {stage:<10} {done}/{total} segments");
+            return;
+        }
+        let start = self.start;
+        let bar = self.bar.get_or_insert_with(|| {
+            let style = indicatif::ProgressStyle::with_template(
+                "[{elapsed:>7}] {prefix:<10} [{bar:30}] {pos}/{len} segments",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let bar = indicatif::ProgressBar::new(total).with_style(style).with_elapsed(start.elapsed());
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        bar.set_prefix(stage.to_owned());
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+
+    /// Removes the bar before a stage line is printed.
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 fn print_stage(start: Instant, event: &Value) {
     eprintln!(
         "[{:>7.1}s] {:<10} (at {})",

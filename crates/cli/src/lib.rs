@@ -279,7 +279,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_) | Command::Worker(_)));
     if let Command::ProveChild = cli.command {
-        return match zkcoproc_zkvm::serve_child(std::io::stdin(), std::io::stdout().lock()) {
+        return match zkcoproc_zkvm::serve_child(std::io::stdin(), std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: prove-child: {e}");

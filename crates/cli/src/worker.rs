@@ -256,16 +256,29 @@ async fn work(
 
     // Heartbeats at least every 3 s: a cancel reaches the proof within seconds, and the proof
     // (a child process) is killed at once.
-    let stop = Cancel::new();
+    let progress: Arc<std::sync::Mutex<Option<(u64, u64)>>> = Arc::default();
+    let stop = {
+        let progress = progress.clone();
+        Cancel::with_progress(Arc::new(move |done, total| {
+            if let Ok(mut p) = progress.lock() {
+                *p = Some((done, total));
+            }
+        }))
+    };
     let renew_every = Duration::from_millis(lease["renew_every_ms"].as_u64().unwrap_or(20_000).max(100))
         .min(Duration::from_secs(3));
     let heartbeat = {
         let (client, stop, path) =
             (client.clone(), stop.clone(), format!("/v1/worker/tasks/{task_id}/heartbeat"));
-        let body = json!({ "lease_id": lease_id });
+        let lease_id = lease_id.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renew_every).await;
+                // Segments proven so far ride on the heartbeat.
+                let mut body = json!({ "lease_id": lease_id });
+                if let Some((done, total)) = progress.lock().ok().and_then(|p| *p) {
+                    body["progress"] = json!({ "done": done, "total": total });
+                }
                 match client.json(reqwest::Method::POST, &path, &body).await {
                     Ok((200, v)) if v["status"] == "renewed" => {}
                     Ok((status, v)) => {

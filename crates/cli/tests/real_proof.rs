@@ -1,5 +1,5 @@
-//! One real CPU proof of `examples/hello` (one segment), verified; tampered receipts and receipts
-//! checked against another image id are rejected. Slow (about a minute on 2 cores) by nature.
+//! One real CPU proof of `examples/hello` (one segment), verified, its progress reported while
+//! proving; tampered receipts and receipts checked against another image id are rejected. Slow (about a minute on 2 cores) by nature.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use zkcoproc_testing::{hello_app, Server};
+use zkcoproc_testing::{hello_app, poll, Server};
 use zkcoproc_zkvm::{ImageId, Verifier, VerifyError};
 
 fn bin() -> &'static Path {
@@ -25,9 +25,23 @@ fn a_real_cpu_proof_verifies_and_tampering_is_rejected() {
 
     let n = 20u32;
     let task = api.prove(&program, &json!({"n": n})).expect("prove");
+    // While proving, the prover child's progress (its one segment, none proven yet) shows on the
+    // task; once accepted, the segment is proven.
+    let counted = json!({"stage": "proving", "done": 0, "total": 1});
+    let seen = poll(Duration::from_secs(900), || {
+        let (_, t) = api.get(&format!("/v1/tasks/{task}"))?;
+        Ok(match t["status"].as_str() {
+            Some("proving") if t["progress"] == counted => Some(true),
+            Some("delivering" | "done" | "failed") => Some(false),
+            _ => None,
+        })
+    })
+    .expect("task");
+    assert!(seen, "no progress reported while proving");
     let t = api.wait_task(&task, Duration::from_secs(900)).expect("task");
     assert_eq!(t["status"], "done", "{t}\nlog:\n{}", server.log());
     assert_eq!(t["receipt_kind"], "composite");
+    assert_eq!(t["progress"], json!({"stage": "proving", "done": 1, "total": 1}), "{t}");
 
     let mut digest = [0u8; 32];
     for _ in 0..n {

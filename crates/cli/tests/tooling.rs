@@ -252,3 +252,38 @@ fn a_new_app_builds_at_once_deploys_and_proves() {
     // The template's statement: n (u32 LE) ‖ SHA-256 applied n times from zero.
     assert!(task["output"].as_str().expect("output").starts_with("03000000"), "{task}");
 }
+
+#[test]
+fn proving_progress_reaches_the_task_the_event_stream_and_prove_wait() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let secrets: PathBuf = tmp.path().join("workers.secrets");
+    std::fs::write(&secrets, "w:secret-of-the-worker\n").expect("secrets");
+    // Leases renewed every 500 ms, so the worker's heartbeats carry its progress that often.
+    let args = ["--workers", "0", "--worker-secret-file", path(&secrets), "--prover-lease-ms", "1500"];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
+    let program = server.api().deploy(hello_app()).expect("deploy");
+    // Not a terminal: `prove --wait` prints a plain line per progress report.
+    let waiting = Command::new(bin())
+        .args(["prove", &program, "--args", r#"{"n": 5}"#, "--wait", "--server", &server.url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prove --wait");
+    // The dev worker executes (1 segment), then takes 3 s to "prove" it.
+    let mut worker = Command::new(bin())
+        .args(["worker", "--server", &server.url, "--prover", "dev", "--dev-delay-ms", "3000"])
+        .args(["--secret-file", path(&secrets), "--max-tasks", "1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let out = waiting.wait_with_output().expect("prove --wait");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("proving    0/1 segments"), "no progress line while proving:\n{stderr}");
+    let task: Value = serde_json::from_slice(&out.stdout).expect("task JSON");
+    assert_eq!(task["status"], "done", "{task}");
+    // Once the proof is accepted, every segment counts as proven.
+    assert_eq!(task["progress"], json!({"stage": "proving", "done": 1, "total": 1}), "{task}");
+}

@@ -35,6 +35,10 @@ const BOOK_CAP: usize = 10_000;
 /// Names of in-process provers start with this; remote worker names may not.
 pub const LOCAL_PREFIX: &str = "local-";
 
+/// Most segments a progress report may count (a circuit of 2^26 cycles in 2^20-cycle segments
+/// has 64; this leaves room for any cycle limit and segment size).
+pub(crate) const MAX_SEGMENTS: u64 = 1 << 24;
+
 /// The longest a prover lease may be renewed for by default: ten times a pessimistic estimate of
 /// the proof's time (a minute plus 10 000 user cycles a second), and never under 30 minutes.
 pub fn default_lease_lifetime(user_cycles: Option<u64>) -> Duration {
@@ -178,8 +182,13 @@ impl Coordinator {
         let task = &lease.task;
         // Set when the task is cancelled or the lease lost: a prover that can stop (the CPU
         // prover's child process) stops at once.
-        let stop = zkcoproc_zkvm::Cancel::new();
-        let heartbeat = self.prover_heartbeat(task.id.clone(), lease.lease_id.clone(), stop.clone());
+        // Progress goes to the heartbeat, which records it at once (not only at renewals).
+        let (progress, reported) = tokio::sync::watch::channel(None);
+        let stop = zkcoproc_zkvm::Cancel::with_progress(Arc::new(move |done, total| {
+            let _ = progress.send(Some((done, total)));
+        }));
+        let heartbeat =
+            self.prover_heartbeat(task.id.clone(), lease.lease_id.clone(), stop.clone(), reported);
         let proved = match (task.input.clone(), self.circuit(&task.program_id).await) {
             (Some(input), Ok(image)) => {
                 let (prover, stop) = (self.prover.clone(), stop.clone());
@@ -229,15 +238,27 @@ impl Coordinator {
         task_id: String,
         lease_id: String,
         stop: zkcoproc_zkvm::Cancel,
+        mut reported: tokio::sync::watch::Receiver<Option<(u64, u64)>>,
     ) -> JoinHandle<()> {
         let this = self.clone();
         let mut changes = self.subscribe();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(this.config.prover_lease / 3);
             tick.tick().await;
+            let mut progressing = true;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    changed = reported.changed(), if progressing => {
+                        progressing = changed.is_ok();
+                        let progress = *reported.borrow_and_update();
+                        if let Some((done, total)) = progress {
+                            if let Err(e) = this.record_progress(&task_id, &lease_id, done, total).await {
+                                tracing::warn!(task = %task_id, error = %e, "cannot record proving progress");
+                            }
+                        }
+                        continue;
+                    }
                     changed = changes.recv() => match changed {
                         Ok(id) if id == task_id => {}
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -343,6 +364,29 @@ impl Coordinator {
     /// How often a prover should renew its lease.
     pub fn renew_interval(&self) -> std::time::Duration {
         self.config.prover_lease / 3
+    }
+
+    /// Records the proving progress the holder of `lease_id` reported (`done` of `total`
+    /// segments) and tells the task's event streams; false if the lease is not the task's open
+    /// one. Reports that cannot be segment counts are refused.
+    pub async fn record_progress(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        done: u64,
+        total: u64,
+    ) -> Result<bool, CoordinatorError> {
+        if done > total || total > MAX_SEGMENTS {
+            return Err(CoordinatorError::invalid(
+                "bad_progress",
+                format!("progress {done} of {total} segments: done must not exceed total, nor total {MAX_SEGMENTS}"),
+            ));
+        }
+        let recorded = self.store.record_progress(task_id, lease_id, done, total).await?;
+        if recorded {
+            self.changed(task_id);
+        }
+        Ok(recorded)
     }
 
     /// Renews a prover lease; tells the prover to stop when the task was cancelled or the lease

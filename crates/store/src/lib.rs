@@ -251,6 +251,8 @@ pub struct TaskRecord {
     pub expected_journal: Option<Vec<u8>>,
     /// the identity that submitted it (`None`: submitted on an open service)
     pub submitter: Option<String>,
+    /// segments proven and their total, as its prover last reported them
+    pub progress: Option<(u64, u64)>,
 }
 
 /// Fields a stage transition of a runner sets, besides the status. (Receipt, journal and
@@ -620,6 +622,11 @@ pub trait Store: Send + Sync + fmt::Debug {
         lease: Duration,
         max_lifetime: Duration,
     ) -> Result<RenewOutcome>;
+    /// Records the progress (`done` of `total` segments) the holder of an open lease reported;
+    /// false (nothing written) if the task is not proving under that lease.
+    async fn record_progress(&self, task_id: &str, lease_id: &str, done: u64, total: u64) -> Result<bool>;
+    /// A task's recorded progress (segments done, total), without loading the task.
+    async fn task_progress(&self, task_id: &str) -> Result<Option<(u64, u64)>>;
     /// How `worker`'s newest leases (at most `window`) ended.
     async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord>;
     /// Records a proving attempt that ended without an accepted proof (`outcome` is `failed` or

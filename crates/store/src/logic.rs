@@ -19,7 +19,7 @@ const WORKER_FAILED: &str = "(outcome IN ('failed', 'invalid') OR (outcome = 'ex
 /// The columns a [`TaskRecord`] is read from, in the order its row reader expects.
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal, submitter";
+    user_cycles, lease_owner, claims, expected_journal, submitter, progress_done, progress_total";
 
 /// SQL predicate on a `prover_leases` row: the lease counts as a proving attempt.
 /// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the
@@ -141,6 +141,7 @@ async fn read_task(tx: &mut dyn Tx, id: &str) -> Result<Option<TaskRecord>> {
         claims: r.take(18)?,
         expected_journal: r.take(19)?,
         submitter: r.take(20)?,
+        progress: r.take::<Option<u64>>(21)?.zip(r.take::<Option<u64>>(22)?),
     }))
 }
 
@@ -668,6 +669,24 @@ impl<B: Backend> Store for B {
         })
     }
 
+    async fn record_progress(&self, task_id: &str, lease_id: &str, done: u64, total: u64) -> Result<bool> {
+        let (done, total) = (to_i64(done, "segments done")?, to_i64(total, "segments")?);
+        tx!(self, Write, |tx, task_id, lease_id| {
+            let sql = "UPDATE tasks SET progress_done = $1, progress_total = $2 WHERE id = $3 \
+                       AND status = 'proving' AND EXISTS (SELECT 1 FROM prover_leases \
+                       WHERE lease_id = $4 AND task_id = $3 AND outcome IS NULL)";
+            Ok(tx.execute(sql, args![done, total, &task_id, &lease_id]).await? > 0)
+        })
+    }
+
+    async fn task_progress(&self, task_id: &str) -> Result<Option<(u64, u64)>> {
+        tx!(self, Read, |tx, task_id| {
+            let sql = "SELECT progress_done, progress_total FROM tasks WHERE id = $1";
+            let Some(mut r) = tx.opt(sql, args![&task_id]).await? else { return Ok(None) };
+            Ok(r.take::<Option<u64>>(0)?.zip(r.take::<Option<u64>>(1)?))
+        })
+    }
+
     async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord> {
         tx!(self, Read, |tx, worker| {
             let sql = format!(
@@ -733,8 +752,9 @@ impl<B: Backend> Store for B {
             let sql =
                 "UPDATE prover_leases SET outcome = 'superseded' WHERE task_id = $1 AND outcome IS NULL";
             tx.execute(sql, args![&task_id]).await?;
+            // An accepted proof has every segment proven, whatever the last report said.
             let sql = "UPDATE tasks SET status = 'delivering', updated_at = $1, claims = 0, receipt = $2, \
-                       journal = $3, user_cycles = $4 WHERE id = $5";
+                       journal = $3, user_cycles = $4, progress_done = progress_total WHERE id = $5";
             tx.execute(sql, args![now, receipt.as_slice(), journal.as_slice(), user_cycles, &task_id]).await?;
             for status in ["verifying", "delivering"] {
                 insert_event(tx, &task_id, status, now).await?;

@@ -102,6 +102,7 @@ both!(
     finished_payloads_are_pruned_in_batches_and_rows_stay,
     a_worker_is_kept_from_tasks_it_failed_and_its_record_counts_failures,
     a_worker_naming_tasks_leases_only_those,
+    progress_is_recorded_for_the_open_lease_only,
     leases_end_at_their_maximum_lifetime,
     light_client_state_moves_by_version_and_blocks_keep_their_admission,
 );
@@ -858,6 +859,29 @@ async fn a_worker_naming_tasks_leases_only_those(s: &Arc<dyn Store>) {
     assert!(s.lease_proving("debug", named(&["nope"])).await.expect("lease").lease.is_none());
     let t = s.lease_proving("anyone", rules(long, 9)).await.expect("lease").lease.expect("t");
     assert_eq!(t.task.id, "t");
+}
+
+async fn progress_is_recorded_for_the_open_lease_only(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    proving(&**s, "t").await;
+    let long = Duration::from_secs(60);
+    let l = s.lease_proving("w", rules(long, 3)).await.expect("lease").lease.expect("t");
+    assert_eq!(l.task.progress, None);
+    assert!(s.record_progress("t", &l.lease_id, 0, 4).await.expect("progress"));
+    assert!(s.record_progress("t", &l.lease_id, 3, 4).await.expect("progress"));
+    assert!(!s.record_progress("t", "t/9", 4, 4).await.expect("progress"), "not its lease");
+    assert_eq!(s.task("t").await.expect("task").expect("t").progress, Some((3, 4)));
+    assert_eq!(s.task_progress("t").await.expect("progress"), Some((3, 4)));
+    assert_eq!(s.task_progress("nope").await.expect("progress"), None);
+    // A lease that ended reports nothing more.
+    s.fail_attempt("t", &l.lease_id, "failed", "no", 3).await.expect("fail");
+    assert!(!s.record_progress("t", &l.lease_id, 4, 4).await.expect("progress"));
+    assert_eq!(s.task("t").await.expect("task").expect("t").progress, Some((3, 4)));
+    // An accepted proof has proven them all.
+    let next = s.lease_proving("w2", rules(long, 3)).await.expect("lease").lease.expect("t again");
+    assert!(s.record_progress("t", &next.lease_id, 1, 4).await.expect("progress"));
+    s.accept_proof("t", &next.lease_id, vec![1], vec![2], 3).await.expect("accept");
+    assert_eq!(s.task_progress("t").await.expect("progress"), Some((4, 4)));
 }
 
 async fn leases_end_at_their_maximum_lifetime(s: &Arc<dyn Store>) {

@@ -20,28 +20,62 @@ use std::time::{Duration, Instant};
 
 use crate::{CircuitImage, CpuProver, Proved, Prover, Receipt, ReceiptKind, ZkvmError};
 
-const MAGIC: &[u8] = b"zkcp-prove-v1\n";
+const MAGIC: &[u8] = b"zkcp-prove-v2\n";
+/// A progress frame of the child's reply stream: `2`, segments done and total (u64 LE each),
+/// before the final `0` or `1` reply.
+const PROGRESS: u8 = 2;
 /// Largest field the child or parent reads (a program binary, an input or a receipt).
 const MAX_FIELD: u64 = 1 << 30;
 
-/// A proof's stop flag: set it and a [`ChildProver`] kills its child within a few milliseconds.
-#[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+/// Where a prover reports progress: segments proven, of how many (the executor's count).
+pub type ProgressSink = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// A proof's controls: its stop flag (set it and a [`ChildProver`] kills its child within a few
+/// milliseconds) and, optionally, where it reports progress.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    stop: Arc<AtomicBool>,
+    progress: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel").field("cancelled", &self.is_cancelled()).finish_non_exhaustive()
+    }
+}
 
 impl Cancel {
-    /// A flag not set.
+    /// A flag not set, reporting progress nowhere.
     pub fn new() -> Self {
         Cancel::default()
     }
 
+    /// A flag not set; the prover calls `sink(done, total)` as segments are proven (with
+    /// `done = 0` once the executor has counted them).
+    pub fn with_progress(sink: ProgressSink) -> Self {
+        Cancel { stop: Arc::default(), progress: Some(sink) }
+    }
+
+    /// Reports `done` of `total` segments proven.
+    pub fn report(&self, done: u64, total: u64) {
+        if let Some(sink) = &self.progress {
+            sink(done, total);
+        }
+    }
+
+    /// The progress sink, if any.
+    pub(crate) fn sink(&self) -> Option<ProgressSink> {
+        self.progress.clone()
+    }
+
     /// Asks the proof to stop.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Whether the proof was asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst)
     }
 }
 
@@ -112,8 +146,21 @@ impl Prover for ChildProver {
             // Kept open (returned) until the child is done: its end of file means "parent gone".
             (written, stdin)
         });
+        let progress = cancel.clone();
         let reader = std::thread::spawn(move || {
-            let mut reply = Vec::new();
+            // Progress frames, passed on as they come, then the reply.
+            let mut kind = [0u8; 1];
+            loop {
+                if stdout.read(&mut kind)? == 0 {
+                    return Ok(Vec::new());
+                }
+                if kind[0] != PROGRESS {
+                    break;
+                }
+                let (done, total) = (read_u64(&mut stdout)?, read_u64(&mut stdout)?);
+                progress.report(done.min(total), total);
+            }
+            let mut reply = kind.to_vec();
             stdout.read_to_end(&mut reply).map(|_| reply)
         });
         let status = loop {
@@ -217,7 +264,10 @@ fn put_field(out: &mut Vec<u8>, field: &[u8]) {
 /// The child's side: reads a request from `input`, proves it with the CPU prover, writes the
 /// reply to `output`. Exits the process (status 3) as soon as `input` reaches its end before the
 /// proof is done: the parent is gone.
-pub fn serve_child(mut input: impl Read + Send + 'static, mut output: impl Write) -> std::io::Result<()> {
+pub fn serve_child(
+    mut input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+) -> std::io::Result<()> {
     let mut magic = [0u8; MAGIC.len()];
     input.read_exact(&mut magic)?;
     if magic != MAGIC {
@@ -235,8 +285,24 @@ pub fn serve_child(mut input: impl Read + Send + 'static, mut output: impl Write
             }
         }
     });
-    let proved = CircuitImage::load(&binary)
-        .and_then(|image| CpuProver::new(ReceiptKind::Composite, max_cycles)?.prove(&image, &circuit_input));
+    let output = Arc::new(std::sync::Mutex::new(output));
+    let frames = output.clone();
+    let control = Cancel::with_progress(Arc::new(move |done: u64, total: u64| {
+        let mut frame = vec![PROGRESS];
+        frame.extend_from_slice(&done.to_le_bytes());
+        frame.extend_from_slice(&total.to_le_bytes());
+        if let Ok(mut out) = frames.lock() {
+            // A parent that stopped reading is gone; the input watcher ends this process.
+            let _ = out.write_all(&frame).and_then(|()| out.flush());
+        }
+    }));
+    let proved = CircuitImage::load(&binary).and_then(|image| {
+        CpuProver::new(ReceiptKind::Composite, max_cycles)?.prove_cancellable(
+            &image,
+            &circuit_input,
+            &control,
+        )
+    });
     let mut reply = Vec::new();
     match proved {
         Ok(p) => {
@@ -252,6 +318,7 @@ pub fn serve_child(mut input: impl Read + Send + 'static, mut output: impl Write
             put_field(&mut reply, e.detail().as_bytes());
         }
     }
+    let mut output = output.lock().map_err(|_| std::io::Error::other("reply writer poisoned"))?;
     output.write_all(&reply)?;
     output.flush()
 }

@@ -15,6 +15,7 @@
 mod child;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use risc0_zkvm::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use child::{serve_child, Cancel, ChildProver};
+pub use child::{serve_child, Cancel, ChildProver, ProgressSink};
 
 /// The risc0-zkvm version this build proves and verifies with; prover and verifier must agree.
 pub const RISC0_VERSION: &str = risc0_zkvm::VERSION;
@@ -350,12 +351,34 @@ impl Prover for CpuProver {
     }
 
     fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError> {
+        self.prove_cancellable(image, input, &Cancel::new())
+    }
+
+    /// Proves segment by segment, reporting each proven one to `control` (it cannot stop early:
+    /// run it in a [`ChildProver`] for that).
+    fn prove_cancellable(
+        &self,
+        image: &CircuitImage,
+        input: &[u8],
+        control: &Cancel,
+    ) -> Result<Proved, ZkvmError> {
         let start = Instant::now();
         let env = executor_env(input, self.max_cycles)?;
         // Explicitly not dev mode, whatever RISC0_DEV_MODE says.
         let opts = ProverOpts::composite().with_dev_mode(false);
         let server = get_prover_server(&opts).map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
-        let info = server.prove(env, image.binary()).map_err(|e| guest_error(&e))?;
+        // What `server.prove` does (execute, then prove the session), in two steps so that the
+        // segment count is known before proving starts and each proven segment is reported.
+        let mut exec = ExecutorImpl::new(env, (*image.memory).clone())
+            .map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
+        let mut session = exec.run().map_err(|e| guest_error(&e))?;
+        let total = session.segments.len() as u64;
+        control.report(0, total);
+        if let Some(sink) = control.sink() {
+            session.add_hook(SegmentsProven { sink, total, done: AtomicU64::new(0) });
+        }
+        let ctx = VerifierContext::default().with_dev_mode(false);
+        let info = server.prove_session(&ctx, &session).map_err(|e| guest_error(&e))?;
         let bytes = encode_receipt(&info.receipt)?;
         Ok(Proved {
             receipt: Receipt {
@@ -367,6 +390,20 @@ impl Prover for CpuProver {
             segments: info.stats.segments,
             elapsed: start.elapsed(),
         })
+    }
+}
+
+/// Reports each proven segment of a session.
+struct SegmentsProven {
+    sink: ProgressSink,
+    total: u64,
+    done: AtomicU64,
+}
+
+impl risc0_zkvm::SessionEvents for SegmentsProven {
+    fn on_post_prove_segment(&self, _segment: &risc0_zkvm::Segment) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        (self.sink)(done.min(self.total), self.total);
     }
 }
 
@@ -436,11 +473,25 @@ impl Prover for DevProver {
     }
 
     fn prove(&self, image: &CircuitImage, input: &[u8]) -> Result<Proved, ZkvmError> {
+        self.prove_cancellable(image, input, &Cancel::new())
+    }
+
+    /// Executes, reports the segments as none proven, waits the modelled proving delay, and
+    /// reports them all proven.
+    fn prove_cancellable(
+        &self,
+        image: &CircuitImage,
+        input: &[u8],
+        control: &Cancel,
+    ) -> Result<Proved, ZkvmError> {
         let start = Instant::now();
         let (session, segments) = run_session(image, input, self.max_cycles)?;
+        control.report(0, segments as u64);
         let claim = session.claim().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
         let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
-        self.fake(claim, journal, session.user_cycles, segments, start)
+        let proved = self.fake(claim, journal, session.user_cycles, segments, start)?;
+        control.report(segments as u64, segments as u64);
+        Ok(proved)
     }
 
     /// The fake receipt of a guest that halted with `journal`: the claim a successful run makes

@@ -1,0 +1,4 @@
+-- Proving progress: segments proven and their total, as the prover holding the lease last
+-- reported them on a heartbeat.
+ALTER TABLE tasks ADD COLUMN progress_done BIGINT;
+ALTER TABLE tasks ADD COLUMN progress_total BIGINT;
