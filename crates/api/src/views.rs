@@ -95,13 +95,13 @@ pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
     }
 }
 
-/// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, and on
-/// success the journal, output, receipt kind and the entrypoint's result.
 /// A task's proving progress: segments proven of the executor's count, as last reported.
 pub(crate) fn progress(done: u64, total: u64) -> Value {
     json!({"stage": "proving", "done": done, "total": total})
 }
 
+/// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, proving
+/// progress, and on success the journal, output, receipt kind and the entrypoint's result.
 pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
     let mut timestamps = Map::new();
     for e in &t.history {
