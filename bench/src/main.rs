@@ -1053,6 +1053,7 @@ async fn raw_rate(store: &dyn zkcoproc_store::Store, n: usize) -> anyhow::Result
             circuit: vec![0],
             owner: None,
             volume_size: zkcoproc_vfs::DEFAULT_SIZE,
+            callback_url: None,
         })
         .await?;
     let start = Instant::now();
@@ -1064,6 +1065,7 @@ async fn raw_rate(store: &dyn zkcoproc_store::Store, n: usize) -> anyhow::Result
             root: EMPTY_ROOT,
             receipt_kind: "fake".into(),
             submitter: None,
+            callback_url: None,
         };
         store.insert_task(task, None).await?;
     }

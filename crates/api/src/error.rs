@@ -87,7 +87,8 @@ impl From<CoordinatorError> for ApiError {
                     | "conflicting_block"
                     | "smt_conflict"
                     | "no_blocks"
-                    | "light_client_domain" => StatusCode::CONFLICT,
+                    | "light_client_domain"
+                    | "no_webhook_secret" => StatusCode::CONFLICT,
                     "domain_rpc" => StatusCode::BAD_GATEWAY,
                     _ => StatusCode::BAD_REQUEST,
                 };

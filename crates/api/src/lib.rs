@@ -16,6 +16,7 @@ mod error;
 pub mod openapi;
 pub mod server;
 mod views;
+pub mod webhooks;
 mod worker;
 pub mod worker_auth;
 
@@ -49,6 +50,8 @@ pub struct ApiConfig {
     pub max_args_bytes: usize,
     /// Identities, owners and quotas.
     pub access: Arc<Access>,
+    /// Accept callback URLs of non-public addresses (see [`webhooks::WebhookConfig::allow_private`]).
+    pub allow_private_callbacks: bool,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +60,7 @@ impl Default for ApiConfig {
             max_body_bytes: 32 << 20,
             max_args_bytes: zkcoproc_runtime::Limits::default().max_args_bytes,
             access: Arc::new(Access::open()),
+            allow_private_callbacks: false,
         }
     }
 }
@@ -65,6 +69,7 @@ impl Default for ApiConfig {
 #[derive(Debug)]
 pub(crate) struct Settings {
     max_args_bytes: usize,
+    allow_private_callbacks: bool,
 }
 
 pub(crate) type AppState = Arc<Coordinator>;
@@ -112,7 +117,10 @@ pub fn router(
         })
         .layer(axum::Extension(Arc::new(workers)))
         .layer(axum::Extension(config.access.clone()))
-        .layer(axum::Extension(Arc::new(Settings { max_args_bytes: config.max_args_bytes })))
+        .layer(axum::Extension(Arc::new(Settings {
+            max_args_bytes: config.max_args_bytes,
+            allow_private_callbacks: config.allow_private_callbacks,
+        })))
         .layer(axum::Extension(Arc::new(feeders)))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -214,6 +222,18 @@ struct DeployRequest {
     /// most its `--max-volume-size-mb`); only the first deploy of a program sets it
     #[serde(default)]
     volume_size_mb: Option<u64>,
+    /// where the program's finished tasks are POSTed when their request names no `callback_url`;
+    /// only the first deploy of a program sets it
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+/// A request's callback URL, checked (400 `bad_callback_url`).
+fn callback_url(url: Option<String>, settings: &Settings) -> ApiResult<Option<String>> {
+    let Some(url) = url else { return Ok(None) };
+    webhooks::check_url(&url, settings.allow_private_callbacks)
+        .map_err(|e| ApiError::bad_request("bad_callback_url", e))?;
+    Ok(Some(url))
 }
 
 #[utoipa::path(post, path = "/v1/programs", tag = "programs", request_body = DeployRequest,
@@ -223,18 +243,25 @@ async fn deploy(
     State(c): State<AppState>,
     caller: Caller,
     axum::Extension(access): axum::Extension<Arc<Access>>,
+    axum::Extension(settings): axum::Extension<Arc<Settings>>,
     req: Result<Json<DeployRequest>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let req = body(req)?;
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
+    let url = callback_url(req.callback_url, &settings)?;
     let _slot = access.deploys.take().await?;
     let volume_size = req.volume_size_mb.map(|mb| mb.saturating_mul(1 << 20));
-    let d = c.deploy(controller, circuit, caller.identity(), volume_size).await?;
+    let d = c.deploy(controller, circuit, caller.identity(), volume_size, url).await?;
     let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
-        Json(openapi::DeployedView { program_id: d.program_id, image_id: d.image_id, created: d.created }),
+        Json(openapi::DeployedView {
+            program_id: d.program_id,
+            image_id: d.image_id,
+            created: d.created,
+            webhook_secret: d.webhook_secret,
+        }),
     ))
 }
 
@@ -385,6 +412,9 @@ struct ProofRequest {
     root: Option<String>,
     /// fake, composite, succinct or groth16; default: what the service's prover makes
     receipt_kind: Option<String>,
+    /// where to POST the task JSON when the task finishes (done, failed or cancelled), signed
+    /// with the program's webhook secret; default: the program's `callback_url`, if any
+    callback_url: Option<String>,
 }
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -423,8 +453,14 @@ async fn submit(
         None => None,
         Some(r) => Some(parse_root(r)?),
     };
-    let inserted =
-        c.submit(id, &args, root, req.receipt_kind.as_deref(), key.as_deref(), caller.identity()).await?;
+    let url = callback_url(req.callback_url, &settings)?;
+    let options = zkcoproc_coordinator::SubmitOptions {
+        receipt_kind: req.receipt_kind.as_deref(),
+        idempotency_key: key.as_deref(),
+        submitter: caller.identity(),
+        callback_url: url.as_deref(),
+    };
+    let inserted = c.submit(id, &args, root, options).await?;
     let task = inserted.task;
     let view = openapi::SubmittedView {
         task_id: task.id,

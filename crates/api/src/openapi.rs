@@ -82,6 +82,10 @@ pub(crate) struct DeployedView {
     pub(crate) image_id: String,
     /// false when the same program was deployed before
     pub(crate) created: bool,
+    /// the secret that signs this program's webhooks (`X-Zkcoproc-Signature`), shown once: to
+    /// the deploy that set it; keep it
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) webhook_secret: Option<String>,
 }
 
 /// `POST /v1/programs/{id}/proofs`.
@@ -111,6 +115,8 @@ pub(crate) struct ProgramView {
     /// its volume's size in MiB, chosen at deploy (none: deployed before sizes were chosen at
     /// deploy; its existing volume keeps its size, a new one gets the service's default)
     pub(crate) volume_size_mb: Option<u64>,
+    /// where its finished tasks are POSTed when their request names no URL
+    pub(crate) callback_url: Option<String>,
 }
 
 /// `GET /health`.

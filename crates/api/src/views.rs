@@ -23,6 +23,7 @@ pub(crate) fn program(p: &ProgramInfo) -> ProgramView {
         created_at: rfc3339(p.created_at),
         owner: p.owner.clone(),
         volume_size_mb: p.volume_size.map(|b| b >> 20),
+        callback_url: p.callback_url.as_deref().map(shown_url),
     }
 }
 
@@ -95,13 +96,23 @@ pub(crate) fn dry_run(d: &DryRun) -> DryRunView {
     }
 }
 
+/// A callback URL as answers show it (tasks and programs are public to read): without its query
+/// and fragment, which often carry a receiver's token (`?…` says one was there).
+pub(crate) fn shown_url(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(i) => format!("{}?…", &url[..i]),
+        None => url.to_owned(),
+    }
+}
+
 /// A task's proving progress: segments proven of the executor's count, as last reported.
 pub(crate) fn progress(done: u64, total: u64) -> Value {
     json!({"stage": "proving", "done": done, "total": total})
 }
 
 /// The task JSON: identity, status, attempts, per-stage timestamps and durations, error, proving
-/// progress, and on success the journal, output, receipt kind and the entrypoint's result.
+/// progress, webhook deliveries, and on success the journal, output, receipt kind and the
+/// entrypoint's result.
 pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
     let mut timestamps = Map::new();
     for e in &t.history {
@@ -164,5 +175,12 @@ pub(crate) fn task(t: &TaskRecord, attempts: &[ProverAttempt]) -> Value {
         "progress": t.progress.map(|(done, total)| progress(done, total)),
         "result": t.result.as_deref().map(parse),
         "logs": parse(&t.logs),
+        "callback_url": t.callback_url.as_deref().map(shown_url),
+        "callback_state": t.callback_state,
+        "callbacks": t
+            .callbacks
+            .iter()
+            .map(|c| json!({"at": rfc3339(c.at), "status": c.status, "error": c.error}))
+            .collect::<Vec<_>>(),
     })
 }

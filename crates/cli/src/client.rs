@@ -162,6 +162,7 @@ impl Client {
         controller: &Path,
         circuit: &Path,
         volume_size_mb: Option<u64>,
+        callback_url: Option<&str>,
     ) -> anyhow::Result<()> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -172,6 +173,9 @@ impl Client {
         if let Some(mb) = volume_size_mb {
             body["volume_size_mb"] = json!(mb);
         }
+        if let Some(url) = callback_url {
+            body["callback_url"] = json!(url);
+        }
         let resp = self.send(self.http.post(format!("{}/v1/programs", self.base)).json(&body)).await?;
         let id = resp["program_id"].as_str().ok_or_else(|| anyhow!("no program_id in {resp}"))?;
         eprintln!(
@@ -179,6 +183,9 @@ impl Client {
             if resp["created"] == true { "deployed" } else { "already deployed:" },
             resp["image_id"].as_str().unwrap_or("?")
         );
+        if let Some(secret) = resp["webhook_secret"].as_str() {
+            eprintln!("webhook secret: {secret}  (signs this program's callbacks; shown only now, keep it)");
+        }
         println!("{id}");
         Ok(())
     }
@@ -191,16 +198,18 @@ impl Client {
         &self,
         program: &str,
         args: &str,
-        kind: Option<&str>,
-        idempotency_key: Option<&str>,
+        o: &ProveOptions<'_>,
     ) -> anyhow::Result<String> {
         let args: Value = serde_json::from_str(args).context("--args is not valid JSON")?;
         let mut body = json!({ "args": args });
-        if let Some(kind) = kind {
+        if let Some(kind) = o.kind {
             body["receipt_kind"] = json!(kind);
         }
+        if let Some(url) = o.callback_url {
+            body["callback_url"] = json!(url);
+        }
         let mut req = self.http.post(format!("{}/v1/programs/{program}/proofs", self.base)).json(&body);
-        if let Some(key) = idempotency_key {
+        if let Some(key) = o.idempotency_key {
             req = req.header("Idempotency-Key", key);
         }
         let resp = self.send(req).await?;
@@ -520,4 +529,15 @@ fn print_stage(start: Instant, event: &Value) {
         event["status"].as_str().unwrap_or("?"),
         event["at"].as_str().unwrap_or("?")
     );
+}
+
+/// What a proof request may name besides the program and its arguments.
+#[derive(Debug, Default)]
+pub(crate) struct ProveOptions<'a> {
+    /// receipt kind (default: what the service's prover makes)
+    pub(crate) kind: Option<&'a str>,
+    /// `Idempotency-Key`
+    pub(crate) idempotency_key: Option<&'a str>,
+    /// where the finished task is POSTed
+    pub(crate) callback_url: Option<&'a str>,
 }

@@ -88,6 +88,11 @@ enum Command {
         /// deploy of a program sets it).
         #[arg(long)]
         volume_size_mb: Option<u64>,
+        /// Where the program's finished tasks are POSTed when their request names no URL (only
+        /// the first deploy of a program sets it). The deploy that creates the program prints
+        /// the webhook secret that signs them, once.
+        #[arg(long)]
+        callback_url: Option<String>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -107,6 +112,9 @@ enum Command {
         /// Idempotency-Key: retrying with the same key and arguments returns the same task.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Where to POST the task JSON when the task finishes (default: the program's URL).
+        #[arg(long)]
+        callback_url: Option<String>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -345,19 +353,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", built.out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deploy { app_out_dir, controller, circuit, volume_size_mb, server } => {
+        Command::Deploy { app_out_dir, controller, circuit, volume_size_mb, callback_url, server } => {
             let (controller, circuit) = match (app_out_dir, controller, circuit) {
                 (Some(dir), None, None) => (dir.join("controller.wasm"), dir.join("circuit.bin")),
                 (None, Some(c), Some(k)) => (c, k),
                 _ => anyhow::bail!("give APP_OUT_DIR, or both --controller and --circuit"),
             };
-            server.client()?.deploy(&controller, &circuit, volume_size_mb).await?;
+            server.client()?.deploy(&controller, &circuit, volume_size_mb, callback_url.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prove { program_id, args, wait, receipt_kind, idempotency_key, server } => {
+        Command::Prove { program_id, args, wait, receipt_kind, idempotency_key, callback_url, server } => {
             let c = server.client()?;
-            let task_id =
-                c.prove(&program_id, &args, receipt_kind.as_deref(), idempotency_key.as_deref()).await?;
+            let options = client::ProveOptions {
+                kind: receipt_kind.as_deref(),
+                idempotency_key: idempotency_key.as_deref(),
+                callback_url: callback_url.as_deref(),
+            };
+            let task_id = c.prove(&program_id, &args, &options).await?;
             if !wait {
                 println!("{task_id}");
                 return Ok(ExitCode::SUCCESS);

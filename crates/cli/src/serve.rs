@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use zkcoproc_api::access::{self, Access, ApiKeys};
 use zkcoproc_api::server::HttpLimits;
+use zkcoproc_api::webhooks::WebhookConfig;
 use zkcoproc_coordinator::{Config, Coordinator, DomainConfig, LightClientConfig};
 use zkcoproc_runtime::{Limits, Runtime};
 use zkcoproc_store::{PgStore, SqliteStore, Store};
@@ -183,6 +184,23 @@ pub(crate) struct ServeArgs {
     /// How long a quarantine lasts, in milliseconds (from the newest failed lease).
     #[arg(long, default_value_t = Config::default().quarantine.as_millis() as u64)]
     quarantine_ms: u64,
+    /// Accept callback URLs of loopback, private, link-local and other non-public addresses
+    /// (tests, private networks); by default webhooks go to public addresses only.
+    #[arg(long)]
+    webhook_allow_private: bool,
+    /// Longest one webhook attempt may take, connecting included, in milliseconds.
+    #[arg(long, default_value_t = WebhookConfig::default().timeout.as_millis() as u64)]
+    webhook_timeout_ms: u64,
+    /// How long after a task ended its webhook is retried before it is abandoned, in seconds.
+    #[arg(long, default_value_t = WebhookConfig::default().retry_for.as_secs())]
+    webhook_retry_for_secs: u64,
+    /// Pause after a webhook's first failed attempt, in milliseconds; each further one doubles
+    /// it, up to --webhook-max-backoff-ms.
+    #[arg(long, default_value_t = WebhookConfig::default().first_retry.as_millis() as u64)]
+    webhook_first_retry_ms: u64,
+    /// Longest pause between a webhook's attempts, in milliseconds.
+    #[arg(long, default_value_t = WebhookConfig::default().max_backoff.as_millis() as u64)]
+    webhook_max_backoff_ms: u64,
 }
 
 /// `--accept`
@@ -447,6 +465,16 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let mut runners = coordinator.spawn_domains().await.map_err(|e| anyhow::anyhow!(e))?;
     runners.extend(coordinator.spawn_runners().await?);
+    let webhooks = WebhookConfig {
+        allow_private: args.webhook_allow_private,
+        timeout: Duration::from_millis(args.webhook_timeout_ms.max(100)),
+        retry_for: Duration::from_secs(args.webhook_retry_for_secs),
+        first_retry: Duration::from_millis(args.webhook_first_retry_ms.max(10)),
+        max_backoff: Duration::from_millis(args.webhook_max_backoff_ms.max(10)),
+        ..WebhookConfig::default()
+    };
+    runners
+        .push(zkcoproc_api::webhooks::spawn(coordinator.clone(), webhooks).map_err(|e| anyhow::anyhow!(e))?);
 
     let mut secrets = Vec::new();
     for file in &args.worker_secret_file {
@@ -474,6 +502,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_args_bytes,
         access: Arc::new(Access::new(keys, &quotas)),
+        allow_private_callbacks: args.webhook_allow_private,
     };
     let app = zkcoproc_api::router(
         coordinator.clone(),

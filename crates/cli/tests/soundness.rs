@@ -113,11 +113,36 @@ impl Fixture {
         execute(&self.image, &input.encode(), DEFAULT_MAX_CYCLES).map_err(|e| e.to_string())
     }
 
-    fn rejects(&self, case: &str, input: &CircuitInput, reason: &str) {
-        match self.run(input) {
-            Ok(_) => panic!("{case}: the guest accepted a tampered input"),
-            Err(e) => assert!(e.contains(reason), "{case}: rejected, but for another reason: {e}"),
+    fn rejects(&self, case: &str, input: &CircuitInput, reason: &str) -> String {
+        self.rejects_logged(case, input, reason).0
+    }
+
+    /// Like [`Fixture::rejects`]; returns the error and what the guest wrote to standard error.
+    fn rejects_logged(&self, case: &str, input: &CircuitInput, reason: &str) -> (String, String) {
+        match zkcoproc_zkvm::execute_logged(&self.image, &input.encode(), DEFAULT_MAX_CYCLES) {
+            (Ok(_), _) => panic!("{case}: the guest accepted a tampered input"),
+            (Err(e), log) => {
+                let e = e.to_string();
+                assert!(e.contains(reason), "{case}: rejected, but for another reason: {e}");
+                (e, log)
+            }
         }
+    }
+
+    /// Like [`Fixture::rejects`], and the reason reads well: one line that names the witness and
+    /// the check, with no node dumped in hex.
+    /// The whole detail (alloy-trie's error, nodes and values in hex) is on the guest's standard
+    /// error, which the service keeps in the task's logs.
+    fn rejects_briefly(&self, case: &str, input: &CircuitInput, reason: &str) {
+        let (e, log) = self.rejects_logged(case, input, reason);
+        assert!(
+            log.starts_with("witness 1: ") && log.contains("detail: "),
+            "{case}: no detail logged: {log}"
+        );
+        let line =
+            &e[e.find("witness 1: state proof").unwrap_or_else(|| panic!("{case}: no witness named: {e}"))..];
+        let longest_hex = line.split(|c: char| !c.is_ascii_hexdigit()).map(str::len).max().unwrap_or(0);
+        assert!(!line.contains('\n') && longest_hex < 40, "{case}: not a brief line: {line}");
     }
 }
 
@@ -165,30 +190,56 @@ fn the_guest_accepts_the_honest_input_and_rejects_every_tampered_one() {
         &with(&|p| p.header = f.headers[f.b1 as usize - 1].rlp.clone()),
         "header hash",
     );
-    f.rejects(
+    // Each MPT failure says which proof and which node, in a line.
+    let root_node = "node 0 does not hash to the trie's root";
+    f.rejects_briefly(
         "account proof against the wrong state root",
         &with(&|p| {
             p.account = f.later.account.clone();
             p.account_proof = f.later.account_proof.clone();
         }),
-        "account proof",
+        &format!("account proof: {root_node}"),
     );
-    f.rejects(
+    let slot = format!("storage proof 0 (slot 0x{}…)", hex::encode(&f.proof.storage[0].key[..4]));
+    f.rejects_briefly(
         "storage proof against the wrong storage root",
         &with(&|p| p.storage = f.later.storage.clone()),
-        "storage proof 0",
+        &format!("{slot}: {root_node}"),
     );
-    f.rejects("truncated account proof", &with(&|p| drop(p.account_proof.pop())), "account proof");
-    f.rejects("truncated storage proof", &with(&|p| drop(p.storage[0].proof.pop())), "storage proof 0");
+    let missing = "nodes end before the key's path does (a node is missing)";
+    f.rejects_briefly("truncated account proof", &with(&|p| drop(p.account_proof.pop())), missing);
+    f.rejects_briefly("truncated storage proof", &with(&|p| drop(p.storage[0].proof.pop())), missing);
     assert!(f.proof.account_proof.len() >= 2, "anvil's state trie has a branch above the token");
-    f.rejects("reordered account proof nodes", &with(&|p| p.account_proof.swap(0, 1)), "account proof");
-    f.rejects("reordered storage proof nodes", &with(&|p| p.storage[0].proof.reverse()), "storage proof 0");
-    f.rejects(
+    f.rejects_briefly(
+        "reordered account proof nodes",
+        &with(&|p| p.account_proof.swap(0, 1)),
+        &format!("account proof: {root_node}"),
+    );
+    f.rejects_briefly(
+        "reordered storage proof nodes",
+        &with(&|p| p.storage[0].proof.reverse()),
+        &format!("{slot}: {root_node}"),
+    );
+    let last = f.proof.account_proof.len() - 1;
+    f.rejects_briefly(
+        "a tampered account proof node",
+        &with(&|p| {
+            let node = &mut p.account_proof[last];
+            let end = node.len() - 1;
+            node[end] ^= 1;
+        }),
+        &format!("account proof: node {last} is not the node {} references on the key's path", last - 1),
+    );
+    f.rejects_briefly(
         "a storage value other than the proven one",
         &with(&|p| p.storage[0].value[31] ^= 1),
-        "storage proof 0",
+        &format!("{slot}: the nodes prove a value"),
     );
-    f.rejects("an account other than the proven one", &with(&|p| p.account.nonce += 1), "account proof");
+    f.rejects_briefly(
+        "an account other than the proven one",
+        &with(&|p| p.account.nonce += 1),
+        "account proof: the nodes prove a value",
+    );
     f.rejects("a state proof of another domain", &with(&|p| p.domain = "sepolia".into()), "opening");
     let mut bob = f.input(f.proof.clone());
     bob.witnesses[0] = Witness::Data(f.bob_request.clone());

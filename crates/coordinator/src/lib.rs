@@ -168,6 +168,19 @@ impl CoordinatorError {
     }
 }
 
+/// What a proof request names besides its program, arguments and root.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubmitOptions<'a> {
+    /// receipt kind asked for (default: what the prover makes)
+    pub receipt_kind: Option<&'a str>,
+    /// the request's `Idempotency-Key`
+    pub idempotency_key: Option<&'a str>,
+    /// the identity submitting (`None` on an open service)
+    pub submitter: Option<&'a str>,
+    /// where to POST the task when it finishes (default: the program's)
+    pub callback_url: Option<&'a str>,
+}
+
 /// Result of a deploy.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Deployed {
@@ -177,6 +190,9 @@ pub struct Deployed {
     pub image_id: String,
     /// false when the same program was deployed before
     pub created: bool,
+    /// the secret that signs the program's webhooks, told once: to the deploy that set it (the
+    /// first, or the owner's first since webhooks exist)
+    pub webhook_secret: Option<String>,
 }
 
 /// Result of a dry run of `get-witnesses`.
@@ -188,6 +204,14 @@ pub struct DryRun {
     pub input_len: usize,
     /// the controller's logs
     pub logs: Vec<LogLine>,
+}
+
+/// A fresh webhook secret: 32 bytes from the operating system's generator, as 64 hex digits (the
+/// HMAC key is those digits' ASCII bytes).
+fn webhook_secret() -> Result<String, CoordinatorError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| CoordinatorError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// Program id: SHA-256 over a domain tag, the controller's length and bytes, and the image id.
@@ -311,6 +335,7 @@ impl Coordinator {
         circuit: Vec<u8>,
         owner: Option<&str>,
         volume_size: Option<u64>,
+        callback_url: Option<String>,
     ) -> Result<Deployed, CoordinatorError> {
         let volume_size = volume_size.unwrap_or(self.config.volume_size);
         let max = self.config.max_volume_size;
@@ -347,13 +372,22 @@ impl Coordinator {
                 circuit: image.binary().to_vec(),
                 owner: owner.map(str::to_owned),
                 volume_size,
+                callback_url,
             })
             .await?;
+        // A program deployed before webhooks existed gets its secret on its owner's next deploy.
+        let may_claim = created || {
+            let first = self.program(&id).await?.owner;
+            first.is_none() || first.as_deref() == owner
+        };
+        let fresh = webhook_secret()?;
+        let claimed = may_claim && self.store.claim_webhook_secret(&id, &fresh).await?;
+        let webhook_secret = if claimed { Some(fresh) } else { None };
         if let Ok(mut circuits) = self.circuits.lock() {
             circuits.put(id.clone(), image);
         }
         tracing::info!(program = %id, image_id = %image_id, created, "program deployed");
-        Ok(Deployed { program_id: id, image_id: image_id.to_string(), created })
+        Ok(Deployed { program_id: id, image_id: image_id.to_string(), created, webhook_secret })
     }
 
     /// A program's metadata.
@@ -398,16 +432,17 @@ impl Coordinator {
     /// same request returns the same task (`created` false); the same key with another request
     /// is a conflict. Keys are scoped to (`submitter`, program): another identity's key never
     /// matches. `submitter` is the identity submitting (`None` on an open service); it may have
-    /// at most [`Config::max_unfinished_per_identity`] unfinished tasks.
+    /// at most [`Config::max_unfinished_per_identity`] unfinished tasks. `callback_url` (checked
+    /// by the caller) is where the finished task is POSTed; the program must have a webhook
+    /// secret to sign it.
     pub async fn submit(
         &self,
         program_id: &str,
         args: &str,
         root: Option<Root>,
-        receipt_kind: Option<&str>,
-        idempotency_key: Option<&str>,
-        submitter: Option<&str>,
+        options: SubmitOptions<'_>,
     ) -> Result<Inserted, CoordinatorError> {
+        let SubmitOptions { receipt_kind, idempotency_key, submitter, callback_url } = options;
         check_args_json(args)?;
         if args.len() > self.runtime.limits().max_args_bytes {
             return Err(CoordinatorError::invalid(
@@ -429,6 +464,15 @@ impl Coordinator {
         }
         let kind = self.resolve_receipt_kind(receipt_kind)?;
         self.program(program_id).await?;
+        if callback_url.is_some() && self.store.webhook_secret(program_id).await?.is_none() {
+            return Err(CoordinatorError::invalid(
+                "no_webhook_secret",
+                format!(
+                    "program {program_id} has no webhook secret to sign callbacks with (it was deployed \
+                     before webhooks existed); its owner gets one by deploying it again"
+                ),
+            ));
+        }
         let unfinished = self.store.unfinished_tasks_of(submitter).await?;
         if unfinished >= self.config.max_unfinished_per_identity {
             return Err(CoordinatorError::TooMany {
@@ -446,7 +490,10 @@ impl Coordinator {
         let named_root = requested_root.map(hex::encode).unwrap_or_default();
         let idempotency = idempotency_key.map(|key| {
             let mut h = Sha256::new();
-            for part in [program_id, args, &named_root, receipt_kind.unwrap_or("")] {
+            // A callback URL is part of the request when named (hashes of requests without one
+            // stay what they were).
+            let parts = [program_id, args, &named_root, receipt_kind.unwrap_or("")];
+            for part in parts.into_iter().chain(callback_url) {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part.as_bytes());
             }
@@ -464,6 +511,7 @@ impl Coordinator {
                     root,
                     receipt_kind: kind.as_str().to_owned(),
                     submitter: submitter.map(str::to_owned),
+                    callback_url: callback_url.map(str::to_owned),
                 },
                 idempotency,
             )

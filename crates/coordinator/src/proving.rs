@@ -523,15 +523,15 @@ impl Coordinator {
     }
 
     /// Executes the program's circuit on `input` without proving; returns the journal and cycle
-    /// count, or why the circuit rejected the input.
+    /// count, or why the circuit rejected the input, and what the guest wrote to standard error.
     pub(crate) async fn preflight(
         &self,
         program_id: &str,
         input: Vec<u8>,
-    ) -> Result<Result<zkcoproc_zkvm::Executed, zkcoproc_zkvm::ZkvmError>, CoordinatorError> {
+    ) -> Result<(Result<zkcoproc_zkvm::Executed, zkcoproc_zkvm::ZkvmError>, String), CoordinatorError> {
         let image = self.circuit(program_id).await?;
         let max_cycles = self.config.max_cycles;
-        blocking(move || Ok(zkcoproc_zkvm::execute(&image, &input, max_cycles))).await
+        blocking(move || Ok(zkcoproc_zkvm::execute_logged(&image, &input, max_cycles))).await
     }
 
     /// A loaded circuit by image id (what remote workers download), if a program uses it.

@@ -338,7 +338,7 @@ impl Coordinator {
                 let expected = match self.preflight(&task.program_id, input.clone()).await {
                     // A circuit that commits another root than the task's (one not built on the
                     // guest SDK, or a bug) could never be accepted: fail now, before proving.
-                    Ok(Ok(run)) if journal::split(&run.journal).map(|(r, _)| r) != Some(root) => {
+                    Ok((Ok(run), _)) if journal::split(&run.journal).map(|(r, _)| r) != Some(root) => {
                         let committed = journal::split(&run.journal).map(|(r, _)| hex::encode(r));
                         return Step::Fail {
                             code: "root_mismatch".into(),
@@ -351,9 +351,21 @@ impl Coordinator {
                             logs: Some(logs),
                         };
                     }
-                    Ok(Ok(run)) => run,
-                    Ok(Err(e)) => {
-                        return Step::Fail { code: e.code().into(), message: e.to_string(), logs: Some(logs) }
+                    Ok((Ok(run), _)) => run,
+                    // The message says in a line what failed; what the guest wrote to standard
+                    // error (the SDK's detail of a rejected witness) goes to the logs.
+                    Ok((Err(e), guest_log)) => {
+                        let detail: Vec<LogLine> = guest_log
+                            .lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(|l| LogLine { level: "error".into(), message: format!("circuit: {l}") })
+                            .collect();
+                        let logs = append_logs(&logs, "witnessing", &detail);
+                        return Step::Fail {
+                            code: e.code().into(),
+                            message: e.to_string(),
+                            logs: Some(logs),
+                        };
                     }
                     Err(e) => return Step::fail("internal", e.to_string()),
                 };

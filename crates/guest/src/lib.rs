@@ -68,12 +68,22 @@ pub fn verify_state_proofs(input: &CircuitInput) {
             Witness::Data(_) => {}
             Witness::StateProof(proof) => {
                 if let Err(e) = state::verify_state_proof::<state::Risc0Sha256>(&input.root, proof) {
-                    panic!("witness {i}: {e}");
+                    reject(i, &e);
                 }
             }
             Witness::EvmCall(call) => verify_evm_call(i, &input.root, call),
         }
     }
+}
+
+/// Rejects witness `i`: the whole story (nodes and values, in hex) on standard error, which the
+/// service keeps in the task's logs, then a panic that says in one line which witness and which
+/// check failed (and, for a trie proof, which node).
+fn reject(i: usize, e: &state::StateProofError) -> ! {
+    use risc0_zkvm::guest::env::Write as _;
+    let detail = alloc::format!("witness {i}: {e:?}\n");
+    risc0_zkvm::guest::env::stderr().write_slice(detail.as_bytes());
+    panic!("witness {i}: {e}");
 }
 
 #[cfg(feature = "evm")]

@@ -14,11 +14,13 @@
 //! MPT proofs are checked with `alloy-trie`, RLP with `alloy-rlp`. The checks are plain functions
 //! so the host can run them too (tests, and the service's own preflight goes through the guest).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
 use alloy_primitives::{keccak256, Bytes, B256, U256};
 use alloy_rlp::Decodable as _;
+use alloy_trie::nodes::TrieNode;
 use alloy_trie::proof::{verify_proof, ProofVerificationError};
 use alloy_trie::{Nibbles, TrieAccount, EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use zkcoproc_smt::{BlockCommitment, Hasher, OpeningError};
@@ -61,14 +63,116 @@ pub enum StateProofError {
     /// The header's state root is not the one the root commits to.
     StateRootMismatch,
     /// The account proof fails.
-    Account(ProofVerificationError),
+    Account {
+        /// where, in a line
+        error: TrieProofError,
+        /// `alloy-trie`'s account of it, with the nodes and values involved
+        detail: Box<ProofVerificationError>,
+    },
     /// A storage proof fails.
     Storage {
         /// index of the slot in the state proof
         index: usize,
-        /// why
-        error: ProofVerificationError,
+        /// the slot's key
+        key: [u8; 32],
+        /// where, in a line
+        error: TrieProofError,
+        /// `alloy-trie`'s account of it, with the nodes and values involved
+        detail: Box<ProofVerificationError>,
     },
+}
+
+/// Why a Merkle-Patricia proof (an account's or a slot's) fails, in terms of its nodes: which
+/// node breaks the chain from the trie's root, or what the proof proves instead of the witness's
+/// claim. (`alloy-trie`'s own error carries whole nodes; this says where, in a line.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrieProofError {
+    /// The proof holds no node, but the trie is not empty.
+    Empty,
+    /// Node `node` is not the one its parent references on the key's path (node 0: does not
+    /// hash to the trie's root).
+    WrongNode {
+        /// index of the node in the proof
+        node: usize,
+    },
+    /// Node `node` is not a well-formed trie node.
+    BadNode {
+        /// index of the node in the proof
+        node: usize,
+    },
+    /// The proof's `nodes` nodes end before the key's path does.
+    Truncated {
+        /// how many nodes the proof has
+        nodes: usize,
+    },
+    /// The proof reaches the key and proves another value than the witness claims (lengths of
+    /// the RLP values; `None`: absent).
+    WrongValue {
+        /// what the proof proves
+        proven: Option<usize>,
+        /// what the witness claims
+        claimed: Option<usize>,
+    },
+}
+
+impl TrieProofError {
+    /// Says which node or value `error` (of [`verify_proof`] over `nodes`) is about.
+    fn locate(error: &ProofVerificationError, nodes: &[Bytes]) -> Self {
+        let bad_node = || {
+            let malformed = nodes.iter().position(|n| {
+                !matches!(
+                    TrieNode::decode(&mut &n[..]),
+                    Ok(TrieNode::Branch(_) | TrieNode::Extension(_) | TrieNode::Leaf(_))
+                )
+            });
+            TrieProofError::BadNode { node: malformed.unwrap_or(nodes.len().saturating_sub(1)) }
+        };
+        match error {
+            ProofVerificationError::RootMismatch { .. } => TrieProofError::Empty,
+            ProofVerificationError::UnexpectedEmptyRoot | ProofVerificationError::Rlp(_) => bad_node(),
+            ProofVerificationError::ValueMismatch { got, expected, .. } => {
+                // A node that breaks the chain is reported as itself.
+                if let Some(node) = got.as_ref().and_then(|g| nodes.iter().position(|n| n == g)) {
+                    return TrieProofError::WrongNode { node };
+                }
+                // A proof that ends on a leaf proves that leaf's value; one that ends on a
+                // branch or extension still owes the node it references.
+                let ends_on_leaf = nodes
+                    .last()
+                    .is_some_and(|n| matches!(TrieNode::decode(&mut &n[..]), Ok(TrieNode::Leaf(_))));
+                match got {
+                    Some(_) if !ends_on_leaf => TrieProofError::Truncated { nodes: nodes.len() },
+                    _ => TrieProofError::WrongValue {
+                        proven: got.as_ref().map(|g| g.len()),
+                        claimed: expected.as_ref().map(|e| e.len()),
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for TrieProofError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = |len: &Option<usize>| match len {
+            Some(n) => alloc::format!("a value ({n} bytes of RLP)"),
+            None => "absence".into(),
+        };
+        match self {
+            TrieProofError::Empty => f.write_str("no nodes, but the trie is not empty"),
+            TrieProofError::WrongNode { node: 0 } => f.write_str("node 0 does not hash to the trie's root"),
+            TrieProofError::WrongNode { node } => {
+                write!(f, "node {node} is not the node {} references on the key's path", node - 1)
+            }
+            TrieProofError::BadNode { node } => write!(f, "node {node} is not a well-formed trie node"),
+            TrieProofError::Truncated { nodes } => {
+                write!(f, "the {nodes} nodes end before the key's path does (a node is missing)")
+            }
+            TrieProofError::WrongValue { proven, claimed } => {
+                write!(f, "the nodes prove {} where the witness claims {}", value(proven), value(claimed))
+            }
+        }
+    }
 }
 
 impl fmt::Display for StateProofError {
@@ -88,9 +192,13 @@ impl fmt::Display for StateProofError {
             StateProofError::StateRootMismatch => {
                 f.write_str("state proof: header state root differs from the committed one")
             }
-            StateProofError::Account(e) => write!(f, "state proof: account proof: {e}"),
-            StateProofError::Storage { index, error } => {
-                write!(f, "state proof: storage proof {index}: {error}")
+            StateProofError::Account { error, .. } => write!(f, "state proof: account proof: {error}"),
+            StateProofError::Storage { index, key, error, .. } => {
+                let [a, b, c, d, ..] = *key;
+                write!(
+                    f,
+                    "state proof: storage proof {index} (slot 0x{a:02x}{b:02x}{c:02x}{d:02x}…): {error}"
+                )
             }
         }
     }
@@ -136,14 +244,23 @@ pub fn verify_state_proof<H: Hasher>(
     let expected = (!empty).then(|| alloy_rlp::encode(account));
     let nodes = to_bytes(&proof.account_proof);
     verify_proof(B256::from(state_root), Nibbles::unpack(keccak256(proof.address)), expected, &nodes)
-        .map_err(StateProofError::Account)?;
+        .map_err(|detail| StateProofError::Account {
+            error: TrieProofError::locate(&detail, &nodes),
+            detail: Box::new(detail),
+        })?;
 
     for (index, slot) in proof.storage.iter().enumerate() {
         let value = U256::from_be_bytes(slot.value);
         let expected = (!value.is_zero()).then(|| alloy_rlp::encode(value));
         let nodes = to_bytes(&slot.proof);
-        verify_proof(account.storage_root, Nibbles::unpack(keccak256(slot.key)), expected, &nodes)
-            .map_err(|error| StateProofError::Storage { index, error })?;
+        verify_proof(account.storage_root, Nibbles::unpack(keccak256(slot.key)), expected, &nodes).map_err(
+            |detail| StateProofError::Storage {
+                index,
+                key: slot.key,
+                error: TrieProofError::locate(&detail, &nodes),
+                detail: Box::new(detail),
+            },
+        )?;
     }
     Ok(commitment)
 }

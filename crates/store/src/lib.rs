@@ -136,6 +136,9 @@ pub struct NewProgram {
     pub owner: Option<String>,
     /// the size its volume is formatted with, in bytes; kept only by the first deploy
     pub volume_size: u64,
+    /// where its finished tasks are POSTed when a request names no URL; kept only by the first
+    /// deploy
+    pub callback_url: Option<String>,
 }
 
 /// A stored program, without its artifacts.
@@ -157,6 +160,9 @@ pub struct ProgramInfo {
     /// chosen at deploy; the service's default applies)
     #[serde(default)]
     pub volume_size: Option<u64>,
+    /// where its finished tasks are POSTed when their request names no URL
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// A task to enqueue.
@@ -174,6 +180,8 @@ pub struct NewTask {
     pub receipt_kind: String,
     /// the identity submitting it (`None` on an open service)
     pub submitter: Option<String>,
+    /// where to POST the task when it finishes (`None`: the program's default, if any)
+    pub callback_url: Option<String>,
 }
 
 /// An `Idempotency-Key` with a hash of the request it came with.
@@ -253,6 +261,49 @@ pub struct TaskRecord {
     pub submitter: Option<String>,
     /// segments proven and their total, as its prover last reported them
     pub progress: Option<(u64, u64)>,
+    /// where the task is POSTed when it finishes (its request's URL or its program's default)
+    pub callback_url: Option<String>,
+    /// its webhook delivery once it finished: `pending`, `delivered` or `abandoned`
+    pub callback_state: Option<String>,
+    /// its webhook delivery attempts, oldest first
+    pub callbacks: Vec<CallbackAttempt>,
+}
+
+/// One attempt to POST a finished task to its callback URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackAttempt {
+    /// unix ms the attempt ended
+    pub at: i64,
+    /// the receiver's HTTP status (`None`: no answer)
+    pub status: Option<u16>,
+    /// why it did not count as delivered (`None`: delivered)
+    pub error: Option<String>,
+}
+
+/// A webhook delivery due now, leased to one sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueWebhook {
+    /// the finished task, also the delivery's id
+    pub task_id: String,
+    /// its program (whose secret signs the delivery)
+    pub program_id: String,
+    /// where to POST it
+    pub url: String,
+    /// attempts made so far
+    pub attempts: u32,
+    /// unix ms the task finished (the delivery was enqueued)
+    pub created_at: i64,
+}
+
+/// What became of a webhook delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookVerdict {
+    /// the receiver took it (2xx): done
+    Delivered,
+    /// try again after this long
+    Retry(Duration),
+    /// stop trying (out of time, or a URL that can never work)
+    Abandon,
 }
 
 /// Fields a stage transition of a runner sets, besides the status. (Receipt, journal and
@@ -701,6 +752,26 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()>;
     /// Whether the node with this hash is stored.
     async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool>;
+    /// Sets a program's webhook secret unless it has one; returns whether it was set (a program
+    /// deployed before webhooks existed gets one on its next deploy).
+    async fn claim_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool>;
+    /// A program's webhook secret.
+    async fn webhook_secret(&self, program_id: &str) -> Result<Option<String>>;
+    /// Leases to `owner` for `lease` up to `limit` pending webhook deliveries whose next attempt
+    /// is due (the store's clock), oldest due first. A delivery whose lease expired (its sender
+    /// died) is due again.
+    async fn due_webhooks(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<DueWebhook>>;
+    /// Records an attempt of `owner`'s leased delivery of `task_id` (at the store's clock: the
+    /// receiver's `status`, if it answered, and the `error`, if it did not count) and what follows
+    /// it, ending the lease; returns false (and records nothing) if the lease was lost meanwhile.
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        owner: &str,
+        status: Option<u16>,
+        error: Option<String>,
+        verdict: WebhookVerdict,
+    ) -> Result<bool>;
 }
 
 /// Milliseconds since the Unix epoch.

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use crate::sql::{args, Backend, Mode, Row, Tx};
 use crate::{
-    Admission, AttemptOutcome, CancelOutcome, Idempotency, Inserted, LeaseRules, Leased, NewBlock,
-    NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome, Result, SmtUpdate,
-    StageUpdate, StatusCounts, Store, StoreError, TaskEvent, TaskRecord, TaskStatus, VolumeHead, VolumeWrite,
-    WalkError, WorkerRecord, LIFETIME_EXCEEDED, MAX_BLOCKS_PER_READ, VOLUME_VERSIONS_KEPT,
+    Admission, AttemptOutcome, CallbackAttempt, CancelOutcome, DueWebhook, Idempotency, Inserted, LeaseRules,
+    Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome,
+    Result, SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, TaskEvent, TaskRecord, TaskStatus,
+    VolumeHead, VolumeWrite, WalkError, WebhookVerdict, WorkerRecord, LIFETIME_EXCEEDED, MAX_BLOCKS_PER_READ,
+    VOLUME_VERSIONS_KEPT,
 };
 
 /// SQL predicate on a `prover_leases` row: the worker failed it (not a restart of
@@ -19,7 +20,7 @@ const WORKER_FAILED: &str = "(outcome IN ('failed', 'invalid') OR (outcome = 'ex
 /// The columns a [`TaskRecord`] is read from, in the order its row reader expects.
 const TASK_COLUMNS: &str = "id, program_id, args, root, receipt_kind, status, attempts, \
     error_code, error_message, created_at, updated_at, input, receipt, journal, logs, result, \
-    user_cycles, lease_owner, claims, expected_journal, submitter, progress_done, progress_total";
+    user_cycles, lease_owner, claims, expected_journal, submitter, progress_done, progress_total, callback_url";
 
 /// SQL predicate on a `prover_leases` row: the lease counts as a proving attempt.
 /// A lease ended by a restart of the service (`reason = 'service restarted'`) counts against the
@@ -119,6 +120,12 @@ async fn read_task(tx: &mut dyn Tx, id: &str) -> Result<Option<TaskRecord>> {
     let Some(mut r) = tx.opt(&sql, args![id]).await? else { return Ok(None) };
     let error_code: Option<String> = r.take(7)?;
     let error_message: Option<String> = r.take(8)?;
+    let callback_url: Option<String> = r.take(23)?;
+    // Only tasks with a URL have a delivery: the rest pay no extra query.
+    let (callback_state, callbacks) = match callback_url {
+        Some(_) => read_callbacks(tx, id).await?,
+        None => (None, Vec::new()),
+    };
     Ok(Some(TaskRecord {
         id: r.take(0)?,
         program_id: r.take(1)?,
@@ -142,7 +149,25 @@ async fn read_task(tx: &mut dyn Tx, id: &str) -> Result<Option<TaskRecord>> {
         expected_journal: r.take(19)?,
         submitter: r.take(20)?,
         progress: r.take::<Option<u64>>(21)?.zip(r.take::<Option<u64>>(22)?),
+        callback_url,
+        callback_state,
+        callbacks,
     }))
+}
+
+/// A task's webhook delivery state (once it finished) and its attempts, oldest first.
+async fn read_callbacks(tx: &mut dyn Tx, id: &str) -> Result<(Option<String>, Vec<CallbackAttempt>)> {
+    let state = tx.first("SELECT state FROM webhook_deliveries WHERE task_id = $1", args![id]).await?;
+    let sql = "SELECT at, status, error FROM webhook_attempts WHERE task_id = $1 ORDER BY seq";
+    let attempts = tx.query(sql, args![id]).await?.into_iter().map(|mut r| {
+        let status: Option<i64> = r.take(1)?;
+        Ok(CallbackAttempt {
+            at: r.take(0)?,
+            status: status.and_then(|s| u16::try_from(s).ok()),
+            error: r.take(2)?,
+        })
+    });
+    Ok((state, attempts.collect::<Result<_>>()?))
 }
 
 /// A task that must exist (it was just written or locked).
@@ -202,9 +227,18 @@ async fn may_report(tx: &mut dyn Tx, task_id: &str, lease_id: &str) -> Result<Re
     Ok(Ok(()))
 }
 
+/// Records a status change. A task that finished with a callback URL gets its webhook delivery
+/// in the outbox in the same transaction: it is durable exactly when the end is.
 async fn insert_event(tx: &mut dyn Tx, task_id: &str, status: &str, at: i64) -> Result<()> {
     let sql = "INSERT INTO task_events (task_id, status, at) VALUES ($1, $2, $3)";
-    tx.execute(sql, args![task_id, status, at]).await.map(drop)
+    tx.execute(sql, args![task_id, status, at]).await?;
+    if matches!(status, "done" | "failed" | "cancelled") {
+        let sql = "INSERT INTO webhook_deliveries (task_id, program_id, url, created_at, next_attempt_at) \
+                   SELECT id, program_id, callback_url, $2, $2 FROM tasks WHERE id = $1 AND callback_url IS NOT NULL \
+                   ON CONFLICT (task_id) DO NOTHING";
+        tx.execute(sql, args![task_id, at]).await?;
+    }
+    Ok(())
 }
 
 /// Fails a proving task (row locked by the caller) whose attempts are used up, listing them.
@@ -299,10 +333,11 @@ impl<B: Backend> Store for B {
     async fn put_program(&self, p: NewProgram) -> Result<bool> {
         tx!(self, Write, |tx; p| {
             let now = tx.now().await?;
-            let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner, volume_size) \
-                       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+            let sql = "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner, volume_size, \
+                       callback_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
             let size = to_i64(p.volume_size, "volume size")?;
-            let args = args![&p.id, &p.image_id, &p.controller, &p.circuit, now, p.owner.as_deref(), size];
+            let (owner, url) = (p.owner.as_deref(), p.callback_url.as_deref());
+            let args = args![&p.id, &p.image_id, &p.controller, &p.circuit, now, owner, size, url];
             if tx.execute(sql, args).await? == 1 {
                 return Ok(true);
             }
@@ -319,7 +354,7 @@ impl<B: Backend> Store for B {
         tx!(self, Read, |tx, id| {
             let sql =
                 "SELECT id, image_id, CAST(length(controller) AS BIGINT), CAST(length(circuit) AS BIGINT), \
-                       created_at, owner, volume_size FROM programs WHERE id = $1";
+                       created_at, owner, volume_size, callback_url FROM programs WHERE id = $1";
             let Some(mut r) = tx.opt(sql, args![&id]).await? else { return Ok(None) };
             Ok(Some(ProgramInfo {
                 id: r.take(0)?,
@@ -329,6 +364,7 @@ impl<B: Backend> Store for B {
                 created_at: r.take(4)?,
                 owner: r.take(5)?,
                 volume_size: r.take(6)?,
+                callback_url: r.take(7)?,
             }))
         })
     }
@@ -367,10 +403,11 @@ impl<B: Backend> Store for B {
                 }
             }
             let sql = "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, \
-                       submitter) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7)";
-            let submitter = t.submitter.as_deref();
-            tx.execute(sql, args![&t.id, &t.program_id, &t.args, &t.root, &t.receipt_kind, now, submitter])
-                .await?;
+                       submitter, callback_url) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, \
+                       COALESCE($8, (SELECT callback_url FROM programs WHERE id = $2)))";
+            let (submitter, url) = (t.submitter.as_deref(), t.callback_url.as_deref());
+            let args = args![&t.id, &t.program_id, &t.args, &t.root, &t.receipt_kind, now, submitter, url];
+            tx.execute(sql, args).await?;
             insert_event(tx, &t.id, "queued", now).await?;
             if let Some(key) = &idempotency {
                 let sql =
@@ -427,7 +464,11 @@ impl<B: Backend> Store for B {
             // In-process provers died with the previous process; remote workers' leases stand.
             let sql = "UPDATE prover_leases SET outcome = 'expired', reason = 'service restarted' \
                        WHERE outcome IS NULL AND worker LIKE 'local-%'";
-            Ok(tasks + tx.execute(sql, &[]).await?)
+            let provers = tx.execute(sql, &[]).await?;
+            // Webhook senders died with it too: their deliveries are due again at once.
+            let sql = "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL \
+                       WHERE lease_owner IS NOT NULL";
+            Ok(tasks + provers + tx.execute(sql, &[]).await?)
         })
     }
 
@@ -960,5 +1001,84 @@ impl<B: Backend> Store for B {
             .opt("SELECT 1 FROM smt_nodes WHERE hash = $1", args![&hash])
             .await?
             .is_some()))
+    }
+
+    async fn claim_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool> {
+        tx!(self, Write, |tx, program_id, secret| {
+            let sql = "UPDATE programs SET webhook_secret = $1 WHERE id = $2 AND webhook_secret IS NULL";
+            Ok(tx.execute(sql, args![&secret, &program_id]).await? == 1)
+        })
+    }
+
+    async fn webhook_secret(&self, program_id: &str) -> Result<Option<String>> {
+        tx!(self, Read, |tx, program_id| {
+            let sql = "SELECT webhook_secret FROM programs WHERE id = $1";
+            Ok(tx.first::<Option<String>>(sql, args![&program_id]).await?.flatten())
+        })
+    }
+
+    async fn due_webhooks(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<DueWebhook>> {
+        // Most polls find nothing: a read says so without taking the write lock.
+        let any = tx!(self, Read, |tx| {
+            let now = tx.now().await?;
+            let sql = "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+                       AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1";
+            Ok(tx.opt(sql, args![now]).await?.is_some())
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        tx!(self, Write, |tx, owner| {
+            let now = tx.now().await?;
+            let sql = "SELECT task_id, program_id, url, attempts, created_at FROM webhook_deliveries \
+                       WHERE state = 'pending' AND next_attempt_at <= $1 \
+                         AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+                       ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut due = Vec::new();
+            for mut r in tx.query(sql, args![now, limit]).await? {
+                let d = DueWebhook {
+                    task_id: r.take(0)?,
+                    program_id: r.take(1)?,
+                    url: r.take(2)?,
+                    attempts: r.take(3)?,
+                    created_at: r.take(4)?,
+                };
+                let sql = "UPDATE webhook_deliveries SET lease_owner = $1, lease_expires_at = $2 WHERE task_id = $3";
+                tx.execute(sql, args![&owner, now.saturating_add(lease_ms(lease)), &d.task_id]).await?;
+                due.push(d);
+            }
+            Ok(due)
+        })
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        task_id: &str,
+        owner: &str,
+        status: Option<u16>,
+        error: Option<String>,
+        verdict: WebhookVerdict,
+    ) -> Result<bool> {
+        tx!(self, Write, |tx, task_id, owner, error| {
+            let now = tx.now().await?;
+            let sql = "SELECT attempts FROM webhook_deliveries \
+                       WHERE task_id = $1 AND lease_owner = $2 AND state = 'pending' FOR UPDATE";
+            if tx.first::<i64>(sql, args![&task_id, &owner]).await?.is_none() {
+                return Ok(false);
+            }
+            let sql = "INSERT INTO webhook_attempts (task_id, at, status, error) VALUES ($1, $2, $3, $4)";
+            tx.execute(sql, args![&task_id, now, status.map(i64::from), error.as_deref()]).await?;
+            let (state, next) = match verdict {
+                WebhookVerdict::Delivered => ("delivered", now),
+                WebhookVerdict::Retry(after) => ("pending", now.saturating_add(lease_ms(after))),
+                WebhookVerdict::Abandon => ("abandoned", now),
+            };
+            let sql =
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
+                       lease_owner = NULL, lease_expires_at = NULL WHERE task_id = $3";
+            tx.execute(sql, args![state, next, &task_id]).await?;
+            Ok(true)
+        })
     }
 }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/07_volume_blocks.sql"),
     include_str!("../migrations/postgres/08_drop_volume_images.sql"),
     include_str!("../migrations/postgres/09_progress.sql"),
+    include_str!("../migrations/postgres/10_webhooks.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/13_volume_blocks.sql"),
     include_str!("../migrations/sqlite/14_drop_volume_images.sql"),
     include_str!("../migrations/sqlite/15_progress.sql"),
+    include_str!("../migrations/sqlite/16_webhooks.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

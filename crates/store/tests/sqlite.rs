@@ -12,6 +12,7 @@ fn program(id: &str) -> NewProgram {
         circuit: vec![4, 5],
         owner: None,
         volume_size: 4 << 20,
+        callback_url: None,
     }
 }
 
@@ -23,6 +24,7 @@ fn task(id: &str) -> NewTask {
         root: [0; 32],
         receipt_kind: "composite".into(),
         submitter: None,
+        callback_url: None,
     }
 }
 

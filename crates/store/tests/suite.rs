@@ -12,6 +12,7 @@ use std::time::Duration;
 use zkcoproc_store::{
     Admission, AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask,
     PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
+    WebhookVerdict,
 };
 
 fn sqlite() -> Arc<dyn Store> {
@@ -105,6 +106,7 @@ both!(
     progress_is_recorded_for_the_open_lease_only,
     leases_end_at_their_maximum_lifetime,
     light_client_state_moves_by_version_and_blocks_keep_their_admission,
+    webhooks_are_enqueued_with_the_end_and_leased_to_one_sender,
 );
 
 /// A lease lifetime no test reaches.
@@ -122,6 +124,7 @@ fn program(id: &str) -> NewProgram {
         circuit: vec![4, 5],
         owner: None,
         volume_size: 4 << 20,
+        callback_url: None,
     }
 }
 
@@ -133,6 +136,7 @@ fn task(id: &str) -> NewTask {
         root: [0; 32],
         receipt_kind: "composite".into(),
         submitter: None,
+        callback_url: None,
     }
 }
 
@@ -961,4 +965,85 @@ async fn a_volume_lock_is_held_across_stores_until_dropped() {
     drop(held);
     // SQLite: one process owns the database, no store lock.
     assert!(sqlite().volume_lock("p").await.expect("lock").is_none());
+}
+
+async fn webhooks_are_enqueued_with_the_end_and_leased_to_one_sender(s: &Arc<dyn Store>) {
+    const LEASE: Duration = Duration::from_secs(60);
+    let p = NewProgram { callback_url: Some("http://p.example/hook".into()), ..program("p") };
+    s.put_program(p).await.expect("put");
+    s.put_program(program("q")).await.expect("put q");
+    // The secret is set once; a later claim changes nothing.
+    assert!(s.claim_webhook_secret("p", "first").await.expect("claim"));
+    assert!(!s.claim_webhook_secret("p", "second").await.expect("claim again"));
+    assert_eq!(s.webhook_secret("p").await.expect("secret").as_deref(), Some("first"));
+    assert_eq!(s.webhook_secret("q").await.expect("secret"), None);
+    let info = s.program("p").await.expect("get").expect("p");
+    assert_eq!(info.callback_url.as_deref(), Some("http://p.example/hook"));
+    // A task takes its request's URL, else its program's; a program without one gives none.
+    s.insert_task(task("a"), None).await.expect("a");
+    let own = NewTask { callback_url: Some("http://t.example/".into()), ..task("b") };
+    s.insert_task(own, None).await.expect("b");
+    s.insert_task(NewTask { program_id: "q".into(), ..task("c") }, None).await.expect("c");
+    let urls = |t: Option<zkcoproc_store::TaskRecord>| t.expect("task").callback_url;
+    assert_eq!(urls(s.task("a").await.expect("a")).as_deref(), Some("http://p.example/hook"));
+    assert_eq!(urls(s.task("b").await.expect("b")).as_deref(), Some("http://t.example/"));
+    assert_eq!(urls(s.task("c").await.expect("c")), None);
+    // Nothing is due before a task ends; its end enqueues it (with the end's transaction).
+    assert!(s.due_webhooks("w1", LEASE, 10).await.expect("due").is_empty());
+    for id in ["a", "b", "c"] {
+        s.cancel(id).await.expect("cancel");
+    }
+    let mut due = s.due_webhooks("w1", LEASE, 10).await.expect("due");
+    due.sort_by(|x, y| x.task_id.cmp(&y.task_id));
+    let got: Vec<_> = due.iter().map(|d| (d.task_id.as_str(), d.url.as_str(), d.attempts)).collect();
+    assert_eq!(got, vec![("a", "http://p.example/hook", 0), ("b", "http://t.example/", 0)]);
+    assert!(due.iter().all(|d| d.program_id == "p"));
+    // Leased: another sender gets nothing, and cannot record an attempt.
+    assert!(s.due_webhooks("w2", LEASE, 10).await.expect("due").is_empty());
+    assert!(!s
+        .record_webhook_attempt("a", "w2", Some(200), None, WebhookVerdict::Delivered)
+        .await
+        .expect("rec"));
+    let failed = Some("the receiver answered 500".to_owned());
+    let retry = WebhookVerdict::Retry(Duration::ZERO);
+    assert!(s.record_webhook_attempt("a", "w1", Some(500), failed, retry).await.expect("record"));
+    assert!(s
+        .record_webhook_attempt("b", "w1", Some(204), None, WebhookVerdict::Delivered)
+        .await
+        .expect("rec"));
+    // Recorded once: the lease ended with the attempt.
+    assert!(!s
+        .record_webhook_attempt("b", "w1", Some(204), None, WebhookVerdict::Delivered)
+        .await
+        .expect("rec"));
+    // The failed one is due again (to whoever asks), the delivered one never.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let due = s.due_webhooks("w2", Duration::ZERO, 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| (d.task_id.as_str(), d.attempts)).collect::<Vec<_>>(), vec![("a", 1)]);
+    // A sender that dies loses its lease when it expires: the delivery is due again.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let due = s.due_webhooks("w3", LEASE, 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| d.task_id.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    assert!(!s.record_webhook_attempt("a", "w2", None, None, WebhookVerdict::Delivered).await.expect("rec"));
+    let timeout = Some("operation timed out".to_owned());
+    assert!(s.record_webhook_attempt("a", "w3", None, timeout, WebhookVerdict::Abandon).await.expect("rec"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(s.due_webhooks("w4", LEASE, 10).await.expect("due").is_empty());
+    // The tasks show their deliveries.
+    let a = s.task("a").await.expect("a").expect("a");
+    assert_eq!(a.callback_state.as_deref(), Some("abandoned"));
+    let attempts: Vec<_> = a.callbacks.iter().map(|c| (c.status, c.error.as_deref())).collect();
+    assert_eq!(
+        attempts,
+        vec![(Some(500), Some("the receiver answered 500")), (None, Some("operation timed out"))]
+    );
+    assert!(a.callbacks[0].at <= a.callbacks[1].at);
+    let b = s.task("b").await.expect("b").expect("b");
+    assert_eq!(b.callback_state.as_deref(), Some("delivered"));
+    assert_eq!(
+        b.callbacks.iter().map(|c| (c.status, c.error.clone())).collect::<Vec<_>>(),
+        vec![(Some(204), None)]
+    );
+    let c = s.task("c").await.expect("c").expect("c");
+    assert_eq!((c.callback_state, c.callbacks.len()), (None, 0));
 }

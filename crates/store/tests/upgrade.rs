@@ -161,6 +161,7 @@ async fn carries_on(s: &dyn Store) {
         root: [0; 32],
         receipt_kind: "composite".into(),
         submitter: Some("alice".into()),
+        callback_url: None,
     };
     let key = Idempotency { key: "alice\nk1".into(), request_hash: "h".into() };
     let inserted = s.insert_task(again, Some(key)).await.expect("idempotent insert");

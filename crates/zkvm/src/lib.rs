@@ -302,17 +302,47 @@ pub trait Prover: Send + Sync + fmt::Debug {
     }
 }
 
-fn executor_env(input: &[u8], max_cycles: u64) -> Result<ExecutorEnv<'static>, ZkvmError> {
+/// Most bytes of a guest's standard error [`execute_logged`] keeps.
+pub const MAX_GUEST_LOG: usize = 16 << 10;
+
+/// A guest's standard error, kept up to [`MAX_GUEST_LOG`] bytes (the rest is dropped).
+#[derive(Clone, Debug, Default)]
+struct GuestLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for GuestLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            let room = MAX_GUEST_LOG.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..buf.len().min(room)]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl GuestLog {
+    fn text(&self) -> String {
+        self.0.lock().map(|kept| String::from_utf8_lossy(&kept).into_owned()).unwrap_or_default()
+    }
+}
+
+fn executor_env(
+    input: &[u8],
+    max_cycles: u64,
+    log: Option<GuestLog>,
+) -> Result<ExecutorEnv<'static>, ZkvmError> {
     let len = u32::try_from(input.len())
         .map_err(|_| ZkvmError::GuestFailed("circuit input larger than 4 GiB".into()))?;
-    ExecutorEnv::builder()
-        .write_slice(&[len])
-        .write_slice(input)
-        .session_limit(Some(max_cycles))
-        .stdout(std::io::sink())
-        .stderr(std::io::sink())
-        .build()
-        .map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))
+    let mut env = ExecutorEnv::builder();
+    env.write_slice(&[len]).write_slice(input).session_limit(Some(max_cycles)).stdout(std::io::sink());
+    match log {
+        Some(log) => env.stderr(log),
+        None => env.stderr(std::io::sink()),
+    };
+    env.build().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))
 }
 
 fn guest_error(e: &anyhow::Error) -> ZkvmError {
@@ -363,7 +393,7 @@ impl Prover for CpuProver {
         control: &Cancel,
     ) -> Result<Proved, ZkvmError> {
         let start = Instant::now();
-        let env = executor_env(input, self.max_cycles)?;
+        let env = executor_env(input, self.max_cycles, None)?;
         // Explicitly not dev mode, whatever RISC0_DEV_MODE says.
         let opts = ProverOpts::composite().with_dev_mode(false);
         let server = get_prover_server(&opts).map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
@@ -424,8 +454,9 @@ fn run_session(
     image: &CircuitImage,
     input: &[u8],
     max_cycles: u64,
+    log: Option<GuestLog>,
 ) -> Result<(risc0_zkvm::Session, usize), ZkvmError> {
-    let env = executor_env(input, max_cycles)?;
+    let env = executor_env(input, max_cycles, log)?;
     let mut exec = ExecutorImpl::new(env, (*image.memory).clone())
         .map_err(|e| ZkvmError::InvalidCircuit(format!("{e:#}")))?;
     let mut segments = 0usize;
@@ -444,9 +475,25 @@ fn run_session(
 /// Executes the circuit on `input` (no proof) and returns its journal: the service's preflight,
 /// which also binds every later receipt to this exact input.
 pub fn execute(image: &CircuitImage, input: &[u8], max_cycles: u64) -> Result<Executed, ZkvmError> {
-    let (session, segments) = run_session(image, input, max_cycles)?;
+    let (session, segments) = run_session(image, input, max_cycles, None)?;
     let user_cycles = session.user_cycles;
     Ok(Executed { journal: session.journal.map(|j| j.bytes).unwrap_or_default(), user_cycles, segments })
+}
+
+/// [`execute`], also returning what the guest wrote to standard error (at most
+/// [`MAX_GUEST_LOG`] bytes; the guest SDK writes the detail of a rejected witness there).
+pub fn execute_logged(
+    image: &CircuitImage,
+    input: &[u8],
+    max_cycles: u64,
+) -> (Result<Executed, ZkvmError>, String) {
+    let log = GuestLog::default();
+    let run = run_session(image, input, max_cycles, Some(log.clone())).map(|(session, segments)| Executed {
+        user_cycles: session.user_cycles,
+        journal: session.journal.map(|j| j.bytes).unwrap_or_default(),
+        segments,
+    });
+    (run, log.text())
 }
 
 /// Dev backend: executes the guest for real and returns a receipt marked fake.
@@ -485,7 +532,7 @@ impl Prover for DevProver {
         control: &Cancel,
     ) -> Result<Proved, ZkvmError> {
         let start = Instant::now();
-        let (session, segments) = run_session(image, input, self.max_cycles)?;
+        let (session, segments) = run_session(image, input, self.max_cycles, None)?;
         control.report(0, segments as u64);
         let claim = session.claim().map_err(|e| ZkvmError::ProverFailed(format!("{e:#}")))?;
         let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
