@@ -31,6 +31,21 @@ if ! "$NPM_DIR/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "Version
         "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >&2
 fi
 
+# A real browser for the console test: Debian's Chromium, driven through npm's playwright-core
+# (which never downloads a browser of its own).
+PLAYWRIGHT_VERSION=1.65.1
+if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing chromium (apt)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+fi
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" "$NPM_DIR/node_modules/playwright-core/package.json"; then
+    echo "== installing playwright-core $PLAYWRIGHT_VERSION (npm)" >&2
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_VERSION" >&2
+fi
+export ZKCOPROC_REQUIRE_BROWSER=1
+
 # A real PostgreSQL server (Debian's package) for the store suite on PostgreSQL and the replica
 # test: a throwaway cluster on a loopback port, stopped and deleted when the tests end.
 source "$REPO/scripts/postgres.sh"

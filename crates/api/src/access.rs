@@ -202,6 +202,11 @@ impl Access {
         Access::new(None, &Quotas::default())
     }
 
+    /// Whether callers need an API key.
+    pub(crate) fn keyed(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// Takes a submit token for `caller`; 429 `rate_limited` with `Retry-After` when its bucket
     /// is empty.
     pub(crate) fn submit_token(&self, caller: &Caller) -> Result<(), ApiError> {

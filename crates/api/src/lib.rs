@@ -11,8 +11,10 @@
 //! Start from [`router`].
 
 pub mod access;
+mod console;
 mod domains;
 mod error;
+mod lists;
 pub mod openapi;
 pub mod server;
 mod views;
@@ -88,10 +90,17 @@ pub fn router(
         .route("/v1/worker/circuits/{image_id}", get(worker::circuit))
         .route("/v1/worker/tasks/{id}/heartbeat", post(worker::heartbeat))
         .route("/v1/worker/tasks/{id}/result", post(worker::result))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/style.css", get(console::style))
+        .route("/v1/identity", get(lists::identity))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics))
-        .route("/v1/programs", post(deploy))
+        .route("/v1/programs", post(deploy).get(lists::programs))
+        .route("/v1/tasks", get(lists::tasks))
+        .route("/v1/events", get(lists::events))
+        .route("/v1/workers", get(lists::workers))
         .route("/v1/programs/{id}", get(program))
         .route("/v1/programs/{id}/witnesses", post(witnesses))
         .route("/v1/programs/{id}/fs", get(fs_list))
@@ -558,8 +567,8 @@ async fn input(
 /// then live), in order, and while proving a `progress` event each time the prover reports
 /// (`{stage, done, total}`); the stream ends after a terminal status.
 #[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "tasks", params(("id" = String, Path, description = "task id (UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
-    responses((status = 200, description = "Server-Sent Events, one `status` event per stage change, `progress` events while proving", body = String,
-        content_type = "text/event-stream"), crate::openapi::Errors))]
+    responses((status = 200, description = "Server-Sent Events, one `status` event per stage change, `progress` events while proving",
+        body = openapi::SseEventView, content_type = "text/event-stream"), crate::openapi::Errors))]
 async fn events(
     State(c): State<AppState>,
     axum::Extension(access): axum::Extension<Arc<Access>>,

@@ -73,6 +73,16 @@ pub(crate) enum AuthErrors {
     Forbidden(ErrorBody),
 }
 
+/// One server-sent event of an event stream, as a client parses it.
+#[allow(dead_code)] // a description for the document, never built
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SseEventView {
+    /// the event's name (`status`, `progress`, `task`)
+    pub(crate) event: String,
+    /// its JSON payload, as text
+    pub(crate) data: String,
+}
+
 /// `POST /v1/programs`.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct DeployedView {
@@ -207,6 +217,11 @@ pub(crate) struct VerifyView {
         crate::input,
         crate::events,
         crate::verify,
+        crate::lists::identity,
+        crate::lists::programs,
+        crate::lists::tasks,
+        crate::lists::events,
+        crate::lists::workers,
         crate::domains::root,
         crate::domains::root_info,
         crate::domains::light_client,
@@ -227,7 +242,8 @@ pub(crate) struct VerifyView {
         ProgramView,
         HealthView,
         DryRunView,
-        VerifyView
+        VerifyView,
+        SseEventView
     ))
 )]
 struct ApiDoc;

@@ -592,6 +592,72 @@ pub struct NewBlock {
     pub admission: Admission,
 }
 
+/// A program as a listing shows it: its metadata, its tasks by status and its volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSummary {
+    /// the program
+    pub info: ProgramInfo,
+    /// its tasks by status (statuses without tasks left out)
+    pub tasks: StatusCounts,
+    /// its volume's version and size, once written
+    pub volume: Option<VolumeHead>,
+    /// the non-zero blocks its volume's newest version keeps in the store
+    pub volume_blocks: u64,
+}
+
+/// Which tasks a listing shows, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// only tasks in this status
+    pub status: Option<TaskStatus>,
+    /// only tasks of this program
+    pub program_id: Option<String>,
+    /// only tasks this identity submitted or whose program it owns (`None`: every task)
+    pub visible_to: Option<String>,
+    /// only tasks listed after this one (its `seq`), for the next page
+    pub before: Option<i64>,
+}
+
+/// A task as a listing shows it, without its payloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// its place in submission order (for paging)
+    pub seq: i64,
+    /// task id
+    pub id: String,
+    /// program id
+    pub program_id: String,
+    /// current status
+    pub status: TaskStatus,
+    /// unix ms created
+    pub created_at: i64,
+    /// unix ms of the last update
+    pub updated_at: i64,
+    /// who submitted it
+    pub submitter: Option<String>,
+    /// its error code, when failed
+    pub error_code: Option<String>,
+}
+
+/// A status change of some task, from the store-wide event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskChange {
+    /// the event's store-wide sequence number
+    pub seq: i64,
+    /// the task
+    pub task_id: String,
+    /// its program
+    pub program_id: String,
+    /// the status entered
+    pub status: TaskStatus,
+    /// unix ms
+    pub at: i64,
+    /// who submitted the task
+    pub submitter: Option<String>,
+    /// who owns its program
+    pub owner: Option<String>,
+}
+
 /// Persistence for zkcoproc. Every method is atomic.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -752,6 +818,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn put_smt_nodes(&self, nodes: Vec<([u8; 32], Vec<u8>)>) -> Result<()>;
     /// Whether the node with this hash is stored.
     async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool>;
+    /// Up to `limit` programs, newest first, with their task counts and volume use; only those
+    /// `owner` owns when it is named.
+    async fn list_programs(&self, owner: Option<&str>, limit: usize) -> Result<Vec<ProgramSummary>>;
+    /// Up to `limit` tasks matching `filter`, newest first.
+    async fn list_tasks(&self, filter: TaskFilter, limit: usize) -> Result<Vec<TaskSummary>>;
+    /// Up to `limit` status changes of any task after event `after_seq`, oldest first, and the
+    /// newest event's seq (0: none yet).
+    async fn task_changes(&self, after_seq: i64, limit: usize) -> Result<(Vec<TaskChange>, i64)>;
+    /// The `limit` most recently issued prover leases of any task, newest first.
+    async fn recent_leases(&self, limit: usize) -> Result<Vec<ProverAttempt>>;
     /// Sets a program's webhook secret unless it has one; returns whether it was set (a program
     /// deployed before webhooks existed gets one on its next deploy).
     async fn claim_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool>;

@@ -6,10 +6,10 @@ use std::time::Duration;
 use crate::sql::{args, Backend, Mode, Row, Tx};
 use crate::{
     Admission, AttemptOutcome, CallbackAttempt, CancelOutcome, DueWebhook, Idempotency, Inserted, LeaseRules,
-    Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProverAttempt, ProverLease, RenewOutcome,
-    Result, SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, TaskEvent, TaskRecord, TaskStatus,
-    VolumeHead, VolumeWrite, WalkError, WebhookVerdict, WorkerRecord, LIFETIME_EXCEEDED, MAX_BLOCKS_PER_READ,
-    VOLUME_VERSIONS_KEPT,
+    Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProgramSummary, ProverAttempt, ProverLease,
+    RenewOutcome, Result, SmtUpdate, StageUpdate, StatusCounts, Store, StoreError, TaskChange, TaskEvent,
+    TaskFilter, TaskRecord, TaskStatus, TaskSummary, VolumeHead, VolumeWrite, WalkError, WebhookVerdict,
+    WorkerRecord, LIFETIME_EXCEEDED, MAX_BLOCKS_PER_READ, VOLUME_VERSIONS_KEPT,
 };
 
 /// SQL predicate on a `prover_leases` row: the worker failed it (not a restart of
@@ -185,21 +185,26 @@ async fn read_events(tx: &mut dyn Tx, id: &str) -> Result<Vec<TaskEvent>> {
         .collect()
 }
 
+/// The columns a [`ProverAttempt`] is read from by [`attempt`].
+const ATTEMPT_COLUMNS: &str = "lease_id, task_id, worker, issued_at, expires_at, outcome, reason";
+
+fn attempt(mut r: Row) -> Result<ProverAttempt> {
+    Ok(ProverAttempt {
+        lease_id: r.take(0)?,
+        task_id: r.take(1)?,
+        worker: r.take(2)?,
+        issued_at: r.take(3)?,
+        expires_at: r.take(4)?,
+        outcome: r.take(5)?,
+        reason: r.take(6)?,
+    })
+}
+
 async fn read_attempts(tx: &mut dyn Tx, task_id: &str) -> Result<Vec<ProverAttempt>> {
-    let sql = "SELECT lease_id, task_id, worker, issued_at, expires_at, outcome, reason FROM prover_leases \
-               WHERE task_id = $1 ORDER BY issued_at, lease_id";
-    let attempt = |mut r: Row| {
-        Ok(ProverAttempt {
-            lease_id: r.take(0)?,
-            task_id: r.take(1)?,
-            worker: r.take(2)?,
-            issued_at: r.take(3)?,
-            expires_at: r.take(4)?,
-            outcome: r.take(5)?,
-            reason: r.take(6)?,
-        })
-    };
-    tx.query(sql, args![task_id]).await?.into_iter().map(attempt).collect()
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM prover_leases WHERE task_id = $1 ORDER BY issued_at, lease_id"
+    );
+    tx.query(&sql, args![task_id]).await?.into_iter().map(attempt).collect()
 }
 
 /// The status of a task, locking its row (PostgreSQL) until the transaction ends.
@@ -1001,6 +1006,105 @@ impl<B: Backend> Store for B {
             .opt("SELECT 1 FROM smt_nodes WHERE hash = $1", args![&hash])
             .await?
             .is_some()))
+    }
+
+    async fn list_programs(&self, owner: Option<&str>, limit: usize) -> Result<Vec<ProgramSummary>> {
+        let (owner, limit) = (owner.map(str::to_owned), i64::try_from(limit).unwrap_or(i64::MAX));
+        tx!(self, Read, |tx, owner| {
+            let sql = "SELECT p.id, p.image_id, CAST(length(p.controller) AS BIGINT), \
+                       CAST(length(p.circuit) AS BIGINT), p.created_at, p.owner, p.volume_size, p.callback_url, \
+                       v.version, v.size, (SELECT COUNT(*) FROM volume_blocks b WHERE b.program_id = p.id \
+                       AND b.superseded_by IS NULL AND length(b.data) > 0) \
+                       FROM programs p LEFT JOIN volumes v ON v.program_id = p.id \
+                       WHERE CAST($1 AS TEXT) IS NULL OR p.owner = $1 ORDER BY p.created_at DESC, p.id LIMIT $2";
+            let mut programs = Vec::new();
+            for mut r in tx.query(sql, args![owner.as_deref(), limit]).await? {
+                let info = ProgramInfo {
+                    id: r.take(0)?,
+                    image_id: r.take(1)?,
+                    controller_size: r.take(2)?,
+                    circuit_size: r.take(3)?,
+                    created_at: r.take(4)?,
+                    owner: r.take(5)?,
+                    volume_size: r.take(6)?,
+                    callback_url: r.take(7)?,
+                };
+                let head = r.take::<Option<u64>>(8)?.zip(r.take::<Option<u64>>(9)?);
+                let sql = "SELECT status, COUNT(*) FROM tasks WHERE program_id = $1 GROUP BY status";
+                let counts = tx.query(sql, args![&info.id]).await?.into_iter();
+                programs.push(ProgramSummary {
+                    tasks: counts
+                        .map(|mut c| Ok((status(&c.take::<String>(0)?)?, c.take(1)?)))
+                        .collect::<Result<_>>()?,
+                    volume: head.map(|(version, size)| VolumeHead { version, size }),
+                    volume_blocks: r.take(10)?,
+                    info,
+                });
+            }
+            Ok(programs)
+        })
+    }
+
+    async fn list_tasks(&self, filter: TaskFilter, limit: usize) -> Result<Vec<TaskSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx, filter| {
+            let wanted = filter.status.map(|s| s.as_str());
+            let sql = "SELECT t.seq, t.id, t.program_id, t.status, t.created_at, t.updated_at, t.submitter, \
+                       t.error_code FROM tasks t JOIN programs p ON p.id = t.program_id \
+                       WHERE (CAST($1 AS TEXT) IS NULL OR t.status = $1) AND (CAST($2 AS TEXT) IS NULL OR t.program_id = $2) \
+                       AND (CAST($3 AS TEXT) IS NULL OR t.submitter = $3 OR p.owner = $3) \
+                       AND (CAST($4 AS BIGINT) IS NULL OR t.seq < $4) \
+                       ORDER BY t.seq DESC LIMIT $5";
+            let args =
+                args![wanted, filter.program_id.as_ref(), filter.visible_to.as_ref(), filter.before, limit];
+            let rows = tx.query(sql, args).await?.into_iter().map(|mut r| {
+                Ok(TaskSummary {
+                    seq: r.take(0)?,
+                    id: r.take(1)?,
+                    program_id: r.take(2)?,
+                    status: status(&r.take::<String>(3)?)?,
+                    created_at: r.take(4)?,
+                    updated_at: r.take(5)?,
+                    submitter: r.take(6)?,
+                    error_code: r.take(7)?,
+                })
+            });
+            rows.collect()
+        })
+    }
+
+    async fn task_changes(&self, after_seq: i64, limit: usize) -> Result<(Vec<TaskChange>, i64)> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx| {
+            let sql = "SELECT e.seq, e.task_id, t.program_id, e.status, e.at, t.submitter, p.owner \
+                       FROM task_events e JOIN tasks t ON t.id = e.task_id JOIN programs p ON p.id = t.program_id \
+                       WHERE e.seq > $1 ORDER BY e.seq LIMIT $2";
+            let changes = tx.query(sql, args![after_seq, limit]).await?.into_iter().map(|mut r| {
+                Ok(TaskChange {
+                    seq: r.take(0)?,
+                    task_id: r.take(1)?,
+                    program_id: r.take(2)?,
+                    status: status(&r.take::<String>(3)?)?,
+                    at: r.take(4)?,
+                    submitter: r.take(5)?,
+                    owner: r.take(6)?,
+                })
+            });
+            let changes = changes.collect::<Result<Vec<_>>>()?;
+            let newest =
+                tx.scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM task_events", &[]).await?;
+            Ok((changes, newest))
+        })
+    }
+
+    async fn recent_leases(&self, limit: usize) -> Result<Vec<ProverAttempt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tx!(self, Read, |tx| {
+            let sql = format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM prover_leases ORDER BY issued_at DESC, lease_id LIMIT $1"
+            );
+            tx.query(&sql, args![limit]).await?.into_iter().map(attempt).collect()
+        })
     }
 
     async fn claim_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool> {

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/08_drop_volume_images.sql"),
     include_str!("../migrations/postgres/09_progress.sql"),
     include_str!("../migrations/postgres/10_webhooks.sql"),
+    include_str!("../migrations/postgres/11_task_lists.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

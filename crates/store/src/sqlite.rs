@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/14_drop_volume_images.sql"),
     include_str!("../migrations/sqlite/15_progress.sql"),
     include_str!("../migrations/sqlite/16_webhooks.sql"),
+    include_str!("../migrations/sqlite/17_task_lists.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use zkcoproc_store::{
     Admission, AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask,
-    PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskStatus, VolumeWrite,
-    WebhookVerdict,
+    PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskFilter, TaskStatus,
+    VolumeWrite, WebhookVerdict,
 };
 
 fn sqlite() -> Arc<dyn Store> {
@@ -107,6 +107,7 @@ both!(
     leases_end_at_their_maximum_lifetime,
     light_client_state_moves_by_version_and_blocks_keep_their_admission,
     webhooks_are_enqueued_with_the_end_and_leased_to_one_sender,
+    listings_show_what_an_identity_may_see_newest_first,
 );
 
 /// A lease lifetime no test reaches.
@@ -1046,4 +1047,80 @@ async fn webhooks_are_enqueued_with_the_end_and_leased_to_one_sender(s: &Arc<dyn
     );
     let c = s.task("c").await.expect("c").expect("c");
     assert_eq!((c.callback_state, c.callbacks.len()), (None, 0));
+}
+
+async fn listings_show_what_an_identity_may_see_newest_first(s: &Arc<dyn Store>) {
+    s.put_program(NewProgram { owner: Some("alice".into()), ..program("p") }).await.expect("p");
+    s.put_program(NewProgram { owner: Some("bob".into()), ..program("q") }).await.expect("q");
+    // Alice's program: bob submits one task; bob's program: carol submits one.
+    s.insert_task(NewTask { submitter: Some("bob".into()), ..task("t1") }, None).await.expect("t1");
+    let of_q = NewTask { program_id: "q".into(), submitter: Some("carol".into()), ..task("t2") };
+    s.insert_task(of_q, None).await.expect("t2");
+    s.insert_task(task("t3"), None).await.expect("t3");
+    s.cancel("t3").await.expect("cancel");
+    let ids = |tasks: Vec<zkcoproc_store::TaskSummary>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let list = |f: TaskFilter| async move { ids(s.list_tasks(f, 10).await.expect("list")) };
+    assert_eq!(list(TaskFilter::default()).await, ["t3", "t2", "t1"]);
+    let visible = |who: &str| TaskFilter { visible_to: Some(who.into()), ..Default::default() };
+    assert_eq!(list(visible("alice")).await, ["t3", "t1"], "alice owns p");
+    assert_eq!(list(visible("bob")).await, ["t2", "t1"], "bob owns q and submitted t1");
+    assert_eq!(list(visible("carol")).await, ["t2"]);
+    assert!(list(visible("mallory")).await.is_empty());
+    let cancelled = TaskFilter { status: Some(TaskStatus::Cancelled), ..Default::default() };
+    assert_eq!(list(cancelled).await, ["t3"]);
+    let of_q = TaskFilter { program_id: Some("q".into()), ..Default::default() };
+    assert_eq!(list(of_q).await, ["t2"]);
+    // Paging: the next page starts after the last row's seq.
+    let first = s.list_tasks(TaskFilter::default(), 2).await.expect("page 1");
+    let next = TaskFilter { before: first.last().map(|t| t.seq), ..Default::default() };
+    assert_eq!(list(next).await, ["t1"]);
+
+    // Programs, with their counts and volumes; an owner sees only its own.
+    let update = StageUpdate { volume: Some(volume_write(0, &[(1, 7), (2, 0)], &[])), ..Default::default() };
+    s.claim_next("r", Duration::from_secs(60)).await.expect("claim").expect("t1");
+    assert!(s.transition("t1", "r", TaskStatus::Queued, TaskStatus::Witnessing, update).await.expect("tx"));
+    let all = s.list_programs(None, 10).await.expect("programs");
+    let p = all.iter().find(|p| p.info.id == "p").expect("p listed");
+    assert_eq!(all.len(), 2);
+    let mut counts = p.tasks.clone();
+    counts.sort_by_key(|(st, _)| st.as_str());
+    assert_eq!(counts, vec![(TaskStatus::Cancelled, 1), (TaskStatus::Witnessing, 1)]);
+    assert_eq!(p.volume.map(|v| (v.version, v.size)), Some((1, 4 << 20)));
+    assert_eq!(p.volume_blocks, 1, "the zeroed block takes no space");
+    let bobs = s.list_programs(Some("bob"), 10).await.expect("bob's");
+    assert_eq!(bobs.iter().map(|p| p.info.id.as_str()).collect::<Vec<_>>(), ["q"]);
+    assert_eq!((bobs[0].volume, bobs[0].volume_blocks), (None, 0));
+
+    // The event log: every status change after a seq, with whom it concerns; the newest seq.
+    let (changes, newest) = s.task_changes(0, 100).await.expect("changes");
+    let seen: Vec<_> = changes.iter().map(|c| (c.task_id.as_str(), c.status)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("t1", TaskStatus::Queued),
+            ("t2", TaskStatus::Queued),
+            ("t3", TaskStatus::Queued),
+            ("t3", TaskStatus::Cancelled),
+            ("t1", TaskStatus::Witnessing),
+        ]
+    );
+    assert_eq!(newest, changes.last().expect("last").seq);
+    let t2 = &changes[1];
+    assert_eq!(
+        (t2.program_id.as_str(), t2.submitter.as_deref(), t2.owner.as_deref()),
+        ("q", Some("carol"), Some("bob"))
+    );
+    let (later, same) = s.task_changes(changes[3].seq, 100).await.expect("later");
+    assert_eq!((later.len(), same), (1, newest));
+    assert_eq!(s.task_changes(newest, 100).await.expect("none").0, vec![]);
+
+    // Prover leases of any task, newest first.
+    s.cancel("t2").await.expect("cancel t2"); // so that t4 is the task claimed next
+    proving(s.as_ref(), "t4").await;
+    s.lease_proving("w1", rules(Duration::from_secs(60), 3)).await.expect("lease").lease.expect("t4");
+    let leases = s.recent_leases(10).await.expect("leases");
+    assert_eq!(
+        leases.iter().map(|l| (l.task_id.as_str(), l.worker.as_str())).collect::<Vec<_>>(),
+        [("t4", "w1")]
+    );
 }
