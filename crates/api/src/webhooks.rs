@@ -259,10 +259,14 @@ impl Sender {
     async fn deliver(&self, due: DueWebhook) {
         let (status, error, verdict) = self.attempt(&due).await;
         match &error {
-            None => tracing::info!(task = %due.task_id, url = %due.url, "webhook delivered"),
-            Some(e) => {
-                tracing::warn!(task = %due.task_id, url = %due.url, error = %e, ?verdict, "webhook attempt failed")
+            // The URL without its query, which often carries the receiver's token.
+            None => {
+                tracing::info!(task = %due.task_id, url = %crate::views::shown_url(&due.url), "webhook delivered")
             }
+            Some(e) => tracing::warn!(
+                task = %due.task_id, url = %crate::views::shown_url(&due.url), error = %e, ?verdict,
+                "webhook attempt failed"
+            ),
         }
         let recorded =
             self.c.store().record_webhook_attempt(&due.task_id, &self.owner, status, error, verdict).await;
@@ -283,10 +287,20 @@ impl Sender {
             Err(e) => return give_up(e),
         };
         // Refused for good before anything is sent: a name of a non-public address.
+        // The look-up is bounded like the request: a resolver that hangs costs one attempt.
         if let Some(url::Host::Domain(host)) = url.host() {
-            if let Err(e) = resolve_public(host, self.config.allow_private).await {
-                let verdict = if e.permanent { WebhookVerdict::Abandon } else { self.retry(due).await };
-                return (None, Some(e.message), verdict);
+            let resolved =
+                tokio::time::timeout(self.config.timeout, resolve_public(host, self.config.allow_private));
+            match resolved.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let verdict = if e.permanent { WebhookVerdict::Abandon } else { self.retry(due).await };
+                    return (None, Some(e.message), verdict);
+                }
+                Err(_) => {
+                    let message = format!("resolving {host} took longer than {:?}", self.config.timeout);
+                    return (None, Some(message), self.retry(due).await);
+                }
             }
         }
         let body = match self.body(due).await {

@@ -475,7 +475,17 @@ fn run_session(
 /// Executes the circuit on `input` (no proof) and returns its journal: the service's preflight,
 /// which also binds every later receipt to this exact input.
 pub fn execute(image: &CircuitImage, input: &[u8], max_cycles: u64) -> Result<Executed, ZkvmError> {
-    let (session, segments) = run_session(image, input, max_cycles, None)?;
+    run_executed(image, input, max_cycles, None)
+}
+
+/// [`run_session`], kept as what the service needs of it.
+fn run_executed(
+    image: &CircuitImage,
+    input: &[u8],
+    max_cycles: u64,
+    log: Option<GuestLog>,
+) -> Result<Executed, ZkvmError> {
+    let (session, segments) = run_session(image, input, max_cycles, log)?;
     let user_cycles = session.user_cycles;
     Ok(Executed { journal: session.journal.map(|j| j.bytes).unwrap_or_default(), user_cycles, segments })
 }
@@ -488,11 +498,7 @@ pub fn execute_logged(
     max_cycles: u64,
 ) -> (Result<Executed, ZkvmError>, String) {
     let log = GuestLog::default();
-    let run = run_session(image, input, max_cycles, Some(log.clone())).map(|(session, segments)| Executed {
-        user_cycles: session.user_cycles,
-        journal: session.journal.map(|j| j.bytes).unwrap_or_default(),
-        segments,
-    });
+    let run = run_executed(image, input, max_cycles, Some(log.clone()));
     (run, log.text())
 }
 
