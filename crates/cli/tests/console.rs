@@ -21,6 +21,14 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
 }
 
+/// A dev-mode service with the identities of [`KEYS`].
+fn keyed_server(tmp: &Path) -> Server {
+    let keys = tmp.join("api.keys");
+    std::fs::write(&keys, KEYS).expect("keys");
+    Server::start(bin(), &tmp.join("data"), "dev", &["--api-keys-file", keys.to_str().expect("path")])
+        .expect("server")
+}
+
 fn screenshots() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -45,15 +53,7 @@ fn a_person_deploys_proves_watches_verifies_and_downloads_in_the_console() {
     }
     let app = hello_app();
     let tmp = tempfile::tempdir().expect("tmp");
-    let keys = tmp.path().join("api.keys");
-    std::fs::write(&keys, KEYS).expect("keys");
-    let server = Server::start(
-        bin(),
-        &tmp.path().join("data"),
-        "dev",
-        &["--api-keys-file", keys.to_str().expect("path")],
-    )
-    .expect("server");
+    let server = keyed_server(tmp.path());
     let out = screenshots();
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("screenshot dir");
@@ -136,15 +136,7 @@ fn a_person_deploys_proves_watches_verifies_and_downloads_in_the_console() {
 fn listings_show_each_identity_only_its_own() {
     let app = hello_app();
     let tmp = tempfile::tempdir().expect("tmp");
-    let keys = tmp.path().join("api.keys");
-    std::fs::write(&keys, KEYS).expect("keys");
-    let server = Server::start(
-        bin(),
-        &tmp.path().join("data"),
-        "dev",
-        &["--api-keys-file", keys.to_str().expect("path")],
-    )
-    .expect("server");
+    let server = keyed_server(tmp.path());
     let alice = Api::with_key(&server.url, "alice-console-token-0123456789");
     let bob = Api::with_key(&server.url, "bob-console-token-0123456789");
     let program = alice.deploy(app).expect("deploy");

@@ -185,6 +185,24 @@ async fn read_events(tx: &mut dyn Tx, id: &str) -> Result<Vec<TaskEvent>> {
         .collect()
 }
 
+/// The columns (of `programs p`) a [`ProgramInfo`] is read from by [`program_info`].
+const PROGRAM_COLUMNS: &str = "p.id, p.image_id, CAST(length(p.controller) AS BIGINT), \
+    CAST(length(p.circuit) AS BIGINT), p.created_at, p.owner, p.volume_size, p.callback_url";
+
+/// A program's metadata from the first columns of a row ([`PROGRAM_COLUMNS`]).
+fn program_info(r: &mut Row) -> Result<ProgramInfo> {
+    Ok(ProgramInfo {
+        id: r.take(0)?,
+        image_id: r.take(1)?,
+        controller_size: r.take(2)?,
+        circuit_size: r.take(3)?,
+        created_at: r.take(4)?,
+        owner: r.take(5)?,
+        volume_size: r.take(6)?,
+        callback_url: r.take(7)?,
+    })
+}
+
 /// The columns a [`ProverAttempt`] is read from by [`attempt`].
 const ATTEMPT_COLUMNS: &str = "lease_id, task_id, worker, issued_at, expires_at, outcome, reason";
 
@@ -357,20 +375,9 @@ impl<B: Backend> Store for B {
 
     async fn program(&self, id: &str) -> Result<Option<ProgramInfo>> {
         tx!(self, Read, |tx, id| {
-            let sql =
-                "SELECT id, image_id, CAST(length(controller) AS BIGINT), CAST(length(circuit) AS BIGINT), \
-                       created_at, owner, volume_size, callback_url FROM programs WHERE id = $1";
-            let Some(mut r) = tx.opt(sql, args![&id]).await? else { return Ok(None) };
-            Ok(Some(ProgramInfo {
-                id: r.take(0)?,
-                image_id: r.take(1)?,
-                controller_size: r.take(2)?,
-                circuit_size: r.take(3)?,
-                created_at: r.take(4)?,
-                owner: r.take(5)?,
-                volume_size: r.take(6)?,
-                callback_url: r.take(7)?,
-            }))
+            let sql = format!("SELECT {PROGRAM_COLUMNS} FROM programs p WHERE p.id = $1");
+            let Some(mut r) = tx.opt(&sql, args![&id]).await? else { return Ok(None) };
+            program_info(&mut r).map(Some)
         })
     }
 
@@ -1011,24 +1018,15 @@ impl<B: Backend> Store for B {
     async fn list_programs(&self, owner: Option<&str>, limit: usize) -> Result<Vec<ProgramSummary>> {
         let (owner, limit) = (owner.map(str::to_owned), i64::try_from(limit).unwrap_or(i64::MAX));
         tx!(self, Read, |tx, owner| {
-            let sql = "SELECT p.id, p.image_id, CAST(length(p.controller) AS BIGINT), \
-                       CAST(length(p.circuit) AS BIGINT), p.created_at, p.owner, p.volume_size, p.callback_url, \
-                       v.version, v.size, (SELECT COUNT(*) FROM volume_blocks b WHERE b.program_id = p.id \
-                       AND b.superseded_by IS NULL AND length(b.data) > 0) \
-                       FROM programs p LEFT JOIN volumes v ON v.program_id = p.id \
-                       WHERE CAST($1 AS TEXT) IS NULL OR p.owner = $1 ORDER BY p.created_at DESC, p.id LIMIT $2";
+            let sql = format!(
+                "SELECT {PROGRAM_COLUMNS}, v.version, v.size, (SELECT COUNT(*) FROM volume_blocks b \
+                 WHERE b.program_id = p.id AND b.superseded_by IS NULL AND length(b.data) > 0) \
+                 FROM programs p LEFT JOIN volumes v ON v.program_id = p.id \
+                 WHERE CAST($1 AS TEXT) IS NULL OR p.owner = $1 ORDER BY p.created_at DESC, p.id LIMIT $2"
+            );
             let mut programs = Vec::new();
-            for mut r in tx.query(sql, args![owner.as_deref(), limit]).await? {
-                let info = ProgramInfo {
-                    id: r.take(0)?,
-                    image_id: r.take(1)?,
-                    controller_size: r.take(2)?,
-                    circuit_size: r.take(3)?,
-                    created_at: r.take(4)?,
-                    owner: r.take(5)?,
-                    volume_size: r.take(6)?,
-                    callback_url: r.take(7)?,
-                };
+            for mut r in tx.query(&sql, args![owner.as_deref(), limit]).await? {
+                let info = program_info(&mut r)?;
                 let head = r.take::<Option<u64>>(8)?.zip(r.take::<Option<u64>>(9)?);
                 let sql = "SELECT status, COUNT(*) FROM tasks WHERE program_id = $1 GROUP BY status";
                 let counts = tx.query(sql, args![&info.id]).await?.into_iter();
