@@ -254,6 +254,15 @@ async function programPage(id) {
       fill(dryOut, errorBox(e));
     }
   }
+  const secretOut = el("span");
+  async function rotate() {
+    try {
+      const r = await api(`/v1/programs/${id}/webhook-secret`, { method: "POST", body: "{}" });
+      fill(secretOut, " New secret (shown once; the old one signs nothing from now on): ", el("code", {}, r.webhook_secret));
+    } catch (e) {
+      fill(secretOut, errorBox(e));
+    }
+  }
   const tasks = el("div");
   const volume = el("div", { id: "volume" });
   page("Program " + short(id),
@@ -264,7 +273,8 @@ async function programPage(id) {
       el("dt", {}, "Owner"), el("dd", {}, p.owner || "—"),
       el("dt", {}, "Controller / circuit"), el("dd", {}, `${bytes(p.controller_size)} / ${bytes(p.circuit_size)}`),
       el("dt", {}, "Volume size"), el("dd", {}, p.volume_size_mb ? p.volume_size_mb + " MiB" : "service default"),
-      el("dt", {}, "Webhook"), el("dd", {}, p.callback_url || "—"))),
+      el("dt", {}, "Webhook"), el("dd", {}, p.callback_url || "—", " ",
+        el("button", { type: "button", id: "rotate-secret", onclick: rotate }, "New webhook secret"), secretOut))),
     el("h2", {}, "Prove"), el("section", {}, submit),
     el("h2", {}, "Tasks"), el("section", {}, tasks),
     el("h2", {}, "Volume"), el("section", {}, volume));

@@ -109,6 +109,7 @@ pub fn router(
         .route("/v1/programs/{id}/controller", get(controller))
         .route("/v1/programs/{id}/circuit", get(circuit))
         .route("/v1/programs/{id}/proofs", post(submit))
+        .route("/v1/programs/{id}/webhook-secret", post(rotate_webhook_secret))
         .route("/v1/tasks/{id}", get(task).delete(cancel))
         .route("/v1/tasks/{id}/proof", get(proof))
         .route("/v1/tasks/{id}/input", get(input))
@@ -279,6 +280,22 @@ async fn deploy(
 async fn program(State(c): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<openapi::ProgramView>> {
     let info = c.program(program_id(&id)?).await?;
     Ok(Json(views::program(&info)))
+}
+
+/// Gives the program a new webhook secret, told once in the answer; the old one signs nothing
+/// from now on. Only the program's owner may ask.
+#[utoipa::path(post, path = "/v1/programs/{id}/webhook-secret", tag = "programs",
+    params(("id" = String, Path, description = "program id: 64 lower-case hex digits", pattern = "^[0-9a-f]{64}$")),
+    responses((status = 200, description = "`{program_id, webhook_secret}`", body = Object), crate::openapi::Errors))]
+async fn rotate_webhook_secret(
+    State(c): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = program_id(&id)?;
+    owned(&c, &caller, id).await?;
+    let secret = c.rotate_webhook_secret(id).await?;
+    Ok(Json(json!({"program_id": id, "webhook_secret": secret})))
 }
 
 #[derive(Deserialize)]

@@ -211,6 +211,7 @@ pub(crate) struct VerifyView {
         crate::controller,
         crate::circuit,
         crate::submit,
+        crate::rotate_webhook_secret,
         crate::task,
         crate::cancel,
         crate::proof,

@@ -268,6 +268,11 @@ impl Sender {
                 "webhook attempt failed"
             ),
         }
+        self.c.webhook_attempted(match verdict {
+            WebhookVerdict::Delivered => "delivered",
+            WebhookVerdict::Retry(_) => "retry",
+            WebhookVerdict::Abandon => "abandoned",
+        });
         let recorded =
             self.c.store().record_webhook_attempt(&due.task_id, &self.owner, status, error, verdict).await;
         match recorded {

@@ -242,6 +242,34 @@ fn webhooks_are_signed_and_retried_until_the_receiver_takes_them() {
         ("/mine?token=s3cret", Some(&task_id))
     );
     assert!(signature_ok(&secret, &last));
+
+    // Rotation: the new secret, told once, signs what follows; the old one no longer does.
+    let (status, rotated) =
+        api.post(&format!("/v1/programs/{program}/webhook-secret"), &json!({})).expect("rotate");
+    assert_eq!(status, 200, "{rotated}");
+    let fresh = rotated["webhook_secret"].as_str().expect("new secret").to_owned();
+    assert!(fresh.len() == 64 && fresh != secret);
+    let (_, submitted) = submit(&api, &program, json!({}));
+    let task_id = submitted["task_id"].as_str().expect("task_id").to_owned();
+    wait_callback(&api, &task_id, "delivered");
+    let last = receiver.seen().pop().expect("delivery");
+    assert_eq!(last.headers.get("x-zkcoproc-delivery"), Some(&task_id));
+    assert!(signature_ok(&fresh, &last) && !signature_ok(&secret, &last));
+    let (status, _) =
+        api.post(&format!("/v1/programs/{}/webhook-secret", "0".repeat(64)), &json!({})).expect("rotate");
+    assert_eq!(status, 404);
+
+    // Attempts are counted by how they ended.
+    let metrics =
+        reqwest::blocking::get(format!("{}/metrics", server.url)).and_then(|r| r.text()).expect("metrics");
+    let count = |outcome: &str| {
+        let prefix = format!("zkcoproc_webhook_attempts_total{{outcome=\"{outcome}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<u64>().ok())
+    };
+    assert!(
+        count("delivered").is_some_and(|n| n >= 3) && count("retry").is_some_and(|n| n >= 2),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -398,6 +398,23 @@ impl Coordinator {
             .ok_or_else(|| CoordinatorError::NotFound { what: "program", id: id.to_owned() })
     }
 
+    /// Gives a program a new webhook secret (32 random bytes, hex) and returns it: deliveries
+    /// from now on, retries of earlier ones included, are signed with it. Who may ask is the
+    /// API's concern (the program's owner).
+    pub async fn rotate_webhook_secret(&self, program_id: &str) -> Result<String, CoordinatorError> {
+        let secret = webhook_secret()?;
+        if !self.store.replace_webhook_secret(program_id, &secret).await? {
+            return Err(CoordinatorError::NotFound { what: "program", id: program_id.to_owned() });
+        }
+        tracing::info!(program = %program_id, "webhook secret rotated");
+        Ok(secret)
+    }
+
+    /// Counts a webhook delivery attempt by how it ended (`delivered`, `retry`, `abandoned`).
+    pub fn webhook_attempted(&self, outcome: &str) {
+        self.metrics.webhook_attempt(outcome);
+    }
+
     /// Runs the controller's `get-witnesses` without proving.
     pub async fn dry_run(&self, program_id: &str, args: &str) -> Result<DryRun, CoordinatorError> {
         check_args_json(args)?;

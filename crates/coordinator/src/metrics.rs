@@ -63,6 +63,7 @@ pub(crate) struct Metrics {
     lc_period: Family<DomainLabel, Gauge>,
     lc_updates: Family<DomainOutcomeLabel, Counter>,
     stalled: Family<DomainLabel, Gauge>,
+    webhook_attempts: Family<OutcomeLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +115,12 @@ impl Metrics {
             "light_client_updates",
             "Light-client updates processed, by outcome (accepted, or the reason of the refusal)",
             lc_updates.clone(),
+        );
+        let webhook_attempts = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by how they ended (delivered, retry, abandoned)",
+            webhook_attempts.clone(),
         );
         registry.register(
             "domain_stalled",
@@ -199,7 +206,12 @@ impl Metrics {
             lc_period,
             lc_updates,
             stalled,
+            webhook_attempts,
         }
+    }
+
+    pub(crate) fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
     }
 
     pub(crate) fn stage_finished(&self, stage: TaskStatus, seconds: f64) {

@@ -831,6 +831,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Sets a program's webhook secret unless it has one; returns whether it was set (a program
     /// deployed before webhooks existed gets one on its next deploy).
     async fn claim_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool>;
+    /// Replaces a program's webhook secret (rotation); false when there is no such program.
+    async fn replace_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool>;
     /// A program's webhook secret.
     async fn webhook_secret(&self, program_id: &str) -> Result<Option<String>>;
     /// Leases to `owner` for `lease` up to `limit` pending webhook deliveries whose next attempt

@@ -1112,6 +1112,13 @@ impl<B: Backend> Store for B {
         })
     }
 
+    async fn replace_webhook_secret(&self, program_id: &str, secret: &str) -> Result<bool> {
+        tx!(self, Write, |tx, program_id, secret| {
+            let sql = "UPDATE programs SET webhook_secret = $1 WHERE id = $2";
+            Ok(tx.execute(sql, args![&secret, &program_id]).await? == 1)
+        })
+    }
+
     async fn webhook_secret(&self, program_id: &str) -> Result<Option<String>> {
         tx!(self, Read, |tx, program_id| {
             let sql = "SELECT webhook_secret FROM programs WHERE id = $1";

@@ -978,6 +978,11 @@ async fn webhooks_are_enqueued_with_the_end_and_leased_to_one_sender(s: &Arc<dyn
     assert!(!s.claim_webhook_secret("p", "second").await.expect("claim again"));
     assert_eq!(s.webhook_secret("p").await.expect("secret").as_deref(), Some("first"));
     assert_eq!(s.webhook_secret("q").await.expect("secret"), None);
+    // Rotation replaces it; a program that does not exist has none to replace.
+    assert!(s.replace_webhook_secret("p", "rotated").await.expect("rotate"));
+    assert_eq!(s.webhook_secret("p").await.expect("secret").as_deref(), Some("rotated"));
+    assert!(!s.replace_webhook_secret("nope", "x").await.expect("rotate unknown"));
+    assert!(s.replace_webhook_secret("p", "first").await.expect("rotate back"));
     let info = s.program("p").await.expect("get").expect("p");
     assert_eq!(info.callback_url.as_deref(), Some("http://p.example/hook"));
     // A task takes its request's URL, else its program's; a program without one gives none.
