@@ -64,7 +64,8 @@ async function api(path, options) {
 }
 
 // Reads a server-sent event stream; calls onEvent(name, data) for each event until the page
-// changes. Reconnects after a dropped connection (the callers re-read what they show).
+// changes or the caller aborts the returned controller. Reconnects after a dropped connection
+// (the callers re-read what they show).
 function stream(path, onEvent, onOpen) {
   const ctl = new AbortController();
   streams.push(ctl);
@@ -100,6 +101,7 @@ function stream(path, onEvent, onOpen) {
       await new Promise((res) => setTimeout(res, 2000)); // the stream ended: reconnect
     }
   })();
+  return ctl;
 }
 
 // A link that runs `f` instead of navigating.
@@ -490,9 +492,23 @@ function taskPage(id) {
     }
   }
   refresh();
-  stream("/v1/tasks/" + id + "/events", (name, data) => {
-    if (name === "status") refresh();
-    else if (name === "progress" && last && !["done", "failed", "cancelled"].includes(last.status)) progress(data);
+  // Status events come in bursts (the history is replayed first): one read of the task at a
+  // time, and one more if events came meanwhile.
+  let busy = false, again = false;
+  async function refreshSoon() {
+    if (busy) { again = true; return; }
+    busy = true;
+    do { again = false; await refresh(); } while (again);
+    busy = false;
+  }
+  const events = stream("/v1/tasks/" + id + "/events", (name, data) => {
+    if (name === "status") {
+      refreshSoon();
+      // The stream ends with the task: nothing more to follow.
+      if (["done", "failed", "cancelled"].includes(data.status)) events.abort();
+    } else if (name === "progress" && last && !["done", "failed", "cancelled"].includes(last.status)) {
+      progress(data);
+    }
   });
 }
 

@@ -248,9 +248,15 @@ pub(crate) async fn events(
             if st.pending.is_empty() {
                 // Wake on a change in this process, or re-read every second (other replicas).
                 let deadline = tokio::time::sleep(std::time::Duration::from_secs(1));
+                tokio::pin!(deadline);
                 tokio::select! {
-                    _ = deadline => {}
-                    _ = st.changes.recv() => {}
+                    _ = &mut deadline => {}
+                    changed = st.changes.recv() => {
+                        // No more live changes (shutting down): only the periodic re-read.
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = changed {
+                            deadline.await;
+                        }
+                    }
                 }
             }
         }

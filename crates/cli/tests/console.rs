@@ -82,6 +82,7 @@ fn a_person_deploys_proves_watches_verifies_and_downloads_in_the_console() {
     assert_eq!(results["problems"], serde_json::json!([]), "the page logged errors");
     assert_eq!(str_of("identity"), "signed in as alice");
     assert_eq!(results["reloads"], 0, "the task page followed the task without a reload");
+    assert_eq!(results["task_streams"], 1, "the task page stops following a finished task");
     assert!(str_of("markup_shown").contains("<img src=x"), "the hostile text is shown as text: {results}");
     assert_eq!(results["markup_ran"], false, "markup from the service became page content");
 

@@ -61,6 +61,9 @@ async function main() {
   // The program page: request a proof; the page moves to the task.
   await deployed.click();
   await page.waitForSelector("#submit-form", { timeout: STEP });
+  // The task page's event stream: opened once, and not again after the task ended with it.
+  let taskStreams = 0;
+  page.on("request", (r) => { if (/\/v1\/tasks\/[^/]+\/events$/.test(r.url())) taskStreams++; });
   await page.fill("#args", JSON.stringify({ n: 3 }));
   await page.click("#submit-form button[type=submit]");
   await page.waitForURL(/#\/tasks\/[0-9a-f-]{36}$/, { timeout: STEP });
@@ -83,6 +86,8 @@ async function main() {
   const [receipt] = await Promise.all([page.waitForEvent("download", { timeout: STEP }), page.click("#download-receipt")]);
   await receipt.saveAs(path.join(OUT, "receipt.bin"));
   await shot("task");
+  await page.waitForTimeout(3000); // longer than the page's reconnect delay
+  results.task_streams = taskStreams;
 
   // Back to the program: its task list shows the task done; the volume browser finds the file
   // the entrypoint wrote, previews it and downloads it.
