@@ -190,7 +190,7 @@ async function programsPage() {
       };
       if (form.volume.value) body.volume_size_mb = Number(form.volume.value);
       const d = await api("/v1/programs", { method: "POST", body: JSON.stringify(body) });
-      fill(deployOut, 
+      fill(deployOut,
         el("p", { class: "ok", id: "deployed" }, d.created ? "Deployed " : "Already deployed ",
           el("a", { href: "#/programs/" + d.program_id }, d.program_id)),
         d.webhook_secret ? el("p", {}, "Webhook secret (shown once): ", el("code", {}, d.webhook_secret)) : null);
@@ -661,8 +661,14 @@ function route() {
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === "#/" + parts[0]);
-  if (parts[0] === "programs" && parts[1]) return programPage(parts[1]);
-  if (parts[0] === "tasks" && parts[1]) return taskPage(parts[1]);
+  // Ids from the address bar go into API paths: only well-formed ones (a crafted link must not
+  // steer the page's requests, made with the reader's key, to another route).
+  if (parts[0] === "programs" && parts[1]) {
+    return /^[0-9a-f]{64}$/.test(parts[1]) ? programPage(parts[1]) : page("Program", errorBox(new Error("not a program id: " + parts[1])));
+  }
+  if (parts[0] === "tasks" && parts[1]) {
+    return /^[0-9a-fA-F-]{36}$/.test(parts[1]) ? taskPage(parts[1]) : page("Task", errorBox(new Error("not a task id: " + parts[1])));
+  }
   if (parts[0] === "tasks") return tasksPage(params);
   if (parts[0] === "root") return rootPage();
   if (parts[0] === "workers") return workersPage();

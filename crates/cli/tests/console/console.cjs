@@ -162,6 +162,10 @@ async function main() {
   await health.locator("pre", { hasText: '"status": "ok"' }).waitFor({ timeout: STEP });
   await shot("api");
 
+  // An id in the address bar that is not one is refused before any request is made with it.
+  await page.goto(URL + "/#/tasks/..%2F..%2Fv1%2Fprograms");
+  await page.locator("main .error", { hasText: "not a task id" }).waitFor({ timeout: STEP });
+
   results.problems = problems;
   fs.writeFileSync(path.join(OUT, "results.json"), JSON.stringify(results, null, 2));
   await browser.close();
