@@ -1015,10 +1015,11 @@ fn throughput(bin: &Path, tasks: usize) -> anyhow::Result<()> {
     for (name, e2e, raw) in &rows {
         out!("| {name} | {e2e:.1} | {raw:.0} | {:.3} |", e2e / raw);
     }
-    let bounds: Vec<String> = rows.iter().map(|(name, _, raw)| format!("{name}: {:.0}", raw / 8.0)).collect();
+    let bounds: Vec<String> = rows.iter().map(|(name, _, raw)| format!("{name}: {:.0}", raw / 7.0)).collect();
     out!(
-        "\nA task commits about 8 transactions on its way (insert, claim, 2 transitions, lease, \
-         proof, delivery, done), so the store alone would allow about raw / 8 tasks/s ({}).",
+        "\nA task commits 7 transactions on its way (insert; claim, entering witnessing; transition \
+         to proving; prover lease; proof accepted; claim for delivery; done), so the store alone \
+         would allow about raw / 7 tasks/s ({}).",
         bounds.join("; ")
     );
     Ok(())

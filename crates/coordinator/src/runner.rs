@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use zkcoproc_runtime::{CallContext, CallOutput, LogLine, RuntimeError};
-use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskRecord, TaskStatus};
+use zkcoproc_store::{StageUpdate, StoreError, TaskError, TaskNotice, TaskRecord, TaskStatus};
 use zkcoproc_types::{journal, CircuitInput};
 
 use crate::volume::Session;
-use crate::{Coordinator, CoordinatorError};
+use crate::{Coordinator, CoordinatorError, VolumeGuard};
 
 /// What one stage decided.
 pub(crate) enum Step {
@@ -78,11 +78,40 @@ impl Coordinator {
             })
             .collect();
         handles.extend(self.spawn_provers(instance));
+        if let Some(notices) = self.store.notices() {
+            let this = self.clone();
+            handles.push(tokio::spawn(async move { this.follow_notices(notices).await }));
+        }
         if let Some(retention) = self.config.retention {
             let this = self.clone();
             handles.push(tokio::spawn(async move { this.retention_loop(retention).await }));
         }
         Ok(handles)
+    }
+
+    /// Passes on the task changes other replicas commit: a task waiting for a runner wakes one,
+    /// a task waiting for a prover wakes the provers (and remote workers' long polls), and every
+    /// change reaches the event streams and the provers' cancel watch, as this process's own do.
+    async fn follow_notices(self: Arc<Self>, mut notices: tokio::sync::broadcast::Receiver<TaskNotice>) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match notices.recv().await {
+                Ok(notice) => {
+                    match notice.status {
+                        TaskStatus::Queued | TaskStatus::Delivering => self.wake.notify_one(),
+                        TaskStatus::Proving => self.work_to_prove(),
+                        _ => {}
+                    }
+                    self.changed(&notice.task_id);
+                }
+                // Some were missed: whatever they were, every waiter looks again.
+                Err(RecvError::Lagged(_)) => {
+                    self.wake.notify_waiters();
+                    self.work_to_prove();
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 
     /// Every hour (first a minute after start), drops the input and receipt of tasks that
@@ -126,8 +155,16 @@ impl Coordinator {
 
     async fn run_loop(self: Arc<Self>, owner: String) {
         loop {
-            match self.store.claim_next(&owner, self.config.lease).await {
-                Ok(Some(task)) => self.process(&owner, task).await,
+            // A queued task enters witnessing in its claim's own commit.
+            match self.store.claim_and_start(&owner, self.config.lease).await {
+                Ok(Some((task, entered))) => {
+                    if entered {
+                        tracing::info!(task = %task.id, from = "queued", to = "witnessing", "task advanced");
+                        self.changed(&task.id);
+                        self.observe_stage(&task, TaskStatus::Queued);
+                    }
+                    self.process(&owner, task).await
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = self.wake.notified() => {}
@@ -161,7 +198,8 @@ impl Coordinator {
         while !task.status.is_terminal() && task.status != TaskStatus::Proving {
             let span = tracing::info_span!("stage", task = %task.id, status = %task.status);
             // Stages that call the controller hold the program's volume lock until their
-            // transition (which carries the new volume image) is committed.
+            // transition (which carries the blocks the call wrote) is committed; a call that never
+            // opened the volume lets go of it as soon as it returns.
             let calls_controller = matches!(task.status, TaskStatus::Witnessing | TaskStatus::Delivering);
             let mut guard = match calls_controller {
                 true => Some(self.volume_lock(&task.program_id).await),
@@ -169,8 +207,8 @@ impl Coordinator {
             };
             let step = match task.status {
                 TaskStatus::Queued => Step::Advance(TaskStatus::Witnessing, StageUpdate::default()),
-                TaskStatus::Witnessing => self.witness(&task).await,
-                TaskStatus::Delivering => self.deliver(&task).await,
+                TaskStatus::Witnessing => self.witness(&task, &mut guard).await,
+                TaskStatus::Delivering => self.deliver(&task, &mut guard).await,
                 // `verifying` is never a stored status: a prover's receipt is verified when it is
                 // submitted, and accepted straight into `delivering`.
                 TaskStatus::Proving
@@ -302,7 +340,7 @@ impl Coordinator {
         }
     }
 
-    async fn witness(&self, task: &TaskRecord) -> Step {
+    async fn witness(&self, task: &TaskRecord, guard: &mut Option<VolumeGuard>) -> Step {
         let controller = match self.controller(&task.program_id).await {
             Ok(c) => c,
             Err(e) => return Step::fail("internal", e.to_string()),
@@ -315,6 +353,11 @@ impl Coordinator {
             .await;
         if session.changed() {
             return Step::Again;
+        }
+        if !session.opened() {
+            // Nothing of the volume was read or written: the openings, the preflight and the
+            // commit need not keep the program's other tasks waiting.
+            guard.take();
         }
         match out {
             Ok(Ok(mut out)) => {
@@ -391,7 +434,7 @@ impl Coordinator {
         }
     }
 
-    async fn deliver(&self, task: &TaskRecord) -> Step {
+    async fn deliver(&self, task: &TaskRecord, guard: &mut Option<VolumeGuard>) -> Step {
         let (Some(receipt), Some(journal_bytes)) = (&task.receipt, &task.journal) else {
             return Step::fail("internal", "task reached delivering without a verified receipt");
         };
@@ -402,7 +445,11 @@ impl Coordinator {
         event["receipt_kind"] = json!(task.receipt_kind);
         event["receipt"] = json!(base64::engine::general_purpose::STANDARD.encode(receipt));
         let event = event.to_string();
-        match self.call_entrypoint(task, event).await {
+        let called = self.call_entrypoint(task, event).await;
+        if matches!(&called, Ok((_, session)) if !session.opened()) {
+            guard.take();
+        }
+        match called {
             Ok((_, session)) if session.changed() => Step::Again,
             Ok((Ok(out), session)) => Step::Advance(
                 TaskStatus::Done,

@@ -52,6 +52,12 @@ impl Session {
         self.with(|s| s.changed)
     }
 
+    /// Whether the volume was opened at all: a call that never touched `fs` read and wrote
+    /// nothing of it, so what it returns does not depend on the volume.
+    pub(crate) fn opened(&self) -> bool {
+        self.with(|s| s.base.is_some())
+    }
+
     /// The blocks `volume` wrote, as a write based on the version it was opened at (`None` if
     /// it wrote nothing).
     pub(crate) fn write(&self, program_id: &str, volume: Option<Volume>) -> Option<VolumeWrite> {

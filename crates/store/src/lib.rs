@@ -343,6 +343,16 @@ impl std::fmt::Debug for Held {
     }
 }
 
+/// A task's status change that another process sharing the store committed
+/// ([`Store::notices`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskNotice {
+    /// the task
+    pub task_id: String,
+    /// the status it entered
+    pub status: TaskStatus,
+}
+
 /// Most blocks one [`Store::volume_blocks`] call returns.
 pub const MAX_BLOCKS_PER_READ: u64 = 64;
 
@@ -681,6 +691,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// free or expired, for `owner`, until `now + lease`, counting a claim. Returns it with the
     /// lease set.
     async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>>;
+    /// [`Store::claim_next`], and a claimed `queued` task enters `witnessing` in the same
+    /// transaction (its `witnessing` event recorded, claims reset as by a transition): one
+    /// commit where a claim and a transition were two. The flag says whether it entered now.
+    async fn claim_and_start(&self, owner: &str, lease: Duration) -> Result<Option<(TaskRecord, bool)>>;
     /// Extends `owner`'s lease on a task. `false` when the owner no longer holds it.
     async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool>;
     /// Drops every lease (used at start-up by the only process that owns the store; never on a
@@ -689,6 +703,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Whether several service processes may use this store at once (replicas). A shared store's
     /// leases of a dead process are taken over when they expire, not at start-up.
     fn shared(&self) -> bool;
+    /// Status changes that other processes sharing the store commit, as they commit them
+    /// (PostgreSQL: `LISTEN`/`NOTIFY` on a connection kept for it, reopened when lost; changes
+    /// committed while it is down are not told). `None` where no other process writes (SQLite).
+    fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<TaskNotice>>;
     /// Moves a task from `from` to `to` and applies `update`, if it is still in `from` and
     /// still leased by `owner`. `false` when it was not (someone else moved it). A volume write
     /// whose base version is no longer the stored one fails the whole transition with

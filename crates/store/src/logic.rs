@@ -255,6 +255,7 @@ async fn may_report(tx: &mut dyn Tx, task_id: &str, lease_id: &str) -> Result<Re
 async fn insert_event(tx: &mut dyn Tx, task_id: &str, status: &str, at: i64) -> Result<()> {
     let sql = "INSERT INTO task_events (task_id, status, at) VALUES ($1, $2, $3)";
     tx.execute(sql, args![task_id, status, at]).await?;
+    tx.notify(task_id, status).await?;
     if matches!(status, "done" | "failed" | "cancelled") {
         let sql = "INSERT INTO webhook_deliveries (task_id, program_id, url, created_at, next_attempt_at) \
                    SELECT id, program_id, callback_url, $2, $2 FROM tasks WHERE id = $1 AND callback_url IS NOT NULL \
@@ -277,6 +278,34 @@ async fn fail_proving(tx: &mut dyn Tx, task_id: &str, now: i64) -> Result<bool> 
         insert_event(tx, task_id, "failed", now).await?;
     }
     Ok(moved)
+}
+
+/// Claims the oldest task a runner may work on (see [`Store::claim_next`]); with `start`, a
+/// `queued` one enters `witnessing` as well. Returns it, and whether it entered.
+async fn claim(
+    tx: &mut dyn Tx,
+    owner: &str,
+    lease: Duration,
+    start: bool,
+) -> Result<Option<(TaskRecord, bool)>> {
+    let now = tx.now().await?;
+    let sql = "UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, claims = claims + 1 \
+               WHERE seq = (SELECT seq FROM tasks \
+                   WHERE status NOT IN ('done', 'failed', 'cancelled', 'proving') \
+                     AND (lease_owner IS NULL OR lease_expires_at < $3) \
+                   ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, status";
+    let Some(mut row) = tx.opt(sql, args![owner, now.saturating_add(lease_ms(lease)), now]).await? else {
+        return Ok(None);
+    };
+    let (id, status): (String, String) = (row.take(0)?, row.take(1)?);
+    let entered = start && status == TaskStatus::Queued.as_str();
+    if entered {
+        let sql = "UPDATE tasks SET status = 'witnessing', updated_at = $1, claims = 0 WHERE id = $2";
+        tx.execute(sql, args![now, &id]).await?;
+        insert_event(tx, &id, TaskStatus::Witnessing.as_str(), now).await?;
+    }
+    Ok(read_task(tx, &id).await?.map(|task| (task, entered)))
 }
 
 /// Commits a volume write as the next version if no block it touched changed since its base
@@ -374,7 +403,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn program(&self, id: &str) -> Result<Option<ProgramInfo>> {
-        tx!(self, Read, |tx, id| {
+        tx!(self, Statements, |tx, id| {
             let sql = format!("SELECT {PROGRAM_COLUMNS} FROM programs p WHERE p.id = $1");
             let Some(mut r) = tx.opt(&sql, args![&id]).await? else { return Ok(None) };
             program_info(&mut r).map(Some)
@@ -382,14 +411,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn program_artifacts(&self, id: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        tx!(self, Read, |tx, id| {
+        tx!(self, Statements, |tx, id| {
             let row = tx.opt("SELECT controller, circuit FROM programs WHERE id = $1", args![&id]).await?;
             row.map(|mut r| Ok((r.take(0)?, r.take(1)?))).transpose()
         })
     }
 
     async fn circuit_by_image_id(&self, image_id: &str) -> Result<Option<Vec<u8>>> {
-        tx!(self, Read, |tx, image_id| {
+        tx!(self, Statements, |tx, image_id| {
             tx.first("SELECT circuit FROM programs WHERE image_id = $1 LIMIT 1", args![&image_id]).await
         })
     }
@@ -436,23 +465,16 @@ impl<B: Backend> Store for B {
     }
 
     async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>> {
-        tx!(self, Read, |tx, id| read_events(tx, &id).await)
+        tx!(self, Statements, |tx, id| read_events(tx, &id).await)
     }
 
     async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>> {
-        tx!(self, Write, |tx, owner| {
-            let now = tx.now().await?;
-            let sql = "UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, claims = claims + 1 \
-                       WHERE seq = (SELECT seq FROM tasks \
-                           WHERE status NOT IN ('done', 'failed', 'cancelled', 'proving') \
-                             AND (lease_owner IS NULL OR lease_expires_at < $3) \
-                           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                       RETURNING id";
-            match tx.first::<String>(sql, args![&owner, now.saturating_add(lease_ms(lease)), now]).await? {
-                Some(id) => read_task(tx, &id).await,
-                None => Ok(None),
-            }
-        })
+        let claimed = tx!(self, Write, |tx, owner| claim(tx, &owner, lease, false).await)?;
+        Ok(claimed.map(|(task, _)| task))
+    }
+
+    async fn claim_and_start(&self, owner: &str, lease: Duration) -> Result<Option<(TaskRecord, bool)>> {
+        tx!(self, Write, |tx, owner| claim(tx, &owner, lease, true).await)
     }
 
     async fn extend_lease(&self, id: &str, owner: &str, lease: Duration) -> Result<bool> {
@@ -486,6 +508,10 @@ impl<B: Backend> Store for B {
 
     fn shared(&self) -> bool {
         B::SHARED
+    }
+
+    fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<crate::TaskNotice>> {
+        self.listen()
     }
 
     async fn transition(
@@ -540,7 +566,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn volume(&self, program_id: &str) -> Result<Option<VolumeHead>> {
-        tx!(self, Read, |tx, program_id| {
+        tx!(self, Statements, |tx, program_id| {
             let row =
                 tx.opt("SELECT version, size FROM volumes WHERE program_id = $1", args![&program_id]).await?;
             row.map(|mut r| Ok(VolumeHead { version: r.take(0)?, size: r.take(1)? })).transpose()
@@ -556,7 +582,7 @@ impl<B: Backend> Store for B {
     ) -> Result<Vec<(u64, Vec<u8>)>> {
         let (version, first) = (to_i64(version, "volume version")?, to_i64(first, "block")?);
         let end = first.saturating_add(to_i64(count.min(MAX_BLOCKS_PER_READ), "block count")?);
-        tx!(self, Read, |tx, program_id| {
+        tx!(self, Statements, |tx, program_id| {
             let sql = "SELECT block, data FROM volume_blocks WHERE program_id = $1 AND block >= $2 \
                        AND block < $3 AND version <= $4 AND (superseded_by IS NULL OR superseded_by > $4)";
             let mut blocks = Vec::new();
@@ -564,7 +590,8 @@ impl<B: Backend> Store for B {
                 blocks.push((row.take(0)?, row.take(1)?));
             }
             // Read after the blocks: versions only grow, so if this one is still kept now, no
-            // row the read needed had been deleted when it ran (SQLite reads are not one snapshot).
+            // row the read needed had been deleted when it ran (the two statements are not one
+            // snapshot).
             let sql = "SELECT version FROM volumes WHERE program_id = $1";
             let current: i64 = tx.first(sql, args![&program_id]).await?.unwrap_or(0);
             if current < version || current - version > VOLUME_VERSIONS_KEPT as i64 {
@@ -733,7 +760,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn task_progress(&self, task_id: &str) -> Result<Option<(u64, u64)>> {
-        tx!(self, Read, |tx, task_id| {
+        tx!(self, Statements, |tx, task_id| {
             let sql = "SELECT progress_done, progress_total FROM tasks WHERE id = $1";
             let Some(mut r) = tx.opt(sql, args![&task_id]).await? else { return Ok(None) };
             Ok(r.take::<Option<u64>>(0)?.zip(r.take::<Option<u64>>(1)?))
@@ -741,7 +768,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn worker_record(&self, worker: &str, window: u32) -> Result<WorkerRecord> {
-        tx!(self, Read, |tx, worker| {
+        tx!(self, Statements, |tx, worker| {
             let sql = format!(
                 "SELECT {WORKER_FAILED}, issued_at FROM prover_leases WHERE worker = $1 AND outcome IS NOT NULL \
                  ORDER BY issued_at DESC LIMIT $2"
@@ -817,7 +844,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>> {
-        tx!(self, Read, |tx, task_id| read_attempts(tx, &task_id).await)
+        tx!(self, Statements, |tx, task_id| read_attempts(tx, &task_id).await)
     }
 
     async fn record_failure_delivery(&self, task_id: &str, u: StageUpdate) -> Result<()> {
@@ -834,7 +861,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)> {
-        tx!(self, Read, |tx| {
+        tx!(self, Statements, |tx| {
             let now = tx.now().await?;
             let sql = "SELECT CASE WHEN outcome IS NOT NULL THEN outcome \
                                    WHEN expires_at <= $1 THEN 'expired' ELSE 'open' END AS o, COUNT(*) \
@@ -849,7 +876,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn status_counts(&self) -> Result<StatusCounts> {
-        tx!(self, Read, |tx| {
+        tx!(self, Statements, |tx| {
             let rows = tx.query("SELECT status, COUNT(*) FROM tasks GROUP BY status", &[]).await?;
             rows.into_iter().map(|mut r| Ok((status(&r.take::<String>(0)?)?, r.take(1)?))).collect()
         })
@@ -857,7 +884,7 @@ impl<B: Backend> Store for B {
 
     async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64> {
         let submitter = submitter.map(str::to_owned);
-        tx!(self, Read, |tx, submitter| {
+        tx!(self, Statements, |tx, submitter| {
             let sql = "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
                        AND status NOT IN ('done', 'failed', 'cancelled')";
             tx.scalar(sql, args![submitter.as_deref()]).await
@@ -879,12 +906,12 @@ impl<B: Backend> Store for B {
             // One process owns an unshared store: its clock is the store's (no connection needed).
             return Ok(crate::now_ms());
         }
-        tx!(self, Read, |tx| tx.now().await)
+        tx!(self, Statements, |tx| tx.now().await)
     }
 
     async fn programs_with_pending_work(&self, limit: usize) -> Result<Vec<String>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        tx!(self, Read, |tx| {
+        tx!(self, Statements, |tx| {
             let sql = "SELECT program_id FROM tasks WHERE status IN ('queued', 'witnessing', 'delivering') \
                        GROUP BY program_id ORDER BY MAX(seq) DESC LIMIT $1";
             tx.query(sql, args![limit]).await?.into_iter().map(|mut r| r.take(0)).collect()
@@ -936,7 +963,7 @@ impl<B: Backend> Store for B {
 
     async fn smt_updates(&self, after_seq: u64) -> Result<Vec<SmtUpdate>> {
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-        tx!(self, Read, |tx| {
+        tx!(self, Statements, |tx| {
             let sql = "SELECT seq, domain, number, block_hash, state_root, prev_root, root, admitted_by, \
                        beacon_slot FROM smt_updates WHERE seq > $1 ORDER BY seq";
             let update = |mut r: Row| {
@@ -957,14 +984,14 @@ impl<B: Backend> Store for B {
 
     async fn block_header(&self, domain: &str, number: u64) -> Result<Option<Vec<u8>>> {
         let number = i64::try_from(number).unwrap_or(i64::MAX);
-        tx!(self, Read, |tx, domain| {
+        tx!(self, Statements, |tx, domain| {
             let sql = "SELECT header FROM smt_updates WHERE domain = $1 AND number = $2";
             tx.first(sql, args![&domain, number]).await
         })
     }
 
     async fn light_client_state(&self, domain: &str) -> Result<Option<(u64, Vec<u8>)>> {
-        tx!(self, Read, |tx, domain| {
+        tx!(self, Statements, |tx, domain| {
             let sql = "SELECT version, state FROM light_client_states WHERE domain = $1";
             match tx.opt(sql, args![&domain]).await? {
                 Some(mut r) => Ok(Some((r.take(0)?, r.take(1)?))),
@@ -991,7 +1018,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn smt_walk(&self, walk: zkcoproc_smt::Walk) -> Result<Result<Opening, WalkError>> {
-        tx!(self, Read, |tx, walk| {
+        tx!(self, Statements, |tx, walk| {
             let mut walk = walk;
             while let Some(hash) = walk.next_hash() {
                 let node: Option<Vec<u8>> =
@@ -1009,7 +1036,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn has_smt_node(&self, hash: [u8; 32]) -> Result<bool> {
-        tx!(self, Read, |tx| Ok(tx
+        tx!(self, Statements, |tx| Ok(tx
             .opt("SELECT 1 FROM smt_nodes WHERE hash = $1", args![&hash])
             .await?
             .is_some()))
@@ -1017,7 +1044,7 @@ impl<B: Backend> Store for B {
 
     async fn list_programs(&self, owner: Option<&str>, limit: usize) -> Result<Vec<ProgramSummary>> {
         let (owner, limit) = (owner.map(str::to_owned), i64::try_from(limit).unwrap_or(i64::MAX));
-        tx!(self, Read, |tx, owner| {
+        tx!(self, Statements, |tx, owner| {
             let sql = format!(
                 "SELECT {PROGRAM_COLUMNS}, v.version, v.size, (SELECT COUNT(*) FROM volume_blocks b \
                  WHERE b.program_id = p.id AND b.superseded_by IS NULL AND length(b.data) > 0) \
@@ -1045,7 +1072,7 @@ impl<B: Backend> Store for B {
 
     async fn list_tasks(&self, filter: TaskFilter, limit: usize) -> Result<Vec<TaskSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        tx!(self, Read, |tx, filter| {
+        tx!(self, Statements, |tx, filter| {
             let wanted = filter.status.map(|s| s.as_str());
             let sql = "SELECT t.seq, t.id, t.program_id, t.status, t.created_at, t.updated_at, t.submitter, \
                        t.error_code FROM tasks t JOIN programs p ON p.id = t.program_id \
@@ -1097,7 +1124,7 @@ impl<B: Backend> Store for B {
 
     async fn recent_leases(&self, limit: usize) -> Result<Vec<ProverAttempt>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        tx!(self, Read, |tx| {
+        tx!(self, Statements, |tx| {
             let sql = format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM prover_leases ORDER BY issued_at DESC, lease_id LIMIT $1"
             );
@@ -1120,7 +1147,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn webhook_secret(&self, program_id: &str) -> Result<Option<String>> {
-        tx!(self, Read, |tx, program_id| {
+        tx!(self, Statements, |tx, program_id| {
             let sql = "SELECT webhook_secret FROM programs WHERE id = $1";
             Ok(tx.first::<Option<String>>(sql, args![&program_id]).await?.flatten())
         })
@@ -1128,7 +1155,7 @@ impl<B: Backend> Store for B {
 
     async fn due_webhooks(&self, owner: &str, lease: Duration, limit: usize) -> Result<Vec<DueWebhook>> {
         // Most polls find nothing: a read says so without taking the write lock.
-        let any = tx!(self, Read, |tx| {
+        let any = tx!(self, Statements, |tx| {
             let now = tx.now().await?;
             let sql = "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
                        AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1";

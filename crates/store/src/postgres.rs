@@ -1,23 +1,30 @@
 //! The PostgreSQL backend, shared by several service replicas.
 //!
 //! Every store method is one transaction (READ COMMITTED; reads REPEATABLE READ, READ ONLY),
-//! run again when PostgreSQL aborts it for a serialization failure or a deadlock. Claims lock
+//! run again when PostgreSQL aborts it for a serialization failure or a deadlock; reads whose
+//! statements need no common snapshot ([`Mode::Statements`]) run without BEGIN and ROLLBACK, one
+//! round trip a statement. Claims lock
 //! the task row with `FOR UPDATE SKIP LOCKED`, so replicas never wait on each other's
 //! candidates; operations on one task's prover leases lock the task row first. Times come from
 //! the database clock, so replicas on machines whose clocks disagree still agree on when a lease
-//! expired. Statements are prepared once per pooled connection.
+//! expired. Statements are prepared once per pooled connection. Every status change is
+//! announced with `NOTIFY` in its transaction; each store listens on a connection of its own and
+//! passes on the changes other processes committed ([`crate::Store::notices`]).
 
 use std::error::Error;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use crate::sql::{Arg, Backend, BoxFuture, Mode, Row, Tx, Value};
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, TaskNotice, TaskStatus};
+
+/// The `NOTIFY` channel of task status changes; a payload is `origin status task-id`.
+const CHANNEL: &str = "zkcoproc_tasks";
 
 /// Schema migrations, applied in order under an advisory lock; `zkcoproc_schema` records how
 /// many ran. The schema is the SQLite one with PostgreSQL types.
@@ -33,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/09_progress.sql"),
     include_str!("../migrations/postgres/10_webhooks.sql"),
     include_str!("../migrations/postgres/11_task_lists.sql"),
+    include_str!("../migrations/postgres/12_volume_block_index.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up
@@ -45,6 +53,17 @@ pub struct PgStore {
     /// connections that hold session advisory locks ([`Backend::hold`]): a pool of their own, so
     /// that held locks can never take the connections the lock holders' own queries need
     locks: Pool,
+    /// this store's name in the notices it sends, so that it does not tell itself its own
+    origin: std::sync::Arc<str>,
+    /// the changes other stores committed, as its listener hears them
+    notices: tokio::sync::broadcast::Sender<TaskNotice>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -74,7 +93,10 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Database(format!("connection pool: {e}")))
         };
-        let store = PgStore { pool: pool(config.clone())?, locks: pool(config)? };
+        let origin: std::sync::Arc<str> = format!("{:016x}", rand_origin()).into();
+        let (notices, _) = tokio::sync::broadcast::channel(1024);
+        let listener = tokio::spawn(listen(config.clone(), origin.clone(), notices.clone()));
+        let store = PgStore { pool: pool(config.clone())?, locks: pool(config)?, origin, notices, listener };
         store.run(Mode::Write, |tx| Box::pin(crate::logic::migrate(tx, MIGRATIONS))).await?;
         Ok(store)
     }
@@ -111,21 +133,41 @@ impl Backend for PgStore {
                     .await
                     .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
                 let begin = match mode {
-                    Mode::Write => client.transaction().await,
-                    Mode::Read => {
-                        let builder =
-                            client.build_transaction().isolation_level(IsolationLevel::RepeatableRead);
-                        builder.read_only(true).start().await
+                    Mode::Statements => {
+                        // Each statement on its own (autocommit): nothing to begin or to end.
+                        let mut conn = PgTx { tx: &client, retry: false, origin: &self.origin };
+                        match body(&mut conn).await {
+                            Ok(v) => return Ok(v),
+                            Err(e) => {
+                                let retry = conn.retry;
+                                (Err(e), retry)
+                            }
+                        }
+                    }
+                    Mode::Write | Mode::Read => {
+                        let begin = match mode {
+                            Mode::Read => {
+                                let builder = client
+                                    .build_transaction()
+                                    .isolation_level(IsolationLevel::RepeatableRead);
+                                builder.read_only(true).start().await
+                            }
+                            _ => client.transaction().await,
+                        };
+                        let txn = begin.map_err(|e| pg_error(&e))?;
+                        let mut tx = PgTx { tx: &txn, retry: false, origin: &self.origin };
+                        let out = body(&mut tx).await;
+                        let retry = tx.retry;
+                        match out {
+                            Ok(v) => match txn.commit().await {
+                                Ok(()) => return Ok(v),
+                                Err(e) => (Err(pg_error(&e)), retryable(&e)),
+                            },
+                            Err(e) => (Err(e), retry),
+                        }
                     }
                 };
-                let mut tx = PgTx { tx: begin.map_err(|e| pg_error(&e))?, retry: false };
-                match body(&mut tx).await {
-                    Ok(v) => match tx.tx.commit().await {
-                        Ok(()) => return Ok(v),
-                        Err(e) => (Err(pg_error(&e)), retryable(&e)),
-                    },
-                    Err(e) => (Err(e), tx.retry),
-                }
+                begin
             };
             if !retry || attempt >= RETRIES {
                 return out;
@@ -145,6 +187,10 @@ impl Backend for PgStore {
         let sql = format!("SELECT pg_advisory_lock(hashtextextended($1, {LOCK_SEED}))");
         client.query_one(&sql, &[&key]).await.map_err(|e| pg_error(&e))?;
         Ok(Some(crate::Held(Box::new(PgHeld { client: Some(client), key: key.to_owned() }))))
+    }
+
+    fn listen(&self) -> Option<tokio::sync::broadcast::Receiver<TaskNotice>> {
+        Some(self.notices.subscribe())
     }
 }
 
@@ -176,13 +222,15 @@ impl Drop for PgHeld {
     }
 }
 
-struct PgTx<'c> {
-    tx: deadpool_postgres::Transaction<'c>,
+/// Statements on a connection: in a transaction, or each on its own.
+struct PgTx<'c, C> {
+    tx: &'c C,
+    origin: &'c str,
     /// the last statement failed in a way that running the transaction again may fix
     retry: bool,
 }
 
-impl PgTx<'_> {
+impl<C: GenericClient> PgTx<'_, C> {
     fn fail(&mut self, e: &tokio_postgres::Error) -> StoreError {
         self.retry |= retryable(e);
         pg_error(e)
@@ -245,7 +293,7 @@ fn params<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
 }
 
 #[async_trait::async_trait]
-impl Tx for PgTx<'_> {
+impl<C: GenericClient> Tx for PgTx<'_, C> {
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
         let stmt = self.statement(sql).await?;
         self.tx.execute(&stmt, &params(args)).await.map_err(|e| self.fail(&e))
@@ -265,6 +313,12 @@ impl Tx for PgTx<'_> {
         (self as &mut dyn Tx)
             .scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT", &[])
             .await
+    }
+
+    async fn notify(&mut self, task_id: &str, status: &str) -> Result<()> {
+        let payload = format!("{} {status} {task_id}", self.origin);
+        let sql = "SELECT pg_notify($1, $2)";
+        self.execute(sql, &[Arg::Text(CHANNEL), Arg::Text(&payload)]).await.map(drop)
     }
 
     async fn lock(&mut self, key: &str) -> Result<()> {
@@ -287,4 +341,71 @@ impl Tx for PgTx<'_> {
     async fn set_schema_version(&mut self, version: i64) -> Result<()> {
         self.execute("UPDATE zkcoproc_schema SET version = $1", &[Arg::Int(version)]).await.map(drop)
     }
+}
+
+/// A store's name for its notices: unique enough among the replicas of one database.
+fn rand_origin() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Listens for other stores' notices on a connection of its own and passes them on; reconnects
+/// a second after the connection is lost (the runners' and streams' polling covers the gap).
+async fn listen(
+    config: tokio_postgres::Config,
+    origin: std::sync::Arc<str>,
+    notices: tokio::sync::broadcast::Sender<TaskNotice>,
+) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (origin, notices) = (origin.clone(), notices.clone());
+                // Polling the connection for its messages is also what carries the LISTEN.
+                let driver = tokio::spawn(async move {
+                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Some(notice) = parse_notice(n.payload(), &origin) {
+                                    // No receiver is fine: nobody follows changes.
+                                    let _ = notices.send(notice);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the PostgreSQL notice connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        tracing::debug!("listening for task changes of other replicas");
+                        let _ = driver.await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %pg_error(&e), "cannot LISTEN for task changes");
+                        driver.abort();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %pg_error(&e), "cannot open the PostgreSQL notice connection"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A notice another store sent (`None`: this store's own, or not one of ours).
+fn parse_notice(payload: &str, own: &str) -> Option<TaskNotice> {
+    let mut parts = payload.splitn(3, ' ');
+    let (origin, status, task_id) = (parts.next()?, parts.next()?, parts.next()?);
+    if origin == own || task_id.is_empty() {
+        return None;
+    }
+    Some(TaskNotice { task_id: task_id.to_owned(), status: TaskStatus::parse(status)? })
 }

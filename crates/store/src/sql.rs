@@ -135,6 +135,10 @@ pub trait Tx: Send {
     /// Holds the advisory lock `key` until the transaction ends (PostgreSQL; SQLite's write
     /// transaction already excludes every other writer).
     async fn lock(&mut self, key: &str) -> Result<()>;
+    /// Tells the other processes sharing the database, once the transaction commits, that task
+    /// `task_id` entered `status` (PostgreSQL `NOTIFY`; nothing to do on SQLite).
+    async fn notify(&mut self, task_id: &str, status: &str) -> Result<()>;
+
     /// The schema version recorded in the database (0 for a new one).
     async fn schema_version(&mut self) -> Result<i64>;
     /// Records the schema version.
@@ -163,6 +167,9 @@ impl dyn Tx + '_ {
 pub enum Mode {
     /// reads only
     Read,
+    /// reads that need no common snapshot (one statement, or statements that check their own
+    /// consistency): PostgreSQL runs each on its own, without BEGIN and ROLLBACK
+    Statements,
     /// reads and writes
     Write,
 }
@@ -188,5 +195,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn hold(&self, key: &str) -> Result<Option<crate::Held>> {
         let _ = key;
         Ok(None)
+    }
+
+    /// Status changes other processes commit ([`crate::Store::notices`]).
+    fn listen(&self) -> Option<tokio::sync::broadcast::Receiver<crate::TaskNotice>> {
+        None
     }
 }

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/15_progress.sql"),
     include_str!("../migrations/sqlite/16_webhooks.sql"),
     include_str!("../migrations/sqlite/17_task_lists.sql"),
+    include_str!("../migrations/sqlite/18_volume_block_index.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -124,7 +125,7 @@ where
         Poll::Pending => Err(StoreError::Database("a SQLite transaction waited on something else".into())),
     };
     let end = match (mode, &out) {
-        (Mode::Read, _) => Ok(()),
+        (Mode::Read | Mode::Statements, _) => Ok(()),
         (Mode::Write, Ok(_)) => tx.conn.execute_batch("COMMIT"),
         (Mode::Write, Err(_)) => tx.conn.execute_batch("ROLLBACK"),
     };
@@ -222,6 +223,11 @@ impl Tx for SqliteTx<'_> {
     async fn now(&mut self) -> Result<i64> {
         // One process owns a SQLite store: its clock is the store's.
         Ok(now_ms())
+    }
+
+    async fn notify(&mut self, _task_id: &str, _status: &str) -> Result<()> {
+        // One process owns the database: it tells its own parts in memory.
+        Ok(())
     }
 
     async fn lock(&mut self, _key: &str) -> Result<()> {

@@ -85,6 +85,7 @@ both!(
     deploy_is_idempotent_and_artifacts_round_trip,
     tasks_need_an_existing_program,
     claims_are_exclusive_fifo_and_expire,
+    a_claim_starts_a_queued_task_in_its_own_commit,
     transitions_are_conditional_and_recorded,
     prover_leases_redeliver_retry_elsewhere_and_give_up,
     expired_local_leases_count_as_crashes_and_cancel_stops_the_prover,
@@ -216,6 +217,36 @@ async fn claims_are_exclusive_fifo_and_expire(s: &Arc<dyn Store>) {
     let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
     assert_eq!((c.id.as_str(), c.claims), ("t1", 2));
     assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
+}
+
+async fn a_claim_starts_a_queued_task_in_its_own_commit(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    s.insert_task(task("t1"), None).await.expect("insert");
+    s.insert_task(task("t2"), None).await.expect("insert");
+    let lease = Duration::from_secs(60);
+    let (t, entered) = s.claim_and_start("a", lease).await.expect("claim").expect("t1");
+    assert!(entered);
+    assert_eq!((t.id.as_str(), t.status, t.claims), ("t1", TaskStatus::Witnessing, 0));
+    assert_eq!(t.lease_owner.as_deref(), Some("a"));
+    let stored = s.task("t1").await.expect("read").expect("t1");
+    let history: Vec<TaskStatus> = stored.history.iter().map(|e| e.status).collect();
+    assert_eq!(history, [TaskStatus::Queued, TaskStatus::Witnessing], "each stage keeps its event");
+    assert_eq!(s.task_events("t1").await.expect("events").len(), 2);
+    // The runner holds it in witnessing: its transition out of witnessing is the next step.
+    let to_proving = StageUpdate { input: Some(vec![1]), ..Default::default() };
+    assert!(s
+        .transition("t1", "a", TaskStatus::Witnessing, TaskStatus::Proving, to_proving)
+        .await
+        .expect("tx"));
+    // A task past queued is claimed as it is (an expired claim taken over), not moved.
+    let (t2, _) = s.claim_and_start("b", lease).await.expect("claim").expect("t2");
+    assert!(s.extend_lease("t2", "b", Duration::ZERO).await.expect("extend"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (again, entered) = s.claim_and_start("c", lease).await.expect("claim").expect("t2 again");
+    assert!(!entered);
+    assert_eq!((again.id.as_str(), again.status, again.claims), (t2.id.as_str(), TaskStatus::Witnessing, 1));
+    assert_eq!(s.task_events("t2").await.expect("events").len(), 2, "no second witnessing event");
+    assert!(s.claim_and_start("d", lease).await.expect("claim").is_none());
 }
 
 async fn transitions_are_conditional_and_recorded(s: &Arc<dyn Store>) {
@@ -1128,4 +1159,82 @@ async fn listings_show_what_an_identity_may_see_newest_first(s: &Arc<dyn Store>)
         leases.iter().map(|l| (l.task_id.as_str(), l.worker.as_str())).collect::<Vec<_>>(),
         [("t4", "w1")]
     );
+}
+
+/// Two stores on one PostgreSQL database (two replicas): each hears the status changes the other
+/// commits, as it commits them, and not its own; SQLite has nobody to hear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_hear_each_others_task_changes_and_not_their_own() {
+    assert!(sqlite().notices().is_none());
+    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
+        assert!(postgres().await.is_none());
+        return;
+    };
+    let url = fresh_url(&base).await;
+    let a = PgStore::connect(&url, 4).await.expect("replica a");
+    let b = PgStore::connect(&url, 4).await.expect("replica b");
+    let (mut heard_by_a, mut heard_by_b) = (a.notices().expect("a listens"), b.notices().expect("b listens"));
+    // A listener connects on its own: wait until b's is up (a's notices before that are lost,
+    // which the runners' polling covers), by sending until one arrives.
+    a.put_program(program("p")).await.expect("put");
+    let next = |rx: &mut tokio::sync::broadcast::Receiver<zkcoproc_store::TaskNotice>| {
+        let mut rx = rx.resubscribe();
+        async move { tokio::time::timeout(Duration::from_secs(1), rx.recv()).await }
+    };
+    let mut n = 0;
+    let first = loop {
+        n += 1;
+        assert!(n < 30, "b never heard a's insert");
+        let waiting = next(&mut heard_by_b);
+        a.insert_task(task(&format!("warm{n}")), None).await.expect("insert");
+        if let Ok(Ok(notice)) = waiting.await {
+            break notice;
+        }
+    };
+    assert_eq!(first.status, TaskStatus::Queued);
+    assert!(first.task_id.starts_with("warm"), "{first:?}");
+    // From now on every change a commits reaches b, in order, with its status.
+    heard_by_b = heard_by_b.resubscribe();
+    heard_by_a = heard_by_a.resubscribe();
+    a.insert_task(task("t"), None).await.expect("insert");
+    let (t, _) = loop {
+        let (t, entered) = a.claim_and_start("r", FOREVER).await.expect("claim").expect("a task");
+        if t.id == "t" {
+            break (t, entered);
+        }
+    };
+    assert!(a
+        .transition("t", "r", TaskStatus::Witnessing, TaskStatus::Proving, Default::default())
+        .await
+        .expect("tx"));
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        let notice = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv())
+            .await
+            .expect("b hears a's changes within 5 s")
+            .expect("notice");
+        if notice.task_id == t.id {
+            heard.push(notice.status);
+        }
+    }
+    assert_eq!(heard, [TaskStatus::Queued, TaskStatus::Witnessing, TaskStatus::Proving]);
+    // b's own change reaches a, and never b itself.
+    assert_eq!(b.cancel("t").await.expect("cancel"), CancelOutcome::Cancelled(TaskStatus::Proving));
+    let by_a = loop {
+        let notice = tokio::time::timeout(Duration::from_secs(5), heard_by_a.recv())
+            .await
+            .expect("a hears b's cancel")
+            .expect("notice");
+        if notice.task_id == "t" && notice.status == TaskStatus::Cancelled {
+            break notice;
+        }
+    };
+    assert_eq!(by_a.task_id, "t");
+    while let Ok(notice) = heard_by_b.try_recv() {
+        assert!(notice.status != TaskStatus::Cancelled, "b heard its own cancel: {notice:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(notice) = heard_by_b.try_recv() {
+        assert!(notice.status != TaskStatus::Cancelled, "b heard its own cancel: {notice:?}");
+    }
 }

@@ -603,6 +603,14 @@ pub struct Verified {
     pub claim_digest: [u8; 32],
 }
 
+thread_local! {
+    // A `VerifierContext` parses and checks the Groth16 verifying key's curve points when it is
+    // made: a fixed cost that a verification per task need not pay again. It is not `Send` (its
+    // hash suites are `Rc`), so each thread keeps its own, made the first time it verifies.
+    static VERIFIER: VerifierContext = VerifierContext::default().with_dev_mode(false);
+    static DEV_VERIFIER: VerifierContext = VerifierContext::default().with_dev_mode(true);
+}
+
 /// Verifies receipts. Accepts fake receipts only when `dev_mode` is set.
 #[derive(Clone, Copy, Debug)]
 pub struct Verifier {
@@ -630,9 +638,12 @@ impl Verifier {
         if kind == ReceiptKind::Fake && !self.dev_mode {
             return Err(VerifyError::FakeRejected);
         }
-        let ctx = VerifierContext::default().with_dev_mode(self.dev_mode);
-        receipt
-            .verify_with_context(&ctx, image_id.digest())
+        let checked = |ctx: &VerifierContext| receipt.verify_with_context(ctx, image_id.digest());
+        let checked = match self.dev_mode {
+            true => DEV_VERIFIER.with(checked),
+            false => VERIFIER.with(checked),
+        };
+        checked
             .map_err(|e| VerifyError::Invalid { image_id: image_id.to_string(), reason: e.to_string() })?;
         let claim = receipt.claim().map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let claim_digest = risc0_zkvm::sha::Digestible::digest(&claim).into();
