@@ -93,10 +93,11 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Database(format!("connection pool: {e}")))
         };
+        let (queries, locks) = (pool(config.clone())?, pool(config.clone())?);
         let origin: std::sync::Arc<str> = format!("{:016x}", rand_origin()).into();
         let (notices, _) = tokio::sync::broadcast::channel(1024);
-        let listener = tokio::spawn(listen(config.clone(), origin.clone(), notices.clone()));
-        let store = PgStore { pool: pool(config.clone())?, locks: pool(config)?, origin, notices, listener };
+        let listener = tokio::spawn(listen(config, origin.clone(), notices.clone()));
+        let store = PgStore { pool: queries, locks, origin, notices, listener };
         store.run(Mode::Write, |tx| Box::pin(crate::logic::migrate(tx, MIGRATIONS))).await?;
         Ok(store)
     }
@@ -132,7 +133,7 @@ impl Backend for PgStore {
                     .get()
                     .await
                     .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-                let begin = match mode {
+                let outcome = match mode {
                     Mode::Statements => {
                         // Each statement on its own (autocommit): nothing to begin or to end.
                         let mut conn = PgTx { tx: &client, retry: false, origin: &self.origin };
@@ -167,7 +168,7 @@ impl Backend for PgStore {
                         }
                     }
                 };
-                begin
+                outcome
             };
             if !retry || attempt >= RETRIES {
                 return out;
