@@ -159,9 +159,7 @@ impl Coordinator {
             match self.store.claim_and_start(&owner, self.config.lease).await {
                 Ok(Some((task, entered))) => {
                     if entered {
-                        tracing::info!(task = %task.id, from = "queued", to = "witnessing", "task advanced");
-                        self.changed(&task.id);
-                        self.observe_stage(&task, TaskStatus::Queued);
+                        self.advanced(&task, TaskStatus::Queued, TaskStatus::Witnessing);
                     }
                     self.process(&owner, task).await
                 }
@@ -287,9 +285,7 @@ impl Coordinator {
         match self.store.transition(&task.id, owner, task.status, to, update).await {
             Ok(true) => {
                 self.metrics.volume.blocks_written.inc_by(written);
-                tracing::info!(task = %task.id, from = %task.status, %to, "task advanced");
-                self.changed(&task.id);
-                self.observe_stage(task, task.status);
+                self.advanced(task, task.status, to);
                 if let Some(error) = &failure_code {
                     self.metrics.failed(error);
                 }
@@ -312,6 +308,14 @@ impl Coordinator {
                 Commit::Stopped
             }
         }
+    }
+
+    /// Tells the log, the task's streams and the stage metric that a committed change moved
+    /// `task` from `from` to `to`.
+    fn advanced(&self, task: &TaskRecord, from: TaskStatus, to: TaskStatus) {
+        tracing::info!(task = %task.id, %from, %to, "task advanced");
+        self.changed(&task.id);
+        self.observe_stage(task, from);
     }
 
     fn heartbeat(&self, id: String, owner: String) -> JoinHandle<()> {

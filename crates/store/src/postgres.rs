@@ -133,16 +133,13 @@ impl Backend for PgStore {
                     .get()
                     .await
                     .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-                let outcome = match mode {
+                match mode {
                     Mode::Statements => {
                         // Each statement on its own (autocommit): nothing to begin or to end.
                         let mut conn = PgTx { tx: &client, retry: false, origin: &self.origin };
                         match body(&mut conn).await {
                             Ok(v) => return Ok(v),
-                            Err(e) => {
-                                let retry = conn.retry;
-                                (Err(e), retry)
-                            }
+                            Err(e) => (Err(e), conn.retry),
                         }
                     }
                     Mode::Write | Mode::Read => {
@@ -157,18 +154,15 @@ impl Backend for PgStore {
                         };
                         let txn = begin.map_err(|e| pg_error(&e))?;
                         let mut tx = PgTx { tx: &txn, retry: false, origin: &self.origin };
-                        let out = body(&mut tx).await;
-                        let retry = tx.retry;
-                        match out {
+                        match body(&mut tx).await {
                             Ok(v) => match txn.commit().await {
                                 Ok(()) => return Ok(v),
                                 Err(e) => (Err(pg_error(&e)), retryable(&e)),
                             },
-                            Err(e) => (Err(e), retry),
+                            Err(e) => (Err(e), tx.retry),
                         }
                     }
-                };
-                outcome
+                }
             };
             if !retry || attempt >= RETRIES {
                 return out;
