@@ -87,6 +87,9 @@ pub struct Quotas {
     pub event_streams: usize,
     /// how long a request waits for a free slot before it gets 503
     pub queue_wait: Duration,
+    /// how long a volume export waits for its client to take the next chunk; then the export is
+    /// cut off and its volume-read slot freed
+    pub export_idle: Duration,
 }
 
 impl Default for Quotas {
@@ -101,6 +104,7 @@ impl Default for Quotas {
             verifications: 2 * cores,
             event_streams: 1_000,
             queue_wait: Duration::from_secs(2),
+            export_idle: Duration::from_secs(30),
         }
     }
 }
@@ -175,6 +179,7 @@ pub struct Access {
     pub(crate) volume_reads: Slots,
     pub(crate) verifications: Slots,
     pub(crate) event_streams: Slots,
+    pub(crate) export_idle: Duration,
 }
 
 impl Access {
@@ -194,6 +199,7 @@ impl Access {
             verifications: Slots::new("verifications", quotas.verifications, wait),
             // A stream lasts long: one that finds no slot is refused at once.
             event_streams: Slots::new("event streams", quotas.event_streams, Duration::ZERO),
+            export_idle: quotas.export_idle.max(Duration::from_millis(100)),
         }
     }
 

@@ -354,21 +354,38 @@ async fn volume(
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
     let slot = access.volume_reads.take().await?;
-    let export = Arc::new(c.volume_export(id).await?);
+    let export = c.volume_export(id).await?;
     let size = export.size;
-    // Streamed chunk by chunk, each read from the store as the client takes it: a 2 GB volume is
-    // never in memory whole. The read slot is held until the last chunk is sent.
-    let chunks = futures_util::stream::try_unfold((0u64, slot), move |(first, slot)| {
-        let export = Arc::clone(&export);
-        async move {
-            let chunk = export.chunk(first).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-            if chunk.is_empty() {
-                return Ok::<_, std::io::Error>(None);
+    // Streamed chunk by chunk, each read from the store by a task of its own one chunk ahead of
+    // the client: a 2 GB volume is never in memory whole. The read slot is held until the last
+    // chunk is taken, or until the client has taken none for `export_idle`: then the export is cut
+    // off (the body ends short of its length and the connection is closed), so clients that stop
+    // reading cannot keep every volume read of the service waiting.
+    let idle = access.export_idle;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(1);
+    let program = id.to_owned();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut first = 0;
+        loop {
+            let chunk = match export.chunk(first).await {
+                Ok(chunk) if chunk.is_empty() => return,
+                Ok(chunk) => Ok(axum::body::Bytes::from(chunk)),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let last = chunk.is_err();
+            match tokio::time::timeout(idle, tx.send(chunk)).await {
+                Ok(Ok(())) if !last => first += zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK,
+                // The error is sent, or the client went away.
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::info!(%program, ?idle, "volume export cut off: its client took no chunk");
+                    return;
+                }
             }
-            let next = first + zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK;
-            Ok(Some((axum::body::Bytes::from(chunk), (next, slot))))
         }
     });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let headers = [
         (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_owned()),
         (axum::http::header::CONTENT_LENGTH, size.to_string()),

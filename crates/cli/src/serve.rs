@@ -54,6 +54,11 @@ pub(crate) struct ServeArgs {
     /// Runners of the controller stages (witnessing, delivery); default: one per core.
     #[arg(long)]
     runners: Option<usize>,
+    /// How often idle runners and provers look for work nobody told them of (leases that
+    /// expired, changes a replica missed), in milliseconds. New work wakes them at once: this
+    /// process's own, and on PostgreSQL the other replicas' (LISTEN/NOTIFY).
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
     /// Cap on a circuit's user cycles.
     #[arg(long, default_value_t = DEFAULT_MAX_CYCLES)]
     max_cycles: u64,
@@ -151,6 +156,10 @@ pub(crate) struct ServeArgs {
     /// Volume reads (fs, volume export) running at once.
     #[arg(long, default_value_t = access::Quotas::default().volume_reads)]
     max_volume_reads: usize,
+    /// Longest a volume export waits for its client to take the next chunk (4 MiB), in
+    /// milliseconds; then the export is cut off and its volume-read slot freed.
+    #[arg(long, default_value_t = access::Quotas::default().export_idle.as_millis() as u64)]
+    export_idle_ms: u64,
     /// Receipt verifications (`POST /v1/verify`) running at once.
     #[arg(long, default_value_t = access::Quotas::default().verifications)]
     max_verifications: usize,
@@ -441,6 +450,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         provers: args.workers.unwrap_or(default_workers),
         runners: args.runners.unwrap_or(cores),
+        poll_interval: Duration::from_millis(args.poll_ms.max(10)),
         prover_lease: Duration::from_millis(args.prover_lease_ms.max(300)),
         lease: Duration::from_millis(args.lease_ms.max(300)),
         volume_size,
@@ -495,6 +505,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         volume_reads: args.max_volume_reads,
         verifications: args.max_verifications,
         event_streams: args.max_event_streams,
+        export_idle: Duration::from_millis(args.export_idle_ms),
         ..access::Quotas::default()
     };
     let open = keys.is_none();

@@ -254,6 +254,48 @@ fn oversized_args_are_refused_before_parsing_and_slow_clients_are_cut_off() {
     );
 }
 
+/// A client that asks for a volume export and then stops reading holds a volume-read slot only
+/// until the export's idle deadline: then the export is cut off, short of its length, and the
+/// slot serves other reads. Before the deadline existed, one such client per slot kept every
+/// program's `fs` reads and exports at 503 for as long as it kept its connections open.
+#[test]
+fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let args = ["--workers", "0", "--max-volume-reads", "1", "--export-idle-ms", "1000"];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
+    let api = server.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // The export of a 256 MiB volume starts; the client reads the status line and no more.
+    let mut stalled = std::net::TcpStream::connect(&addr).expect("connect");
+    stalled.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let request = format!("GET /v1/programs/{program}/volume HTTP/1.1\r\nHost: x\r\n\r\n");
+    stalled.write_all(request.as_bytes()).expect("write");
+    let mut status_line = [0u8; 12];
+    stalled.read_exact(&mut status_line).expect("status line");
+    assert_eq!(&status_line, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&status_line));
+    // The only volume-read slot frees up once the export has waited a second for its client.
+    let start = Instant::now();
+    let listed = poll(Duration::from_secs(20), || {
+        let (status, body) = api.get(&format!("/v1/programs/{program}/fs"))?;
+        Ok((status == 200).then_some(body))
+    })
+    .unwrap_or_else(|e| panic!("a stalled export kept the volume-read slot: {e:#}"));
+    assert!(listed["entries"].is_array(), "{listed}");
+    let waited = start.elapsed();
+    // The stalled client, reading again, gets the connection closed short of the image.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while let Ok(n) = stalled.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < 256 << 20, "the stalled client got the whole image ({got} bytes)");
+    println!("stalled export: slot free after {waited:?}, the client had {} MiB of 256", got >> 20);
+}
+
 #[test]
 fn finished_tasks_lose_input_and_receipt_after_the_retention_period() {
     let tmp = tempfile::tempdir().expect("tempdir");

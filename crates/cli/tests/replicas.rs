@@ -235,3 +235,30 @@ fn a_replica_knows_a_root_another_replica_made_the_moment_it_is_asked() {
         assert_eq!(status, 202, "round {round}: a task pinned to a's new root was refused by b: {v}");
     }
 }
+
+/// A task submitted to a replica that runs no stages is taken up by another replica the moment it
+/// is committed: the second replica's runners are woken by the first one's notice (PostgreSQL
+/// LISTEN/NOTIFY), not by a poll. Both replicas poll for work only every ten minutes, so a task
+/// that had to wait for a poll would miss the deadline by far.
+#[test]
+fn a_replica_takes_up_a_task_another_replica_accepted_without_waiting_for_a_poll() {
+    let Some(base) = postgres::server() else { return };
+    let database = postgres::fresh_database(&base).expect("database");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let quiet = ["--database", &database, "--poll-ms", "600000"];
+    let front = [&quiet[..], &["--runners", "0", "--workers", "0"]].concat();
+    let back = [&quiet[..], &["--runners", "1", "--workers", "1"]].concat();
+    let a = Server::start(bin(), &tmp.path().join("a"), "dev", &front).expect("replica a");
+    let b = Server::start(bin(), &tmp.path().join("b"), "dev", &back).expect("replica b");
+    let api = a.api();
+    let program = api.deploy(hello_app()).expect("deploy");
+    // Give b's runner and prover time to look once and go to sleep for their ten minutes.
+    std::thread::sleep(Duration::from_secs(2));
+    for n in 1..=3 {
+        let task = api.prove(&program, &json!({ "n": n })).expect("submit to a");
+        let done = api.wait_task(&task, Duration::from_secs(30)).unwrap_or_else(|e| {
+            panic!("task {n} submitted to a was not taken up by b: {e:#}\nb's log:\n{}", b.log())
+        });
+        assert_eq!(done["status"], "done", "{done}");
+    }
+}

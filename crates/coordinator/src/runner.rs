@@ -27,8 +27,8 @@ pub(crate) enum Step {
 
 /// What committing a step did.
 enum Commit {
-    /// The task moved on: go on with its next stage.
-    Moved,
+    /// The task moved on to this status: go on with its next stage, if a runner has one.
+    Moved(TaskStatus),
     /// The stage's volume write lost a race: run the stage again.
     Again,
     /// The task is not ours any more (or the store failed): let go of it.
@@ -228,7 +228,10 @@ impl Coordinator {
             let commit = self.finish(owner, &task, step).instrument(span).await;
             drop(guard);
             match commit {
-                Commit::Moved => {}
+                // Proving is the provers' business and an ended task has no next stage: the
+                // runner knows the status it committed and need not read the task again.
+                Commit::Moved(to) if to.is_terminal() || to == TaskStatus::Proving => break,
+                Commit::Moved(_) => {}
                 // Another replica wrote the program's volume while this stage ran: run the stage
                 // again on the new image (the task itself did not move).
                 Commit::Again => continue,
@@ -292,7 +295,7 @@ impl Coordinator {
                 if to == TaskStatus::Proving {
                     self.work_to_prove();
                 }
-                Commit::Moved
+                Commit::Moved(to)
             }
             Ok(false) => {
                 tracing::warn!(task = %task.id, "task moved by someone else; lease lost");
