@@ -87,8 +87,8 @@ pub struct Quotas {
     pub event_streams: usize,
     /// how long a request waits for a free slot before it gets 503
     pub queue_wait: Duration,
-    /// how long a volume export waits for its client to take the next chunk; then the export is
-    /// cut off and its volume-read slot freed
+    /// how long a volume export waits for its client to take the next 256 KiB; then the export
+    /// is cut off and its volume-read slot freed
     pub export_idle: Duration,
 }
 

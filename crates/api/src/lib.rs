@@ -356,33 +356,42 @@ async fn volume(
     let slot = access.volume_reads.take().await?;
     let export = c.volume_export(id).await?;
     let size = export.size;
-    // Streamed chunk by chunk, each read from the store by a task of its own one chunk ahead of
+    // Streamed chunk by chunk, each read from the store by a task of its own, a little ahead of
     // the client: a 2 GB volume is never in memory whole. The read slot is held until the last
-    // chunk is taken, or until the client has taken none for `export_idle`: then the export is cut
-    // off (the body ends short of its length and the connection is closed), so clients that stop
-    // reading cannot keep every volume read of the service waiting.
+    // piece is taken, or until the client has taken none for `export_idle`: then the export is
+    // cut off (the body ends short of its length and the connection is closed), so clients that
+    // stop reading cannot keep every volume read of the service waiting. The deadline applies to
+    // pieces of 256 KiB, so a client that goes on reading at a few KiB/s is not cut off.
+    const PIECE: usize = 256 << 10;
     let idle = access.export_idle;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
     let program = id.to_owned();
     tokio::spawn(async move {
         let _slot = slot;
         let mut first = 0;
         loop {
-            let chunk = match export.chunk(first).await {
+            let mut pieces = match export.chunk(first).await {
                 Ok(chunk) if chunk.is_empty() => return,
-                Ok(chunk) => Ok(axum::body::Bytes::from(chunk)),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let last = chunk.is_err();
-            match tokio::time::timeout(idle, tx.send(chunk)).await {
-                Ok(Ok(())) if !last => first += zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK,
-                // The error is sent, or the client went away.
-                Ok(_) => return,
-                Err(_) => {
-                    tracing::info!(%program, ?idle, "volume export cut off: its client took no chunk");
+                Ok(chunk) => axum::body::Bytes::from(chunk),
+                Err(e) => {
+                    // The client learns of it as a broken body (if it is still there).
+                    let _ = tx.send_timeout(Err(std::io::Error::other(e.to_string())), idle).await;
                     return;
                 }
+            };
+            while !pieces.is_empty() {
+                let piece = pieces.split_to(PIECE.min(pieces.len()));
+                match tx.send_timeout(Ok(piece), idle).await {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        tracing::info!(%program, ?idle, "volume export cut off: its client stopped reading");
+                        return;
+                    }
+                    // The client went away.
+                    Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => return,
+                }
             }
+            first += zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK;
         }
     });
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });

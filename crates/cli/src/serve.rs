@@ -156,8 +156,8 @@ pub(crate) struct ServeArgs {
     /// Volume reads (fs, volume export) running at once.
     #[arg(long, default_value_t = access::Quotas::default().volume_reads)]
     max_volume_reads: usize,
-    /// Longest a volume export waits for its client to take the next chunk (4 MiB), in
-    /// milliseconds; then the export is cut off and its volume-read slot freed.
+    /// Longest a volume export waits for its client to take the next 256 KiB, in milliseconds;
+    /// then the export is cut off and its volume-read slot freed.
     #[arg(long, default_value_t = access::Quotas::default().export_idle.as_millis() as u64)]
     export_idle_ms: u64,
     /// Receipt verifications (`POST /v1/verify`) running at once.

@@ -261,7 +261,7 @@ fn oversized_args_are_refused_before_parsing_and_slow_clients_are_cut_off() {
 #[test]
 fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let args = ["--workers", "0", "--max-volume-reads", "1", "--export-idle-ms", "1000"];
+    let args = ["--workers", "0", "--max-volume-reads", "1", "--export-idle-ms", "2000"];
     let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     let program = api.deploy(hello_app()).expect("deploy");
@@ -274,7 +274,21 @@ fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
     let mut status_line = [0u8; 12];
     stalled.read_exact(&mut status_line).expect("status line");
     assert_eq!(&status_line, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&status_line));
-    // The only volume-read slot frees up once the export has waited a second for its client.
+    // A reader that keeps taking data (up to 1 MiB every 100 ms) is not cut off, three times the
+    // deadline long. (How slow a reader may be depends on the kernel's socket buffers too: a
+    // writer is woken only once a good part of its send buffer has drained.)
+    let mut buf = vec![0u8; 1 << 20];
+    let (steady, mut got) = (Instant::now(), 0usize);
+    while steady.elapsed() < Duration::from_secs(6) {
+        let n = stalled.read(&mut buf).expect("a steady reader is served");
+        assert!(n > 0, "a steady reader was cut off after {:?} and {got} bytes", steady.elapsed());
+        got += n;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cut = server.log().lines().filter(|l| l.contains("volume export cut off")).count();
+    assert_eq!(cut, 0, "a steady reader was cut off (it had {got} bytes)");
+    // Now it stops reading.
+    // The only volume-read slot frees up once the export has waited two seconds for its client.
     let start = Instant::now();
     let listed = poll(Duration::from_secs(20), || {
         let (status, body) = api.get(&format!("/v1/programs/{program}/fs"))?;
@@ -284,8 +298,6 @@ fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
     assert!(listed["entries"].is_array(), "{listed}");
     let waited = start.elapsed();
     // The stalled client, reading again, gets the connection closed short of the image.
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 20];
     while let Ok(n) = stalled.read(&mut buf) {
         if n == 0 {
             break;
