@@ -361,7 +361,8 @@ async fn volume(
     // piece is taken, or until the client has taken none for `export_idle`: then the export is
     // cut off (the body ends short of its length and the connection is closed), so clients that
     // stop reading cannot keep every volume read of the service waiting. The deadline applies to
-    // pieces of 256 KiB, so a client that goes on reading at a few KiB/s is not cut off.
+    // pieces of 256 KiB, not to whole 4 MiB chunks; a slow reader may still be cut off, as the
+    // kernel wakes a writer only once a good part of its send buffer has drained (README).
     const PIECE: usize = 256 << 10;
     let idle = access.export_idle;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
