@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zkcoproc_testing::{hello_app, poll, Api, Server};
+use zkcoproc_testing::{hello_app, hostile_controller, poll, Api, Server};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_zkcoproc"))
@@ -306,6 +306,40 @@ fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
     }
     assert!(got < 256 << 20, "the stalled client got the whole image ({got} bytes)");
     println!("stalled export: slot free after {waited:?}, the client had {} MiB of 256", got >> 20);
+}
+
+/// Dry runs cannot stall the pipeline: a caller who fills every dry-run slot with a controller
+/// that sleeps until its deadline does not delay another program's tasks, whose controller calls
+/// take their slots from a pool of their own. Before, dry runs and task stages shared one pool of
+/// a call per core, and such dry runs held every task up until they timed out, one after another.
+#[test]
+fn dry_runs_that_sleep_until_their_deadline_do_not_hold_up_tasks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let args = ["--controller-timeout-ms", "8000", "--max-dry-runs", "4"];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
+    let api = server.api();
+    let hostile = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
+    let hello = api.deploy(hello_app()).expect("deploy hello");
+    let path = format!("/v1/programs/{hostile}/witnesses");
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            let (api, path) = (server.api(), path.clone());
+            std::thread::spawn(move || api.post(&path, &json!({"args": {"mode": "sleep"}})))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let task = api.prove(&hello, &json!({"n": 3})).expect("submit");
+    let done = api.wait_task(&task, Duration::from_secs(6)).unwrap_or_else(|e| {
+        panic!("a task waited behind sleeping dry runs: {e:#}");
+    });
+    assert_eq!(done["status"], "done", "{done}");
+    let took = start.elapsed();
+    for sleeper in sleepers {
+        let (status, body) = sleeper.join().expect("thread").expect("dry run answered");
+        assert_ne!(status, 200, "a dry run that slept past its deadline succeeded: {body}");
+    }
+    println!("a task beside 4 sleeping dry runs: done in {took:?}");
 }
 
 #[test]

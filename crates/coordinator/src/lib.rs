@@ -73,7 +73,8 @@ pub struct Config {
     pub volume_size: u64,
     /// Largest volume a deploy may ask for.
     pub max_volume_size: u64,
-    /// Controller calls running at once (each holds a blocking thread and a core).
+    /// Controller calls of task stages running at once (each holds a blocking thread and a
+    /// core); dry runs have a pool of this size of their own.
     pub controller_concurrency: usize,
     /// Cap on a circuit's user cycles in the preflight execution.
     pub max_cycles: u64,
@@ -233,7 +234,11 @@ pub struct Coordinator {
     config: Config,
     circuits: Mutex<lru::LruCache<String, CircuitImage>>,
     volume_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// controller calls of task stages running at once
     controller_slots: tokio::sync::Semaphore,
+    /// dry runs' controller calls running at once: a pool of their own, so that dry runs (of a
+    /// controller that sleeps until its deadline, say) never keep task stages waiting
+    dry_run_slots: tokio::sync::Semaphore,
     wake: Notify,
     provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
@@ -274,6 +279,7 @@ impl Coordinator {
             circuits: Mutex::new(lru::LruCache::new(circuits)),
             volume_locks: Mutex::new(HashMap::new()),
             controller_slots: tokio::sync::Semaphore::new(slots),
+            dry_run_slots: tokio::sync::Semaphore::new(slots),
             wake: Notify::new(),
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
@@ -432,7 +438,7 @@ impl Coordinator {
         let args = args.to_owned();
         let root = ctx.root;
         let out = self
-            .controller_call(move || {
+            .controller_call(&self.dry_run_slots, move || {
                 runtime
                     .get_witnesses(&controller, ctx, Some(volume), &args)
                     .map_err(|e| CoordinatorError::Controller { error: e.error, logs: e.logs })
@@ -718,17 +724,15 @@ fn check_args_json(args: &str) -> Result<(), CoordinatorError> {
 
 impl Coordinator {
     /// Runs a controller call on the blocking pool, at most
-    /// [`Config::controller_concurrency`] at a time.
-    async fn controller_call<T, F>(&self, f: F) -> Result<T, CoordinatorError>
+    /// [`Config::controller_concurrency`] at a time of those that take their slot from `slots`
+    /// (task stages and dry runs each have a pool).
+    async fn controller_call<T, F>(&self, slots: &tokio::sync::Semaphore, f: F) -> Result<T, CoordinatorError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
     {
-        let _slot = self
-            .controller_slots
-            .acquire()
-            .await
-            .map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
+        let _slot =
+            slots.acquire().await.map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
         blocking(f).await
     }
 }
