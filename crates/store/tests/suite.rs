@@ -564,8 +564,18 @@ async fn fifty_concurrent_volume_writers_all_land(s: &Arc<dyn Store>) {
         let id = format!("w{i:02}");
         s.insert_task(task(&id), None).await.expect("insert");
         writers.push(tokio::spawn(async move {
-            // Each writer holds whichever task it claimed.
-            let claimed = s.claim_next(&id, Duration::from_secs(60)).await.expect("claim").expect("a task");
+            // Each writer holds whichever task it claimed. A claim skips rows other claims have
+            // locked (PostgreSQL's SKIP LOCKED), so it may find none for a moment: as a runner
+            // does, it looks again.
+            let mut claimed = None;
+            for _ in 0..200 {
+                claimed = s.claim_next(&id, Duration::from_secs(60)).await.expect("claim");
+                if claimed.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let claimed = claimed.expect("a task within 2 s");
             let (task_id, owner) = (claimed.id.clone(), id.clone());
             let mut reruns = 0u32;
             loop {
