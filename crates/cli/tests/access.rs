@@ -343,6 +343,44 @@ fn dry_runs_that_sleep_until_their_deadline_do_not_hold_up_tasks() {
 }
 
 #[test]
+fn a_backlog_of_sleeping_tasks_does_not_hold_up_another_identitys_task() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // One runner, so that each of mallory's tasks holds every controller stage for its deadline.
+    let server = keyed_server(tmp.path(), &["--runners", "1", "--controller-timeout-ms", "1500"]);
+    let mallory = Api::with_key(&server.url, "mallory-token-012345678");
+    let bob = Api::with_key(&server.url, "bob-token-0123456789ab");
+    let hostile = mallory.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
+    let hello = bob.deploy(hello_app()).expect("deploy hello");
+    // Mallory queues 12 tasks whose controller sleeps until its deadline: 18 s of the runner.
+    let sleepers: Vec<String> =
+        (0..12).map(|_| mallory.prove(&hostile, &json!({"mode": "sleep"})).expect("submit")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let task = bob.prove(&hello, &json!({"n": 3})).expect("submit");
+    // Bob's task waits for the sleeping call in progress, not for the backlog behind it: at most
+    // one deadline before witnessing and one before delivering.
+    let done = bob.wait_task(&task, Duration::from_secs(8)).unwrap_or_else(|e| {
+        panic!("bob's task waited behind mallory's backlog: {e:#}");
+    });
+    assert_eq!(done["status"], "done", "{done}");
+    let took = start.elapsed();
+    let waiting = sleepers
+        .iter()
+        .filter(|t| {
+            let (_, t) = mallory.get(&format!("/v1/tasks/{t}")).expect("task");
+            t["status"] == "queued"
+        })
+        .count();
+    assert!(waiting >= 6, "mallory's backlog ran first: only {waiting} of 12 still queued");
+    // Her tasks are not starved either: each still ends, at its deadline.
+    let last = mallory.wait_task(&sleepers[11], Duration::from_secs(60)).expect("mallory's last task");
+    assert_eq!(last["error"]["code"], "controller_timeout", "{last}");
+    println!(
+        "bob's task beside 12 sleeping tasks queued before it: done in {took:?}, {waiting} still queued"
+    );
+}
+
+#[test]
 fn finished_tasks_lose_input_and_receipt_after_the_retention_period() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let server =

@@ -687,9 +687,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
     /// A task's status changes, oldest first.
     async fn task_events(&self, id: &str) -> Result<Vec<TaskEvent>>;
-    /// Claims the oldest unfinished task not in `proving` (provers lease those) whose lease is
-    /// free or expired, for `owner`, until `now + lease`, counting a claim. Returns it with the
-    /// lease set.
+    /// Claims the unfinished task not in `proving` (provers lease those) whose lease is free or
+    /// expired and whose turn comes first (then the oldest), for `owner`, until `now + lease`,
+    /// counting a claim. Returns it with the lease set. A task's turn, set when it is inserted,
+    /// is no earlier than the newest turn started and after its submitter's previous task: one
+    /// identity's backlog does not hold up the tasks of another.
     async fn claim_next(&self, owner: &str, lease: Duration) -> Result<Option<TaskRecord>>;
     /// [`Store::claim_next`], and a claimed `queued` task enters `witnessing` in the same
     /// transaction (its `witnessing` event recorded, claims reset as by a transition): one
@@ -740,8 +742,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;
     /// Leases a task in `proving` to `worker` until `now + lease`: the worker's own open lease
-    /// if it has one (re-delivery), else the oldest unleased proving task, preferring tasks this
-    /// worker has not tried before. A task whose `max_attempts` leases all ended without a proof
+    /// if it has one (re-delivery), else the unleased proving task whose turn comes first (see
+    /// [`Store::claim_next`]), preferring tasks this worker has not tried before. A task whose `max_attempts` leases all ended without a proof
     /// fails with `prover_failed` instead of being leased; leases ended by a restart of the
     /// service count against [`MAX_CRASHES`] instead.
     /// A task this worker already failed is not leased to it while one of `rules.others_asking`

@@ -280,8 +280,27 @@ async fn fail_proving(tx: &mut dyn Tx, task_id: &str, now: i64) -> Result<bool> 
     Ok(moved)
 }
 
-/// Claims the oldest task a runner may work on (see [`Store::claim_next`]); with `start`, a
-/// `queued` one enters `witnessing` as well. Returns it, and whether it entered.
+/// The turn of a task `submitter` inserts now: no earlier than the newest turn started, and
+/// after the submitter's previous task. Runners and provers take tasks by turn, then age, so an
+/// identity's backlog is spread one turn per task and a newcomer is served next (README, "Fair
+/// turns").
+async fn next_turn(tx: &mut dyn Tx, submitter: Option<&str>) -> Result<i64> {
+    let sql = "SELECT MAX(turn) FROM tasks WHERE status NOT IN ('queued', 'cancelled')";
+    let started: Option<i64> = tx.scalar(sql, &[]).await?;
+    let previous: Option<i64> = match submitter {
+        Some(who) => {
+            let sql = "SELECT turn FROM tasks WHERE submitter = $1 ORDER BY seq DESC LIMIT 1";
+            tx.first(sql, args![who]).await?
+        }
+        None => {
+            tx.first("SELECT turn FROM tasks WHERE submitter IS NULL ORDER BY seq DESC LIMIT 1", &[]).await?
+        }
+    };
+    Ok(started.unwrap_or(0).max(previous.map_or(0, |p| p.saturating_add(1))))
+}
+
+/// Claims the task a runner may work on whose turn comes first (see [`Store::claim_next`]); with
+/// `start`, a `queued` one enters `witnessing` as well. Returns it, and whether it entered.
 async fn claim(
     tx: &mut dyn Tx,
     owner: &str,
@@ -289,11 +308,13 @@ async fn claim(
     start: bool,
 ) -> Result<Option<(TaskRecord, bool)>> {
     let now = tx.now().await?;
+    // The status test repeats the partial index's own (`tasks_unfinished`): SQLite uses an index
+    // only for a query whose terms contain its condition, and scanned every task ever run without.
     let sql = "UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, claims = claims + 1 \
                WHERE seq = (SELECT seq FROM tasks \
-                   WHERE status NOT IN ('done', 'failed', 'cancelled', 'proving') \
+                   WHERE status NOT IN ('done', 'failed', 'cancelled') AND status <> 'proving' \
                      AND (lease_owner IS NULL OR lease_expires_at < $3) \
-                   ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                   ORDER BY turn, seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
                RETURNING id, status";
     let Some(mut row) = tx.opt(sql, args![owner, now.saturating_add(lease_ms(lease)), now]).await? else {
         return Ok(None);
@@ -443,11 +464,12 @@ impl<B: Backend> Store for B {
                     return Ok(Inserted { task: existing_task(tx, &task_id).await?, created: false });
                 }
             }
+            let turn = next_turn(tx, t.submitter.as_deref()).await?;
             let sql = "INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, \
-                       submitter, callback_url) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, \
-                       COALESCE($8, (SELECT callback_url FROM programs WHERE id = $2)))";
+                       submitter, callback_url, turn) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, \
+                       COALESCE($8, (SELECT callback_url FROM programs WHERE id = $2)), $9)";
             let (submitter, url) = (t.submitter.as_deref(), t.callback_url.as_deref());
-            let args = args![&t.id, &t.program_id, &t.args, &t.root, &t.receipt_kind, now, submitter, url];
+            let args = args![&t.id, &t.program_id, &t.args, &t.root, &t.receipt_kind, now, submitter, url, turn];
             tx.execute(sql, args).await?;
             insert_event(tx, &t.id, "queued", now).await?;
             if let Some(key) = &idempotency {
@@ -653,7 +675,7 @@ impl<B: Backend> Store for B {
                 return leased(lease_id, existing_task(tx, &task_id).await?, expires, vec![]);
             }
             // Unleased proving tasks (open leases that expired do not hold a task), those this
-            // worker has tried least first, then oldest; tasks another replica is leasing right
+            // worker has tried least first, then by turn and age; tasks another replica is leasing right
             // now are skipped, not waited for; none this worker failed before while one of the
             // other workers asking for work ($4...) has not failed it too.
             let others: Vec<String> = (0..others_asking.len()).map(|i| format!("${}", i + 4)).collect();
@@ -666,7 +688,7 @@ impl<B: Backend> Store for B {
                                   AND pl.worker = $1 AND {WORKER_FAILED}) \
                           AND (SELECT COUNT(DISTINCT pl.worker) FROM prover_leases pl WHERE pl.task_id = t.id \
                                AND pl.worker IN ({others}) AND {WORKER_FAILED}) < $3) \
-                 ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.seq \
+                 ORDER BY (SELECT COUNT(*) FROM prover_leases pl WHERE pl.task_id = t.id AND pl.worker = $1), t.turn, t.seq \
                  LIMIT 32 FOR UPDATE OF t SKIP LOCKED",
                 named(4 + others_asking.len())
             );

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/16_webhooks.sql"),
     include_str!("../migrations/sqlite/17_task_lists.sql"),
     include_str!("../migrations/sqlite/18_volume_block_index.sql"),
+    include_str!("../migrations/sqlite/19_fair_turns.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

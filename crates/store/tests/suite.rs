@@ -85,6 +85,7 @@ both!(
     deploy_is_idempotent_and_artifacts_round_trip,
     tasks_need_an_existing_program,
     claims_are_exclusive_fifo_and_expire,
+    claims_and_prover_leases_take_identities_in_turn,
     a_claim_starts_a_queued_task_in_its_own_commit,
     transitions_are_conditional_and_recorded,
     prover_leases_redeliver_retry_elsewhere_and_give_up,
@@ -217,6 +218,55 @@ async fn claims_are_exclusive_fifo_and_expire(s: &Arc<dyn Store>) {
     let c = s.claim_next("c", Duration::from_secs(60)).await.expect("claim").expect("t1");
     assert_eq!((c.id.as_str(), c.claims), ("t1", 2));
     assert!(!s.extend_lease("t1", "a", Duration::from_secs(1)).await.expect("extend"));
+}
+
+fn task_of(id: &str, submitter: Option<&str>) -> NewTask {
+    NewTask { submitter: submitter.map(str::to_owned), ..task(id) }
+}
+
+/// The ids the claims of a runner take, one claim after another, until none is left.
+async fn claim_order(s: &Arc<dyn Store>) -> Vec<String> {
+    let mut order = Vec::new();
+    while let Some((t, _)) = s.claim_and_start("r", FOREVER).await.expect("claim") {
+        order.push(t.id);
+    }
+    order
+}
+
+async fn claims_and_prover_leases_take_identities_in_turn(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    // Alice queues four tasks, then bob and an anonymous client one each: they do not wait
+    // behind alice's backlog.
+    for (id, who) in [("a1", "alice"), ("a2", "alice"), ("a3", "alice"), ("a4", "alice"), ("b1", "bob")] {
+        s.insert_task(task_of(id, Some(who)), None).await.expect("insert");
+    }
+    s.insert_task(task_of("n1", None), None).await.expect("insert");
+    let (first, _) = s.claim_and_start("r", FOREVER).await.expect("claim").expect("a task");
+    assert_eq!(first.id, "a1");
+    // Bob's second task takes its turn after alice's second; carol, new, goes before both.
+    s.insert_task(task_of("b2", Some("bob")), None).await.expect("insert");
+    s.insert_task(task_of("c1", Some("carol")), None).await.expect("insert");
+    // Alice cancelling her last queued task does not move her backlog ahead of a newcomer.
+    s.cancel("a4").await.expect("cancel");
+    s.insert_task(task_of("d1", Some("dave")), None).await.expect("insert");
+    assert_eq!(claim_order(s).await, ["b1", "n1", "c1", "d1", "a2", "b2", "a3"]);
+
+    // Provers lease by turn too: bob has had fewer turns than alice, whose tasks came first.
+    for id in ["pa1", "pa2", "pa3", "pb1"] {
+        let who = if id.starts_with("pa") { "alice" } else { "bob" };
+        s.insert_task(task_of(id, Some(who)), None).await.expect("insert");
+    }
+    let to_proving = StageUpdate { input: Some(vec![1]), release_lease: true, ..Default::default() };
+    for id in claim_order(s).await {
+        let (from, to) = (TaskStatus::Witnessing, TaskStatus::Proving);
+        assert!(s.transition(&id, "r", from, to, to_proving.clone()).await.expect("tx"));
+    }
+    let mut leased = Vec::new();
+    for worker in ["w1", "w2", "w3", "w4"] {
+        let lease = s.lease_proving(worker, rules(FOREVER, 3)).await.expect("lease").lease.expect("a task");
+        leased.push(lease.task.id);
+    }
+    assert_eq!(leased, ["pb1", "pa1", "pa2", "pa3"]);
 }
 
 async fn a_claim_starts_a_queued_task_in_its_own_commit(s: &Arc<dyn Store>) {
