@@ -743,9 +743,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;
     /// Leases a task in `proving` to `worker` until `now + lease`: the worker's own open lease
     /// if it has one (re-delivery), else the unleased proving task whose turn comes first (see
-    /// [`Store::claim_next`]), preferring tasks this worker has not tried before. A task whose `max_attempts` leases all ended without a proof
-    /// fails with `prover_failed` instead of being leased; leases ended by a restart of the
-    /// service count against [`MAX_CRASHES`] instead.
+    /// [`Store::claim_next`]), preferring tasks this worker has not tried before. A task whose
+    /// `max_attempts` leases all ended without a proof fails with `prover_failed` instead of
+    /// being leased; leases ended by a restart of the service count against [`MAX_CRASHES`]
+    /// instead.
     /// A task this worker already failed is not leased to it while one of `rules.others_asking`
     /// has not failed it too (so the task waits for one of them, and never for nobody).
     async fn lease_proving(&self, worker: &str, rules: LeaseRules) -> Result<Leased>;
