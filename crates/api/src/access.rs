@@ -109,92 +109,30 @@ impl Default for Quotas {
     }
 }
 
-/// A limit on requests of one kind running at once, of which one caller may hold a share.
+/// A limit on requests of one kind running at once.
 #[derive(Debug)]
 pub(crate) struct Slots {
     what: &'static str,
     sem: Arc<Semaphore>,
     wait: Duration,
-    total: usize,
-    /// slots one caller may hold at once (all of them for a kind with no per-caller share)
-    share: usize,
-    /// each caller's share, while it holds or waits for a slot
-    callers: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
-}
-
-/// A slot held: frees itself, and its caller's share, when dropped.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    _global: Option<OwnedSemaphorePermit>,
-    mine: Option<OwnedSemaphorePermit>,
-    caller: String,
-    callers: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        drop(self.mine.take());
-        // The map's own reference is the last one: nobody holds or waits for this caller's
-        // share any more (references are taken under the lock). Also after a wait for the
-        // share that timed out: the holders it waited for may have checked before it gave up.
-        if let Ok(mut callers) = self.callers.lock() {
-            if callers.get(&self.caller).is_some_and(|share| Arc::strong_count(share) == 1) {
-                callers.remove(&self.caller);
-            }
-        }
-    }
 }
 
 impl Slots {
-    /// `n` slots; with `shared`, one caller may hold at most half of them (at least one).
-    fn new(what: &'static str, n: usize, wait: Duration, shared: bool) -> Self {
-        let n = n.max(1);
-        let share = if shared { n.div_ceil(2) } else { n };
-        Slots { what, sem: Arc::new(Semaphore::new(n)), wait, total: n, share, callers: Arc::default() }
+    fn new(what: &'static str, n: usize, wait: Duration) -> Self {
+        Slots { what, sem: Arc::new(Semaphore::new(n.max(1))), wait }
     }
 
-    /// A slot for `caller` (a [`Caller::quota_key`]), waiting a little for one: 429 `busy` when
-    /// the caller's share stays taken by its own requests, 503 `busy` when no slot frees up; both
-    /// with `Retry-After`.
-    pub(crate) async fn take(&self, caller: &str) -> Result<Slot, ApiError> {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        let mut slot =
-            Slot { _global: None, mine: None, caller: caller.to_owned(), callers: Arc::clone(&self.callers) };
-        let share = match self.callers.lock() {
-            Ok(mut callers) if self.share < self.total => Some(Arc::clone(
-                callers.entry(caller.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.share))),
-            )),
-            _ => None,
-        };
-        if let Some(share) = share {
-            match tokio::time::timeout_at(deadline, share.acquire_owned()).await {
-                Ok(Ok(permit)) => slot.mine = Some(permit),
-                _ => {
-                    return Err(ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "busy",
-                        format!(
-                            "this caller already has {} {} running, as many as one caller may; \
-                             try again when one has ended",
-                            self.share, self.what
-                        ),
-                    )
-                    .retry_after(Duration::from_secs(1)))
-                }
-            }
+    /// A slot, waiting a little for one; 503 `busy` with `Retry-After` when none frees up.
+    pub(crate) async fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.wait, self.sem.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("too many {} are running; try again shortly", self.what),
+            )
+            .retry_after(Duration::from_secs(1))),
         }
-        match tokio::time::timeout_at(deadline, self.sem.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => slot._global = Some(permit),
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    format!("too many {} are running; try again shortly", self.what),
-                )
-                .retry_after(Duration::from_secs(1)))
-            }
-        }
-        Ok(slot)
     }
 }
 
@@ -255,12 +193,12 @@ impl Access {
                 burst: f64::from(quotas.submit_burst.max(1)),
                 buckets: Mutex::new(HashMap::new()),
             },
-            dry_runs: Slots::new("dry runs", quotas.dry_runs, wait, true),
-            deploys: Slots::new("deploys", quotas.deploys, wait, false),
-            volume_reads: Slots::new("volume reads", quotas.volume_reads, wait, true),
-            verifications: Slots::new("verifications", quotas.verifications, wait, false),
+            dry_runs: Slots::new("dry runs", quotas.dry_runs, wait),
+            deploys: Slots::new("deploys", quotas.deploys, wait),
+            volume_reads: Slots::new("volume reads", quotas.volume_reads, wait),
+            verifications: Slots::new("verifications", quotas.verifications, wait),
             // A stream lasts long: one that finds no slot is refused at once.
-            event_streams: Slots::new("event streams", quotas.event_streams, Duration::ZERO, true),
+            event_streams: Slots::new("event streams", quotas.event_streams, Duration::ZERO),
             export_idle: quotas.export_idle.max(Duration::from_millis(100)),
         }
     }
@@ -307,8 +245,7 @@ impl Caller {
         self.identity.as_deref()
     }
 
-    /// Whom per-caller quotas count against: the identity, else the client's address.
-    pub(crate) fn quota_key(&self) -> String {
+    fn quota_key(&self) -> String {
         match (&self.identity, self.peer) {
             (Some(name), _) => format!("id:{name}"),
             (None, Some(peer)) => format!("ip:{}", peer.ip()),
@@ -347,19 +284,6 @@ impl Caller {
     }
 }
 
-/// Whom a slot taken on a public route (no API key needed there) counts against: the
-/// client's address.
-pub(crate) struct PeerKey(pub(crate) String);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerKey {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        Ok(PeerKey(Caller { identity: None, peer }.quota_key()))
-    }
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
@@ -393,29 +317,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn one_caller_holds_at_most_half_of_the_slots_and_its_share_is_forgotten() {
-        let slots = Slots::new("dry runs", 4, Duration::from_millis(200), true);
-        let mine = [slots.take("id:mallory").await, slots.take("id:mallory").await];
-        assert!(mine.iter().all(Result::is_ok));
-        let third = slots.take("id:mallory").await.expect_err("past the share");
-        assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
-        // The other half is there for others.
-        let others = [slots.take("id:alice").await, slots.take("ip:127.0.0.1").await];
-        assert!(others.iter().all(Result::is_ok));
-        let full = slots.take("id:bob").await.expect_err("no slot left");
-        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
-        drop((mine, others));
-        assert!(
-            slots.callers.lock().expect("lock").is_empty(),
-            "shares of callers holding nothing are dropped"
-        );
-        // Kinds without a share: one caller may take them all.
-        let whole = Slots::new("deploys", 2, Duration::from_millis(50), false);
-        let held = [whole.take("id:a").await, whole.take("id:a").await];
-        assert!(held.iter().all(Result::is_ok));
-    }
 
     #[test]
     fn tokens_name_their_identity_and_buckets_refill() {

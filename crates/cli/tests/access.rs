@@ -381,38 +381,6 @@ fn a_backlog_of_sleeping_tasks_does_not_hold_up_another_identitys_task() {
 }
 
 #[test]
-fn one_identity_sleeping_in_dry_runs_leaves_the_other_half_of_the_slots_to_others() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let server = keyed_server(tmp.path(), &["--max-dry-runs", "2", "--controller-timeout-ms", "6000"]);
-    let mallory = Api::with_key(&server.url, "mallory-token-012345678");
-    let alice = Api::with_key(&server.url, "alice-token-0123456789");
-    let hostile = mallory.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
-    let hello = alice.deploy(hello_app()).expect("deploy hello");
-    let path = format!("/v1/programs/{hostile}/witnesses");
-    let sleepers: Vec<_> = (0..2)
-        .map(|_| {
-            let (api, path) = (Api::with_key(&server.url, "mallory-token-012345678"), path.clone());
-            std::thread::spawn(move || api.post(&path, &json!({"args": {"mode": "sleep"}})))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    // Both slots would be mallory's: alice's dry run waited 2 s for one and got 503.
-    let (status, body) =
-        alice.post(&format!("/v1/programs/{hello}/witnesses"), &json!({"args": {"n": 1}})).expect("dry run");
-    assert_eq!(status, 200, "alice's dry run beside mallory's sleeping ones: {body}");
-    let mut answers: Vec<(u16, String)> = sleepers
-        .into_iter()
-        .map(|t| {
-            let (status, body) = t.join().expect("thread").expect("answer");
-            (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
-    answers.sort();
-    // One slept until its deadline; the other found mallory's share taken.
-    assert_eq!(answers, [(422, "controller_timeout".to_owned()), (429, "busy".to_owned())]);
-}
-
-#[test]
 fn finished_tasks_lose_input_and_receipt_after_the_retention_period() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let server =
