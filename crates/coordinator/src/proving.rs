@@ -346,9 +346,17 @@ impl Coordinator {
         });
     }
 
-    /// Wakes every prover waiting for work (long-polling workers included), and leaves a permit
-    /// for an in-process prover that is about to wait.
+    /// Wakes one prover waiting for work (an in-process prover or a worker's long poll), or
+    /// leaves a permit for the next to wait: one task to lease, one prover to look for it (waking
+    /// them all sent every other one to the store for nothing). A prover that finds a task looks
+    /// again when done, so a burst is drained by every prover it woke; one that cannot take the
+    /// task (a worker named other tasks) leaves it to the others' next look.
     pub(crate) fn work_to_prove(&self) {
+        self.provable.notify_one();
+    }
+
+    /// Wakes every prover waiting for work: what changed is not known (notices were missed).
+    pub(crate) fn work_to_prove_everywhere(&self) {
         self.provable.notify_waiters();
         self.provable.notify_one();
     }

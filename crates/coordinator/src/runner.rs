@@ -107,7 +107,7 @@ impl Coordinator {
                 // Some were missed: whatever they were, every waiter looks again.
                 Err(RecvError::Lagged(_)) => {
                     self.wake.notify_waiters();
-                    self.work_to_prove();
+                    self.work_to_prove_everywhere();
                 }
                 Err(RecvError::Closed) => return,
             }

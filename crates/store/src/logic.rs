@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::sql::{args, Backend, Mode, Row, Tx};
+use crate::sql::{args, Arg, Backend, Mode, Row, Tx};
 use crate::{
     Admission, AttemptOutcome, CallbackAttempt, CancelOutcome, DueWebhook, Idempotency, Inserted, LeaseRules,
     Leased, NewBlock, NewProgram, NewTask, Opening, ProgramInfo, ProgramSummary, ProverAttempt, ProverLease,
@@ -361,13 +361,33 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
     if tx.execute(sql, args![&write.program_id, now, version, size, current]).await? != 1 {
         return Err(changed());
     }
-    for (block, data) in &write.written {
-        let block = to_i64(*block, "block")?;
-        let sql = "UPDATE volume_blocks SET superseded_by = $3 \
-                   WHERE program_id = $1 AND block = $2 AND superseded_by IS NULL";
-        tx.execute(sql, args![&write.program_id, block, version]).await?;
-        let sql = "INSERT INTO volume_blocks (program_id, block, version, data) VALUES ($1, $2, $3, $4)";
-        tx.execute(sql, args![&write.program_id, block, version, data]).await?;
+    // Two statements for up to 64 blocks, in chunks of a power of two: a handful of statement
+    // shapes to prepare (and cache), not one round trip per block.
+    let mut rest = &write.written[..];
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(1 << rest.len().min(64).ilog2());
+        rest = tail;
+        let head = [Arg::Text(&write.program_id), Arg::Int(version)];
+        let (mut blocks, mut rows) = (head.to_vec(), head.to_vec());
+        for (block, data) in chunk {
+            let block = Arg::Int(to_i64(*block, "block")?);
+            blocks.push(block);
+            rows.extend([block, Arg::Blob(data)]);
+        }
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE volume_blocks SET superseded_by = $2 \
+             WHERE program_id = $1 AND superseded_by IS NULL AND block IN ({})",
+            list.join(", ")
+        );
+        tx.execute(&sql, &blocks).await?;
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("($1, ${}, $2, ${})", 2 * i + 3, 2 * i + 4)).collect();
+        let sql = format!(
+            "INSERT INTO volume_blocks (program_id, block, version, data) VALUES {}",
+            values.join(", ")
+        );
+        tx.execute(&sql, &rows).await?;
     }
     let sql = "DELETE FROM volume_blocks WHERE program_id = $1 AND superseded_by <= $2";
     tx.execute(sql, args![&write.program_id, version - VOLUME_VERSIONS_KEPT as i64]).await?;

@@ -7,9 +7,10 @@
 //! the task row with `FOR UPDATE SKIP LOCKED`, so replicas never wait on each other's
 //! candidates; operations on one task's prover leases lock the task row first. Times come from
 //! the database clock, so replicas on machines whose clocks disagree still agree on when a lease
-//! expired. Statements are prepared once per pooled connection. Every status change is
-//! announced with `NOTIFY` in its transaction; each store listens on a connection of its own and
-//! passes on the changes other processes committed ([`crate::Store::notices`]).
+//! expired; a writing transaction reads it once, as it begins, in BEGIN's round trip.
+//! Statements are prepared once per pooled connection. Every status change is announced with
+//! `NOTIFY` in its transaction; each store listens on a connection of its own and passes on the
+//! changes other processes committed ([`crate::Store::notices`]).
 
 use std::error::Error;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use bytes::BytesMut;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::sql::{Arg, Backend, BoxFuture, Mode, Row, Tx, Value};
 use crate::{Result, StoreError, TaskNotice, TaskStatus};
@@ -126,10 +127,10 @@ impl Backend for PgStore {
     {
         let mut attempt = 0u32;
         loop {
-            // The connection (and the transaction, rolled back when dropped unfinished) go back
-            // before any wait for a retry.
+            // The connection goes back (or, dropped mid-transaction, is closed) before any wait
+            // for a retry.
             let (out, retry) = {
-                let mut client = self
+                let client = self
                     .pool
                     .get()
                     .await
@@ -137,30 +138,16 @@ impl Backend for PgStore {
                 match mode {
                     Mode::Statements => {
                         // Each statement on its own (autocommit): nothing to begin or to end.
-                        let mut conn = PgTx { tx: &client, retry: false, origin: &self.origin };
+                        let mut conn = PgTx { tx: &client, retry: false, origin: &self.origin, clock: None };
                         match body(&mut conn).await {
                             Ok(v) => return Ok(v),
                             Err(e) => (Err(e), conn.retry),
                         }
                     }
                     Mode::Write | Mode::Read => {
-                        let begin = match mode {
-                            Mode::Read => {
-                                let builder = client
-                                    .build_transaction()
-                                    .isolation_level(IsolationLevel::RepeatableRead);
-                                builder.read_only(true).start().await
-                            }
-                            _ => client.transaction().await,
-                        };
-                        let txn = begin.map_err(|e| pg_error(&e))?;
-                        let mut tx = PgTx { tx: &txn, retry: false, origin: &self.origin };
-                        match body(&mut tx).await {
-                            Ok(v) => match txn.commit().await {
-                                Ok(()) => return Ok(v),
-                                Err(e) => (Err(pg_error(&e)), retryable(&e)),
-                            },
-                            Err(e) => (Err(e), tx.retry),
+                        match Open(Some(client)).transact(mode, &self.origin, &body).await {
+                            Ok(v) => return Ok(v),
+                            Err((e, retry)) => (Err(e), retry),
                         }
                     }
                 }
@@ -218,10 +205,69 @@ impl Drop for PgHeld {
     }
 }
 
+/// The statement that begins a writing transaction and reads the database clock, in one round
+/// trip: nearly every writing transaction needs the clock, and it is read once, at the start.
+const BEGIN_WRITE: &str = "START TRANSACTION; SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// A pooled connection in a transaction begun and ended by simple statements (so that BEGIN and
+/// the clock take one round trip). Dropped while still holding the connection (its caller
+/// stopped waiting mid-transaction), it closes the connection rather than return it to the pool
+/// inside the transaction; the server then rolls the transaction back.
+struct Open(Option<deadpool_postgres::Object>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+impl Open {
+    /// Begins, runs `body`, commits (or rolls back on its error), and gives the connection
+    /// back to the pool; the error comes with whether running the transaction again may succeed.
+    /// A connection whose BEGIN, COMMIT or ROLLBACK failed is in a state not worth finding out:
+    /// it is closed.
+    async fn transact<T, F>(mut self, mode: Mode, origin: &str, body: &F) -> Result<T, (StoreError, bool)>
+    where
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T>> + Send + Sync,
+    {
+        let Some(client) = self.0.as_ref() else {
+            return Err((StoreError::Database("no connection".into()), false));
+        };
+        let begin = match mode {
+            Mode::Read => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            _ => BEGIN_WRITE,
+        };
+        let clock = match client.simple_query(begin).await {
+            Ok(messages) => messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
+                _ => None,
+            }),
+            Err(e) => return Err((pg_error(&e), retryable(&e))),
+        };
+        let mut tx = PgTx { tx: client, retry: false, origin, clock };
+        let (out, end) = match body(&mut tx).await {
+            Ok(v) => match client.batch_execute("COMMIT").await {
+                Ok(()) => (Ok(v), Ok(())),
+                Err(e) => (Err((pg_error(&e), retryable(&e))), Err(())),
+            },
+            Err(e) => (Err((e, tx.retry)), client.batch_execute("ROLLBACK").await.map_err(drop)),
+        };
+        if end.is_ok() {
+            // The transaction ended: the connection goes back to the pool.
+            drop(self.0.take());
+        }
+        out
+    }
+}
+
 /// Statements on a connection: in a transaction, or each on its own.
 struct PgTx<'c, C> {
     tx: &'c C,
     origin: &'c str,
+    /// the database clock read when the transaction began, if it was
+    clock: Option<i64>,
     /// the last statement failed in a way that running the transaction again may fix
     retry: bool,
 }
@@ -306,6 +352,9 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
     }
 
     async fn now(&mut self) -> Result<i64> {
+        if let Some(clock) = self.clock {
+            return Ok(clock);
+        }
         (self as &mut dyn Tx)
             .scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT", &[])
             .await

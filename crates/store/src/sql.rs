@@ -130,7 +130,8 @@ pub trait Tx: Send {
     async fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>>;
     /// Runs several statements without parameters (migrations).
     async fn batch(&mut self, sql: &str) -> Result<()>;
-    /// The store's clock, in unix ms (PostgreSQL: the database's, which all replicas share).
+    /// The store's clock, in unix ms (PostgreSQL: the database's, which all replicas share, as
+    /// of the start of a writing transaction).
     async fn now(&mut self) -> Result<i64>;
     /// Holds the advisory lock `key` until the transaction ends (PostgreSQL; SQLite's write
     /// transaction already excludes every other writer).

@@ -95,6 +95,7 @@ both!(
     volumes_commit_with_their_transition_only,
     stale_volume_writes_are_refused_whole,
     volume_versions_read_as_they_were_until_they_are_no_longer_kept,
+    writes_of_many_blocks_land_whole_and_replace_each_block_once,
     fifty_concurrent_volume_writers_all_land,
     concurrent_claimers_take_each_task_once,
     concurrent_provers_lease_each_task_once,
@@ -552,6 +553,40 @@ async fn volume_versions_read_as_they_were_until_they_are_no_longer_kept(s: &Arc
     assert!(matches!(gone, Err(StoreError::VolumeChanged(_))), "{gone:?}");
     let future = s.volume_blocks("p", 21, 0, 8).await;
     assert!(matches!(future, Err(StoreError::VolumeChanged(_))), "{future:?}");
+}
+
+/// Blocks `0..n` of the volume at `version`, as (index, first byte), read 64 at a time.
+async fn all_blocks_at(s: &Arc<dyn Store>, version: u64, n: u64) -> Vec<(u64, u8)> {
+    let mut out = Vec::new();
+    for first in (0..n).step_by(64) {
+        let blocks = s.volume_blocks("p", version, first, 64.min(n - first)).await.expect("blocks");
+        out.extend(blocks.into_iter().map(|(i, b)| (i, b.first().copied().unwrap_or(0))));
+    }
+    out.sort_unstable();
+    out
+}
+
+async fn writes_of_many_blocks_land_whole_and_replace_each_block_once(s: &Arc<dyn Store>) {
+    s.put_program(program("p")).await.expect("put");
+    // 103 blocks (stored in several statements), then 7 of them again.
+    let first: Vec<(u64, u8)> = (0..103).map(|i| (i, (i % 200) as u8 + 1)).collect();
+    let again: Vec<(u64, u8)> = [0, 1, 63, 64, 65, 100, 102].iter().map(|&i| (i, 250)).collect();
+    for (v, blocks) in [(1u64, &first), (2, &again)] {
+        let id = format!("t{v}");
+        s.insert_task(task(&id), None).await.expect("insert");
+        s.claim_next(&id, Duration::from_secs(60)).await.expect("claim").expect("claimed");
+        let update = StageUpdate { volume: Some(volume_write(v - 1, blocks, &[])), ..Default::default() };
+        assert!(s
+            .transition(&id, &id, TaskStatus::Queued, TaskStatus::Witnessing, update)
+            .await
+            .expect("tx"));
+    }
+    assert_eq!(all_blocks_at(s, 1, 110).await, first);
+    let mut second = first.clone();
+    for &(i, b) in &again {
+        second[i as usize].1 = b;
+    }
+    assert_eq!(all_blocks_at(s, 2, 110).await, second);
 }
 
 async fn stale_volume_writes_are_refused_whole(s: &Arc<dyn Store>) {
