@@ -1094,6 +1094,33 @@ async fn a_volume_lock_is_held_across_stores_until_dropped() {
     assert!(sqlite().volume_lock("p").await.expect("lock").is_none());
 }
 
+/// A PostgreSQL transaction whose caller stops waiting midway (a request cancelled) commits
+/// nothing, and its connection is not handed to the next transaction still inside it (which
+/// would then commit the abandoned work with its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_postgres_transaction_commits_nothing() {
+    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
+        return eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES)");
+    };
+    let url = fresh_url(&base).await;
+    // One connection: the next transaction gets the abandoned one's, if it is given back.
+    let store = PgStore::connect(&url, 1).await.expect("store");
+    store.put_program(program("p")).await.expect("put");
+    let (outside, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    // Holding the program row makes a task insert wait in its foreign-key check.
+    outside.batch_execute("BEGIN; SELECT 1 FROM programs WHERE id = 'p' FOR UPDATE").await.expect("lock");
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(500), store.insert_task(task("t1"), None)).await;
+    assert!(abandoned.is_err(), "the insert did not wait for the row lock");
+    outside.batch_execute("COMMIT").await.expect("unlock");
+    store.insert_task(task("t2"), None).await.expect("the next transaction");
+    assert!(store.task("t2").await.expect("get").is_some());
+    assert!(store.task("t1").await.expect("get").is_none(), "the abandoned insert was committed");
+    drop(outside);
+    let _ = conn.await;
+}
+
 async fn webhooks_are_enqueued_with_the_end_and_leased_to_one_sender(s: &Arc<dyn Store>) {
     const LEASE: Duration = Duration::from_secs(60);
     let p = NewProgram { callback_url: Some("http://p.example/hook".into()), ..program("p") };
