@@ -205,9 +205,16 @@ impl Drop for PgHeld {
     }
 }
 
+/// The query of the database clock, in unix ms (a macro, so that [`BEGIN_WRITE`] can include it).
+macro_rules! clock_query {
+    () => {
+        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+
 /// The statement that begins a writing transaction and reads the database clock, in one round
 /// trip: nearly every writing transaction needs the clock, and it is read once, at the start.
-const BEGIN_WRITE: &str = "START TRANSACTION; SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+const BEGIN_WRITE: &str = concat!("START TRANSACTION; ", clock_query!());
 
 /// A pooled connection in a transaction begun and ended by simple statements (so that BEGIN and
 /// the clock take one round trip). Dropped while still holding the connection (its caller
@@ -355,9 +362,7 @@ impl<C: GenericClient> Tx for PgTx<'_, C> {
         if let Some(clock) = self.clock {
             return Ok(clock);
         }
-        (self as &mut dyn Tx)
-            .scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT", &[])
-            .await
+        (self as &mut dyn Tx).scalar(clock_query!(), &[]).await
     }
 
     async fn notify(&mut self, task_id: &str, status: &str) -> Result<()> {

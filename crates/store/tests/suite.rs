@@ -19,8 +19,9 @@ fn sqlite() -> Arc<dyn Store> {
     Arc::new(SqliteStore::in_memory().expect("sqlite store"))
 }
 
-/// A PostgreSQL store on a database of its own, or `None` (skipped) without a server.
-async fn postgres() -> Option<Arc<dyn Store>> {
+/// The PostgreSQL server of the PostgreSQL cases, or `None` (the case is skipped) without one;
+/// a panic instead when `ZKCOPROC_REQUIRE_POSTGRES=1` (CI), so that no case skips there.
+fn postgres_server() -> Option<String> {
     let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
         if std::env::var("ZKCOPROC_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
             panic!("ZKCOPROC_REQUIRE_POSTGRES=1 but ZKCOPROC_TEST_POSTGRES is not set");
@@ -28,7 +29,12 @@ async fn postgres() -> Option<Arc<dyn Store>> {
         eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES=postgres://user@host:port)");
         return None;
     };
-    Some(Arc::new(fresh_database(&base).await))
+    Some(base)
+}
+
+/// A PostgreSQL store on a database of its own, or `None` (skipped) without a server.
+async fn postgres() -> Option<Arc<dyn Store>> {
+    Some(Arc::new(fresh_database(&postgres_server()?).await))
 }
 
 /// Creates an empty database on the server at `base` and connects a store to it. (The async twin
@@ -492,11 +498,7 @@ fn volume_write(base: u64, blocks: &[(u64, u8)], read: &[u64]) -> VolumeWrite {
 
 /// Blocks 0..8 of the volume at `version`, as (index, first byte) of the stored ones.
 async fn blocks_at(s: &Arc<dyn Store>, version: u64) -> Vec<(u64, u8)> {
-    let blocks = s.volume_blocks("p", version, 0, 8).await.expect("blocks");
-    let mut out: Vec<(u64, u8)> =
-        blocks.into_iter().map(|(i, b)| (i, b.first().copied().unwrap_or(0))).collect();
-    out.sort_unstable();
-    out
+    all_blocks_at(s, version, 8).await
 }
 
 async fn volumes_commit_with_their_transition_only(s: &Arc<dyn Store>) {
@@ -555,7 +557,8 @@ async fn volume_versions_read_as_they_were_until_they_are_no_longer_kept(s: &Arc
     assert!(matches!(future, Err(StoreError::VolumeChanged(_))), "{future:?}");
 }
 
-/// Blocks `0..n` of the volume at `version`, as (index, first byte), read 64 at a time.
+/// Blocks `0..n` of the volume at `version`, as (index, first byte) of the stored ones, read 64
+/// at a time.
 async fn all_blocks_at(s: &Arc<dyn Store>, version: u64, n: u64) -> Vec<(u64, u8)> {
     let mut out = Vec::new();
     for first in (0..n).step_by(64) {
@@ -1064,9 +1067,7 @@ async fn light_client_state_moves_by_version_and_blocks_keep_their_admission(s: 
 /// other's `volume_lock` waits; it gets the lock once the first guard is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_volume_lock_is_held_across_stores_until_dropped() {
-    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
-        return eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES)");
-    };
+    let Some(base) = postgres_server() else { return };
     let url = fresh_url(&base).await;
     let a = PgStore::connect(&url, 4).await.expect("store");
     let b = PgStore::connect(&url, 4).await.expect("second store");
@@ -1099,9 +1100,7 @@ async fn a_volume_lock_is_held_across_stores_until_dropped() {
 /// would then commit the abandoned work with its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_postgres_transaction_commits_nothing() {
-    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
-        return eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES)");
-    };
+    let Some(base) = postgres_server() else { return };
     let url = fresh_url(&base).await;
     // One connection: the next transaction gets the abandoned one's, if it is given back.
     let store = PgStore::connect(&url, 1).await.expect("store");
@@ -1288,10 +1287,7 @@ async fn listings_show_what_an_identity_may_see_newest_first(s: &Arc<dyn Store>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_hear_each_others_task_changes_and_not_their_own() {
     assert!(sqlite().notices().is_none());
-    let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
-        assert!(postgres().await.is_none());
-        return;
-    };
+    let Some(base) = postgres_server() else { return };
     let url = fresh_url(&base).await;
     let a = PgStore::connect(&url, 4).await.expect("replica a");
     let b = PgStore::connect(&url, 4).await.expect("replica b");
