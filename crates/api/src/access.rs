@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use zkcoproc_coordinator::fair::{FairPermit, FairSlots};
 
 use crate::ApiError;
 
@@ -109,24 +109,28 @@ impl Default for Quotas {
     }
 }
 
-/// A limit on requests of one kind running at once.
+/// A limit on requests of one kind running at once, shared fairly between callers: one caller
+/// never holds the last free slot while it holds another (so, with two slots or more, one
+/// caller alone never holds them all), and a freed slot goes to the waiting caller holding the
+/// fewest.
 #[derive(Debug)]
 pub(crate) struct Slots {
     what: &'static str,
-    sem: Arc<Semaphore>,
+    slots: FairSlots,
     wait: Duration,
 }
 
 impl Slots {
     fn new(what: &'static str, n: usize, wait: Duration) -> Self {
-        Slots { what, sem: Arc::new(Semaphore::new(n.max(1))), wait }
+        Slots { what, slots: FairSlots::reserving(n), wait }
     }
 
-    /// A slot, waiting a little for one; 503 `busy` with `Retry-After` when none frees up.
-    pub(crate) async fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        match tokio::time::timeout(self.wait, self.sem.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError::new(
+    /// A slot for `caller` (a [`Caller::quota_key`]), waiting a little for one; 503 `busy` with
+    /// `Retry-After` when none frees up.
+    pub(crate) async fn take(&self, caller: &str) -> Result<FairPermit, ApiError> {
+        match tokio::time::timeout(self.wait, self.slots.acquire(caller)).await {
+            Ok(permit) => Ok(permit),
+            Err(_) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
                 format!("too many {} are running; try again shortly", self.what),
@@ -245,7 +249,8 @@ impl Caller {
         self.identity.as_deref()
     }
 
-    fn quota_key(&self) -> String {
+    /// What tells this caller apart in quotas and slots: its identity, else its address.
+    pub(crate) fn quota_key(&self) -> String {
         match (&self.identity, self.peer) {
             (Some(name), _) => format!("id:{name}"),
             (None, Some(peer)) => format!("ip:{}", peer.ip()),
@@ -311,6 +316,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             Some(name) => Ok(Caller { identity: Some(name.to_owned()), peer }),
             None => Err(unauthorized("unknown API key")),
         }
+    }
+}
+
+/// The caller of a public route, for its fair share of slots: the identity of a valid API key
+/// sent with it, else the client's address. Never refuses a request.
+#[derive(Clone, Debug)]
+pub(crate) struct Client(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let keys = parts.extensions.get::<Arc<Access>>().and_then(|a| a.keys.as_ref());
+        let identity = keys.and_then(|keys| {
+            let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+            let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+            keys.identify(token.trim()).map(str::to_owned)
+        });
+        Ok(Client(Caller { identity, peer }.quota_key()))
     }
 }
 

@@ -260,7 +260,7 @@ async fn deploy(
     let controller = b64("controller", &req.controller)?;
     let circuit = b64("circuit", &req.circuit)?;
     let url = callback_url(req.callback_url, &settings)?;
-    let _slot = access.deploys.take().await?;
+    let _slot = access.deploys.take(&caller.quota_key()).await?;
     let volume_size = req.volume_size_mb.map(|mb| mb.saturating_mul(1 << 20));
     let d = c.deploy(controller, circuit, caller.identity(), volume_size, url).await?;
     let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -317,7 +317,7 @@ async fn fs_list(
     let path = q.path.unwrap_or_else(|| "/".to_owned());
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
-    let _slot = access.volume_reads.take().await?;
+    let _slot = access.volume_reads.take(&caller.quota_key()).await?;
     let entries = c.list_dir(id, &path).await?;
     let entries: Vec<Value> =
         entries.iter().map(|e| json!({"name": e.name, "is_dir": e.is_dir, "size": e.size})).collect();
@@ -338,7 +338,7 @@ async fn fs_read(
 ) -> ApiResult<impl IntoResponse> {
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
-    let _slot = access.volume_reads.take().await?;
+    let _slot = access.volume_reads.take(&caller.quota_key()).await?;
     let bytes = c.read_file(id, &format!("/{path}")).await?;
     Ok((OCTET_STREAM, bytes))
 }
@@ -353,7 +353,7 @@ async fn volume(
 ) -> ApiResult<impl IntoResponse> {
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
-    let slot = access.volume_reads.take().await?;
+    let slot = access.volume_reads.take(&caller.quota_key()).await?;
     let export = c.volume_export(id).await?;
     let size = export.size;
     // Streamed chunk by chunk, each read from the store by a task of its own, a little ahead of
@@ -445,8 +445,9 @@ async fn witnesses(
     let id = program_id(&id)?;
     let args = controller_args(req.args.as_deref(), &settings)?;
     owned(&c, &caller, id).await?;
-    let _slot = access.dry_runs.take().await?;
-    let dry = c.dry_run(id, &args).await?;
+    let who = caller.quota_key();
+    let _slot = access.dry_runs.take(&who).await?;
+    let dry = c.dry_run(id, &args, &who).await?;
     // The view executes each EVM call again to count what it reads: off the async threads.
     let view = tokio::task::spawn_blocking(move || views::dry_run(&dry))
         .await
@@ -615,6 +616,7 @@ async fn input(
         body = openapi::SseEventView, content_type = "text/event-stream"), crate::openapi::Errors))]
 async fn events(
     State(c): State<AppState>,
+    client: access::Client,
     axum::Extension(access): axum::Extension<Arc<Access>>,
     Path(id): Path<String>,
 ) -> ApiResult<
@@ -625,9 +627,9 @@ async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let id = task_id(&id)?.to_owned();
     c.task(&id).await?; // 404 before the stream starts
-    let slot = access.event_streams.take().await?;
+    let slot = access.event_streams.take(&client.0).await?;
     struct State {
-        _slot: tokio::sync::OwnedSemaphorePermit,
+        _slot: zkcoproc_coordinator::fair::FairPermit,
         c: Arc<Coordinator>,
         id: String,
         changes: tokio::sync::broadcast::Receiver<String>,
@@ -751,11 +753,12 @@ struct VerifyRequest {
     responses((status = 200, description = "verdict: `valid` (the receipt verifies and its root is known), `receipt_valid` (the receipt alone), journal, root and `root_known`", body = openapi::VerifyView), crate::openapi::Errors))]
 async fn verify(
     State(c): State<AppState>,
+    client: access::Client,
     axum::Extension(access): axum::Extension<Arc<Access>>,
     req: Result<Json<VerifyRequest>, JsonRejection>,
 ) -> ApiResult<Json<openapi::VerifyView>> {
     let req = body(req)?;
-    let _slot = access.verifications.take().await?;
+    let _slot = access.verifications.take(&client.0).await?;
     let (receipt, image_id) = match (req.task_id, req.receipt, req.image_id) {
         (Some(id), None, None) => {
             let task = c.task(task_id(&id)?).await?;

@@ -191,13 +191,13 @@ pub(crate) async fn events(
     axum::Extension(access): axum::Extension<Arc<Access>>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>> {
-    let slot = access.event_streams.take().await?;
+    let slot = access.event_streams.take(&caller.quota_key()).await?;
     let cursor = match q.after {
         Some(after) => after.max(0),
         None => c.store().task_changes(i64::MAX, 0).await.map_err(store)?.1,
     };
     struct St {
-        _slot: tokio::sync::OwnedSemaphorePermit,
+        _slot: zkcoproc_coordinator::fair::FairPermit,
         c: Arc<Coordinator>,
         me: Option<String>,
         changes: tokio::sync::broadcast::Receiver<String>,

@@ -315,7 +315,9 @@ fn a_volume_export_its_client_stopped_reading_is_cut_off_and_frees_its_slot() {
 #[test]
 fn dry_runs_that_sleep_until_their_deadline_do_not_hold_up_tasks() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let args = ["--controller-timeout-ms", "8000", "--max-dry-runs", "4"];
+    // Five API slots, so that one client may hold the four sleepers (one caller never holds
+    // the last free slot).
+    let args = ["--controller-timeout-ms", "8000", "--max-dry-runs", "5"];
     let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     let hostile = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
@@ -340,6 +342,59 @@ fn dry_runs_that_sleep_until_their_deadline_do_not_hold_up_tasks() {
         assert_ne!(status, 200, "a dry run that slept past its deadline succeeded: {body}");
     }
     println!("a task beside 4 sleeping dry runs: done in {took:?}");
+}
+
+/// Mallory keeps more dry runs going than there are slots, each a controller that sleeps until
+/// its deadline and sent again as soon as it ends. Before, slots went in arrival order: her
+/// waiting calls took every slot that freed and bob's dry run got 503 after its 2 s wait. Now
+/// she never holds the last free API slot, and a freed controller slot goes to the caller
+/// holding fewest: bob's dry run waits at most for one of her calls to end.
+#[test]
+fn one_identity_cannot_hold_every_dry_run_slot() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = keyed_server(tmp.path(), &["--controller-timeout-ms", "3000", "--max-dry-runs", "4"]);
+    let mallory = Api::with_key(&server.url, "mallory-token-012345678");
+    let bob = Api::with_key(&server.url, "bob-token-0123456789ab");
+    let hostile = mallory.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy hostile");
+    let hello = bob.deploy(hello_app()).expect("deploy hello");
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let floods: Vec<_> = (0..8)
+        .map(|_| {
+            let (mallory, stop, refused) = (mallory.clone(), stop.clone(), refused.clone());
+            let path = format!("/v1/programs/{hostile}/witnesses");
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let (status, body) =
+                        mallory.post(&path, &json!({"args": {"mode": "sleep"}})).expect("answered");
+                    assert_ne!(status, 200, "a sleeping dry run succeeded: {body}");
+                    if status == 503 {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let path = format!("/v1/programs/{hello}/witnesses");
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let (status, body) = bob.post(&path, &json!({"args": {"n": 3}})).expect("bob's dry run");
+        assert_eq!(status, 200, "bob's dry run beside mallory's sleeping ones: {body}");
+        took.push(start.elapsed());
+        // One deadline of hers (3 s) at most, plus margin.
+        assert!(start.elapsed() < Duration::from_millis(4_500), "bob's dry run took {:?}", start.elapsed());
+    }
+    stop.store(true, Ordering::SeqCst);
+    for flood in floods {
+        flood.join().expect("mallory's thread");
+    }
+    // Her calls did fill the slots: some of her own were turned away.
+    assert!(refused.load(Ordering::SeqCst) > 0, "mallory's dry runs never filled the slots");
+    println!("bob's dry runs beside 8 of mallory's sleeping ones: {took:?}");
 }
 
 #[test]

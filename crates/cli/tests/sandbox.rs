@@ -94,8 +94,10 @@ fn each_hostile_controller_fails_its_own_task_and_good_tasks_complete() {
 #[test]
 fn sleeping_controllers_end_at_their_deadline() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &["--controller-timeout-ms", "1000"])
-        .expect("server");
+    // Eight API slots, so that one client may hold all six (one caller never holds the last
+    // free slot); the two controller slots (one per core) are what the calls wait for.
+    let args = ["--controller-timeout-ms", "1000", "--max-dry-runs", "8"];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     let program = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy");
     let started = std::time::Instant::now();

@@ -16,6 +16,7 @@
 //! [`Coordinator::spawn_runners`].
 
 mod domains;
+pub mod fair;
 mod light_client;
 mod metrics;
 mod proving;
@@ -237,8 +238,9 @@ pub struct Coordinator {
     /// controller calls of task stages running at once
     controller_slots: tokio::sync::Semaphore,
     /// dry runs' controller calls running at once: a pool of their own, so that dry runs (of a
-    /// controller that sleeps until its deadline, say) never keep task stages waiting
-    dry_run_slots: tokio::sync::Semaphore,
+    /// controller that sleeps until its deadline, say) never keep task stages waiting, shared
+    /// fairly between callers (a freed slot goes to the waiting caller that holds fewest)
+    dry_run_slots: fair::FairSlots,
     wake: Notify,
     provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
@@ -279,7 +281,7 @@ impl Coordinator {
             circuits: Mutex::new(lru::LruCache::new(circuits)),
             volume_locks: Mutex::new(HashMap::new()),
             controller_slots: tokio::sync::Semaphore::new(slots),
-            dry_run_slots: tokio::sync::Semaphore::new(slots),
+            dry_run_slots: fair::FairSlots::new(slots),
             wake: Notify::new(),
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
@@ -421,8 +423,15 @@ impl Coordinator {
         self.metrics.webhook_attempt(outcome);
     }
 
-    /// Runs the controller's `get-witnesses` without proving.
-    pub async fn dry_run(&self, program_id: &str, args: &str) -> Result<DryRun, CoordinatorError> {
+    /// Runs the controller's `get-witnesses` without proving. `caller` tells callers apart (an
+    /// identity, a client address) for the dry-run pool, whose freed slots go to the waiting
+    /// caller holding fewest.
+    pub async fn dry_run(
+        &self,
+        program_id: &str,
+        args: &str,
+        caller: &str,
+    ) -> Result<DryRun, CoordinatorError> {
         check_args_json(args)?;
         let ctx = CallContext {
             program_id: program_id.to_owned(),
@@ -437,13 +446,16 @@ impl Coordinator {
         let runtime = self.runtime.clone();
         let args = args.to_owned();
         let root = ctx.root;
-        let out = self
-            .controller_call(&self.dry_run_slots, move || {
-                runtime
-                    .get_witnesses(&controller, ctx, Some(volume), &args)
-                    .map_err(|e| CoordinatorError::Controller { error: e.error, logs: e.logs })
-            })
-            .await?;
+        // The slot goes with the call: a request given up (its client went) does not free it while
+        // the controller still runs.
+        let slot = self.dry_run_slots.acquire(caller).await;
+        let out = blocking(move || {
+            let _slot = slot;
+            runtime
+                .get_witnesses(&controller, ctx, Some(volume), &args)
+                .map_err(|e| CoordinatorError::Controller { error: e.error, logs: e.logs })
+        })
+        .await?;
         let mut witnesses = out.value;
         self.attach_openings(&root, &mut witnesses).await?;
         let input_len = zkcoproc_types::CircuitInput { root, witnesses: witnesses.clone() }.encode().len();
