@@ -306,12 +306,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthorized("this service needs an API key: send `Authorization: Bearer TOKEN`"));
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        let token =
+            bearer(value).ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
         match keys.identify(token) {
             Some(name) => Ok(Caller { identity: Some(name.to_owned()), peer }),
             None => Err(unauthorized("unknown API key")),
@@ -331,12 +327,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let keys = parts.extensions.get::<Arc<Access>>().and_then(|a| a.keys.as_ref());
         let identity = keys.and_then(|keys| {
-            let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-            let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
-            keys.identify(token.trim()).map(str::to_owned)
+            let token = bearer(parts.headers.get(axum::http::header::AUTHORIZATION)?)?;
+            keys.identify(token).map(str::to_owned)
         });
         Ok(Client(Caller { identity, peer }.quota_key()))
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header, if it has that form.
+fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
 }
 
 #[cfg(test)]

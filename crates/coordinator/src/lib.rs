@@ -735,16 +735,19 @@ fn check_args_json(args: &str) -> Result<(), CoordinatorError> {
 }
 
 impl Coordinator {
-    /// Runs a controller call on the blocking pool, at most
-    /// [`Config::controller_concurrency`] at a time of those that take their slot from `slots`
-    /// (task stages and dry runs each have a pool).
-    async fn controller_call<T, F>(&self, slots: &tokio::sync::Semaphore, f: F) -> Result<T, CoordinatorError>
+    /// Runs a task stage's controller call on the blocking pool, at most
+    /// [`Config::controller_concurrency`] at a time (dry runs have a pool of their own, see
+    /// [`Coordinator::dry_run`]).
+    async fn controller_call<T, F>(&self, f: F) -> Result<T, CoordinatorError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
     {
-        let _slot =
-            slots.acquire().await.map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
+        let _slot = self
+            .controller_slots
+            .acquire()
+            .await
+            .map_err(|_| CoordinatorError::Internal("controller pool closed".into()))?;
         blocking(f).await
     }
 }

@@ -356,9 +356,7 @@ impl Coordinator {
         let runtime = self.runtime.clone();
         let (ctx, args, root) = (self.call_context(task), task.args.clone(), task.root);
         let out = self
-            .controller_call(&self.controller_slots, move || {
-                Ok(runtime.get_witnesses(&controller, ctx, Some(volume), &args))
-            })
+            .controller_call(move || Ok(runtime.get_witnesses(&controller, ctx, Some(volume), &args)))
             .await;
         if session.changed() {
             return Step::Again;
@@ -510,9 +508,7 @@ impl Coordinator {
         let runtime = self.runtime.clone();
         let ctx = self.call_context(task);
         let out = self
-            .controller_call(&self.controller_slots, move || {
-                Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event))
-            })
+            .controller_call(move || Ok(runtime.entrypoint(&controller, ctx, Some(volume), &event)))
             .await?;
         Ok((out, session))
     }
