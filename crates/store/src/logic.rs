@@ -65,6 +65,13 @@ macro_rules! tx {
     }};
 }
 
+/// How many unfinished tasks an identity has (the per-identity quota, checked on every submit).
+/// The partial index `tasks_unfinished_by_submitter` (on SQLite with the status in it, so the
+/// count reads nothing else) answers it over the identity's unfinished tasks: its cost does not
+/// grow with the tasks the identity finished.
+pub(crate) const UNFINISHED_OF: &str = "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
+                                        AND status NOT IN ('done', 'failed', 'cancelled')";
+
 /// Applies the migrations the database has not seen, one replica at a time.
 pub(crate) async fn migrate(tx: &mut dyn Tx, migrations: &'static [&'static str]) -> Result<()> {
     tx.lock("migrate").await?;
@@ -926,11 +933,7 @@ impl<B: Backend> Store for B {
 
     async fn unfinished_tasks_of(&self, submitter: Option<&str>) -> Result<u64> {
         let submitter = submitter.map(str::to_owned);
-        tx!(self, Statements, |tx, submitter| {
-            let sql = "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
-                       AND status NOT IN ('done', 'failed', 'cancelled')";
-            tx.scalar(sql, args![submitter.as_deref()]).await
-        })
+        tx!(self, Statements, |tx, submitter| tx.scalar(UNFINISHED_OF, args![submitter.as_deref()]).await)
     }
 
     async fn prune_payloads(&self, finished_before: i64, limit: usize) -> Result<u64> {

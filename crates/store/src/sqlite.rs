@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/17_task_lists.sql"),
     include_str!("../migrations/sqlite/18_volume_block_index.sql"),
     include_str!("../migrations/sqlite/19_fair_turns.sql"),
+    include_str!("../migrations/sqlite/20_unfinished_by_submitter.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -246,6 +247,30 @@ impl Tx for SqliteTx<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// The quota count reads the identity's unfinished tasks, not its history: before migration
+    /// 20 SQLite counted through `tasks_by_submitter` and stepped over every task the identity
+    /// ever submitted (about 13 VM steps each), so each submit of an identity with a long
+    /// history held the store's one connection for longer.
+    #[test]
+    fn the_quota_count_does_not_read_finished_tasks() {
+        let store = super::SqliteStore::in_memory().expect("store");
+        let conn = store.conn.lock().expect("connection");
+        conn.execute_batch(
+            "INSERT INTO programs (id, image_id, controller, circuit, created_at) VALUES ('p', '00', x'00', x'00', 0);
+             INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, submitter)
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                 SELECT 'done-' || i, 'p', '{}', x'00', 'fake', 'done', 0, 0, 'alice' FROM n;
+             INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, submitter)
+                 VALUES ('open', 'p', '{}', x'00', 'fake', 'queued', 0, 0, 'alice');",
+        )
+        .expect("tasks");
+        let mut stmt = conn.prepare(&super::translate(crate::logic::UNFINISHED_OF)).expect("prepare");
+        let count: i64 = stmt.query_row(["alice"], |r| r.get(0)).expect("count");
+        assert_eq!(count, 1);
+        let steps = stmt.get_status(rusqlite::StatementStatus::VmStep);
+        assert!(steps < 200, "the count took {steps} VM steps over 2 000 finished tasks");
+    }
+
     #[test]
     fn statements_are_translated_to_sqlite() {
         let pg =
