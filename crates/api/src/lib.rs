@@ -354,7 +354,16 @@ async fn volume(
     let id = program_id(&id)?;
     owned(&c, &caller, id).await?;
     let slot = access.volume_reads.take(&caller.quota_key()).await?;
-    let export = c.volume_export(id).await?;
+    // Pieces sent to the client, and how many wait in the channel.
+    const PIECE: usize = 256 << 10;
+    const CHANNEL: usize = 4;
+    // The export's version stays pinned while chunks are read. Between two chunk reads the
+    // pieces of one chunk go out, each given `export_idle`: the pin lasts that long, and the
+    // channel's depth and two pieces more.
+    const CHUNK: usize =
+        zkcoproc_coordinator::VolumeExport::BLOCKS_PER_CHUNK as usize * zkcoproc_vfs::BLOCK_SIZE;
+    const BETWEEN_READS: u32 = (CHUNK.div_ceil(PIECE) + CHANNEL + 2) as u32;
+    let export = c.volume_export(id, access.export_idle.saturating_mul(BETWEEN_READS)).await?;
     let size = export.size;
     // Streamed chunk by chunk, each read from the store by a task of its own, a little ahead of
     // the client: a 2 GB volume is never in memory whole. The read slot is held until the last
@@ -363,9 +372,8 @@ async fn volume(
     // stop reading cannot keep every volume read of the service waiting. The deadline applies to
     // pieces of 256 KiB, not to whole 4 MiB chunks; a slow reader may still be cut off, as the
     // kernel wakes a writer only once a good part of its send buffer has drained (README).
-    const PIECE: usize = 256 << 10;
     let idle = access.export_idle;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(CHANNEL);
     let program = id.to_owned();
     tokio::spawn(async move {
         let _slot = slot;

@@ -213,6 +213,43 @@ fn the_volume_survives_sigkill_mid_write() {
     fsck(&server, &program, tmp.path());
 }
 
+/// An export streams the volume as it was when it started, however many versions are committed
+/// while its client reads: its version is pinned, not taken away by the next 16 commits.
+#[test]
+fn an_export_reads_one_version_while_writes_go_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 64 MiB: more than a client and the sockets between hold, so most of the image is read from
+    // the store after the writes below.
+    let extra = ["--volume-size-mb", "64", "--export-idle-ms", "600000"];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &extra).expect("server");
+    let api = server.api();
+    let program = api.deploy_files(hostile_controller(), &hello_app().circuit).expect("deploy");
+    let write = |path: String| {
+        let task =
+            api.prove(&program, &json!({"mode": "write", "path": path, "size": 100_000})).expect("prove");
+        let t = api.wait_task(&task, Duration::from_secs(120)).expect("task");
+        assert_eq!(t["status"], "done", "{t}");
+    };
+    write("/a/first.bin".into());
+    let http = reqwest::blocking::Client::builder().timeout(None).build().expect("client");
+    let url = format!("{}/v1/programs/{program}/volume", server.url);
+    let before = http.get(&url).send().expect("export").bytes().expect("image");
+    assert_eq!(before.len(), 64 << 20);
+
+    // A second export whose client takes 64 KiB, then nothing while 20 versions are committed.
+    let mut export = http.get(&url).send().expect("export");
+    assert_eq!(export.status(), 200);
+    let mut during = vec![0u8; 64 << 10];
+    std::io::Read::read_exact(&mut export, &mut during).expect("the first bytes");
+    for i in 0..20 {
+        write(format!("/b/f{i}.bin"));
+    }
+    std::io::Read::read_to_end(&mut export, &mut during).expect("the rest of the export");
+    assert_eq!(during.len(), before.len());
+    assert!(during == before[..], "the export is not the volume as it was when it started");
+    assert_eq!(listing(&api, &program, "/b").len(), 20, "the writes landed meanwhile");
+}
+
 /// The value of a counter in `/metrics` (0 when absent).
 fn counter(server: &Server, name: &str) -> u64 {
     let text =

@@ -26,7 +26,7 @@ mod volume;
 pub use domains::{AppendOutcome, BlockInfo, BlockOpening, DomainConfig, RootInfo};
 pub use light_client::{DomainStatus, LightClientConfig, LightClientView, Stall};
 pub use proving::{default_lease_lifetime, ProofVerdict, LOCAL_PREFIX};
-pub use volume::VolumeExport;
+pub use volume::{VolumeExport, EXPORT_PIN_LIFETIME};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;

@@ -131,7 +131,39 @@ enum ExportChunks {
         program_id: String,
         version: u64,
         counters: VolumeCounters,
+        pin: ExportPin,
     },
+}
+
+/// How long an export may keep its version pinned in all: then it renews the pin no more, and
+/// reads on only while its version is among the last [`VOLUME_VERSIONS_KEPT`] (the block rows a
+/// pin keeps grow with what the program writes meanwhile, so a pin must not last for ever).
+///
+/// [`VOLUME_VERSIONS_KEPT`]: zkcoproc_store::VOLUME_VERSIONS_KEPT
+pub const EXPORT_PIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// An export's pin on its version (see [`Store::pin_volume`]), renewed at each chunk and
+/// dropped with the export.
+struct ExportPin {
+    store: Arc<dyn Store>,
+    id: String,
+    /// how long the pin lasts past each chunk read
+    hold: std::time::Duration,
+    taken: std::time::Instant,
+}
+
+impl Drop for ExportPin {
+    fn drop(&mut self) {
+        let (store, id) = (self.store.clone(), std::mem::take(&mut self.id));
+        // Without a runtime (a process ending) the pin expires by itself.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = store.unpin_volume(&id).await {
+                    tracing::warn!(pin = %id, error = %e, "could not drop a volume pin; it expires by itself");
+                }
+            });
+        }
+    }
 }
 
 impl VolumeExport {
@@ -146,7 +178,13 @@ impl VolumeExport {
             ExportChunks::Fresh(blocks) => {
                 blocks.range(first..first + count).map(|(i, b)| (*i, b.clone())).collect()
             }
-            ExportChunks::Stored { store, program_id, version, counters } => {
+            ExportChunks::Stored { store, program_id, version, counters, pin } => {
+                let left = EXPORT_PIN_LIFETIME.saturating_sub(pin.taken.elapsed());
+                if !left.is_zero() && !store.renew_volume_pin(&pin.id, pin.hold.min(left)).await? {
+                    // Expired and dropped by a commit: the read below succeeds only while the
+                    // version is still among the kept ones.
+                    tracing::debug!(program = %program_id, version, "volume export pin lost");
+                }
                 counters.blocks_read.inc_by(count);
                 store.volume_blocks(program_id, *version, first, count).await?
             }
@@ -213,13 +251,23 @@ impl Coordinator {
 
     /// A program's whole FAT-16 image as a stream of chunks (for export and independent checks),
     /// read at the version stored when it starts. A fresh program's volume is formatted in memory.
-    pub async fn volume_export(&self, program_id: &str) -> Result<VolumeExport, CoordinatorError> {
+    ///
+    /// The version is pinned while the export lasts, so commits meanwhile do not take it away:
+    /// each chunk read keeps it for `hold` more (up to [`EXPORT_PIN_LIFETIME`] in all), and
+    /// dropping the export drops the pin.
+    pub async fn volume_export(
+        &self,
+        program_id: &str,
+        hold: std::time::Duration,
+    ) -> Result<VolumeExport, CoordinatorError> {
         let program = self.program(program_id).await?;
-        if let Some(head) = self.store.volume(program_id).await? {
+        let id = format!("export-{}", uuid::Uuid::now_v7().simple());
+        if let Some(head) = self.store.pin_volume(program_id, &id, hold).await? {
             self.metrics.volume.opens.inc();
             let (store, program_id) = (self.store.clone(), program_id.to_owned());
+            let pin = ExportPin { store: store.clone(), id, hold, taken: std::time::Instant::now() };
             let counters = self.metrics.volume.clone();
-            let chunks = ExportChunks::Stored { store, program_id, version: head.version, counters };
+            let chunks = ExportChunks::Stored { store, program_id, version: head.version, counters, pin };
             return Ok(VolumeExport { size: head.size, chunks });
         }
         let size = program.volume_size.unwrap_or(self.config.volume_size);

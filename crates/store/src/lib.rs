@@ -738,6 +738,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         first: u64,
         count: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// Pins the program's current volume version as `pin` (an id the caller chose) until
+    /// `now + ttl`, and answers that version (`None`: no volume stored yet, nothing pinned): its
+    /// blocks stay readable through [`Store::volume_blocks`] however many versions are committed
+    /// after it, until the pin is dropped ([`Store::unpin_volume`]) or expires. An expired pin is
+    /// dropped by the next commit of the program's volume; until then a renewal revives it.
+    async fn pin_volume(&self, program_id: &str, pin: &str, ttl: Duration) -> Result<Option<VolumeHead>>;
+    /// Moves a pin's expiry to `now + ttl`; `false` if the pin is gone (dropped, or expired and
+    /// dropped by a commit: its version is then kept only while among the last
+    /// [`VOLUME_VERSIONS_KEPT`]).
+    async fn renew_volume_pin(&self, pin: &str, ttl: Duration) -> Result<bool>;
+    /// Drops a pin (nothing if it is gone already).
+    async fn unpin_volume(&self, pin: &str) -> Result<()>;
     /// Cancels an unfinished task, whoever holds it: its lease is dropped, so the holder's next
     /// transition or lease renewal fails and it stops.
     async fn cancel(&self, id: &str) -> Result<CancelOutcome>;

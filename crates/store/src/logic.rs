@@ -396,8 +396,16 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
         );
         tx.execute(&sql, &rows).await?;
     }
+    // Rows replaced at version `h` or before are needed by no version from `h` on: delete those
+    // no kept and no pinned version needs. Expired pins are dropped first, in this transaction,
+    // so a pin that still exists was honoured by every commit (what `volume_blocks` relies on).
+    let sql = "DELETE FROM volume_pins WHERE program_id = $1 AND expires_at <= $2";
+    tx.execute(sql, args![&write.program_id, now]).await?;
+    let kept = version - VOLUME_VERSIONS_KEPT as i64;
+    let sql = "SELECT COALESCE(MIN(version), $2) FROM volume_pins WHERE program_id = $1";
+    let pinned: i64 = tx.scalar(sql, args![&write.program_id, kept]).await?;
     let sql = "DELETE FROM volume_blocks WHERE program_id = $1 AND superseded_by <= $2";
-    tx.execute(sql, args![&write.program_id, version - VOLUME_VERSIONS_KEPT as i64]).await?;
+    tx.execute(sql, args![&write.program_id, kept.min(pinned)]).await?;
     Ok(())
 }
 
@@ -640,13 +648,49 @@ impl<B: Backend> Store for B {
             }
             // Read after the blocks: versions only grow, so if this one is still kept now, no
             // row the read needed had been deleted when it ran (the two statements are not one
-            // snapshot).
+            // snapshot). The same holds of a pin, as the first commit that no longer honours a
+            // pin drops it in its own transaction.
             let sql = "SELECT version FROM volumes WHERE program_id = $1";
             let current: i64 = tx.first(sql, args![&program_id]).await?.unwrap_or(0);
-            if current < version || current - version > VOLUME_VERSIONS_KEPT as i64 {
+            let mut kept = current >= version && current - version <= VOLUME_VERSIONS_KEPT as i64;
+            if !kept && current >= version {
+                let sql = "SELECT COUNT(*) FROM volume_pins WHERE program_id = $1 AND version = $2";
+                kept = tx.scalar::<i64>(sql, args![&program_id, version]).await? > 0;
+            }
+            if !kept {
                 return Err(StoreError::VolumeChanged(program_id));
             }
             Ok(blocks)
+        })
+    }
+
+    async fn pin_volume(&self, program_id: &str, pin: &str, ttl: Duration) -> Result<Option<VolumeHead>> {
+        tx!(self, Write, |tx, program_id, pin| {
+            // The row lock commits take: a commit either comes before the pin (which then pins
+            // its version) or sees it.
+            let sql = "SELECT version, size FROM volumes WHERE program_id = $1 FOR UPDATE";
+            let Some(mut row) = tx.opt(sql, args![&program_id]).await? else { return Ok(None) };
+            let head = VolumeHead { version: row.take(0)?, size: row.take(1)? };
+            let expires = tx.now().await?.saturating_add(lease_ms(ttl));
+            let sql = "INSERT INTO volume_pins (id, program_id, version, expires_at) VALUES ($1, $2, $3, $4)";
+            let version = to_i64(head.version, "volume version")?;
+            tx.execute(sql, args![&pin, &program_id, version, expires]).await?;
+            Ok(Some(head))
+        })
+    }
+
+    async fn renew_volume_pin(&self, pin: &str, ttl: Duration) -> Result<bool> {
+        tx!(self, Write, |tx, pin| {
+            let expires = tx.now().await?.saturating_add(lease_ms(ttl));
+            let sql = "UPDATE volume_pins SET expires_at = $1 WHERE id = $2";
+            Ok(tx.execute(sql, args![expires, &pin]).await? == 1)
+        })
+    }
+
+    async fn unpin_volume(&self, pin: &str) -> Result<()> {
+        tx!(self, Write, |tx, pin| {
+            tx.execute("DELETE FROM volume_pins WHERE id = $1", args![&pin]).await?;
+            Ok(())
         })
     }
 

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/11_task_lists.sql"),
     include_str!("../migrations/postgres/12_volume_block_index.sql"),
     include_str!("../migrations/postgres/13_fair_turns.sql"),
+    include_str!("../migrations/postgres/14_volume_pins.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/18_volume_block_index.sql"),
     include_str!("../migrations/sqlite/19_fair_turns.sql"),
     include_str!("../migrations/sqlite/20_unfinished_by_submitter.sql"),
+    include_str!("../migrations/sqlite/21_volume_pins.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

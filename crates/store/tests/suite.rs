@@ -101,6 +101,7 @@ both!(
     volumes_commit_with_their_transition_only,
     stale_volume_writes_are_refused_whole,
     volume_versions_read_as_they_were_until_they_are_no_longer_kept,
+    a_pinned_volume_version_stays_readable_until_dropped_or_expired,
     writes_of_many_blocks_land_whole_and_replace_each_block_once,
     fifty_concurrent_volume_writers_all_land,
     concurrent_claimers_take_each_task_once,
@@ -555,6 +556,58 @@ async fn volume_versions_read_as_they_were_until_they_are_no_longer_kept(s: &Arc
     assert!(matches!(gone, Err(StoreError::VolumeChanged(_))), "{gone:?}");
     let future = s.volume_blocks("p", 21, 0, 8).await;
     assert!(matches!(future, Err(StoreError::VolumeChanged(_))), "{future:?}");
+}
+
+/// Commits version `base + 1` of volume "p", writing `blocks` (see [`volume_write`]), with a
+/// task of its own.
+async fn commit_version(s: &Arc<dyn Store>, base: u64, blocks: &[(u64, u8)]) {
+    let id = format!("v{}", base + 1);
+    s.insert_task(task(&id), None).await.expect("insert");
+    s.claim_next(&id, FOREVER).await.expect("claim").expect("claimed");
+    let update = StageUpdate { volume: Some(volume_write(base, blocks, &[])), ..Default::default() };
+    assert!(s.transition(&id, &id, TaskStatus::Queued, TaskStatus::Witnessing, update).await.expect("tx"));
+}
+
+/// A reader that pins a version (a volume export) reads it as it was however many versions are
+/// committed after it; the pin's end, dropped or expired, lets commits delete what it kept.
+async fn a_pinned_volume_version_stays_readable_until_dropped_or_expired(s: &Arc<dyn Store>) {
+    let kept = zkcoproc_store::VOLUME_VERSIONS_KEPT;
+    s.put_program(program("p")).await.expect("put");
+    assert_eq!(s.pin_volume("p", "early", FOREVER).await.expect("pin"), None, "no volume to pin yet");
+    commit_version(s, 0, &[(0, 1), (1, 1)]).await;
+    commit_version(s, 1, &[(0, 2), (1, 2)]).await;
+    let head = s.pin_volume("p", "export", FOREVER).await.expect("pin").expect("pinned");
+    assert_eq!(head.version, 2);
+    let brief = s.pin_volume("p", "brief", Duration::ZERO).await.expect("pin").expect("pinned");
+    assert_eq!(brief.version, 2);
+    // Version v writes blocks 0 and 1 with byte v.
+    let last = 2 + kept + 4;
+    for base in 2..last {
+        commit_version(s, base, &[(0, base as u8 + 1), (1, base as u8 + 1)]).await;
+    }
+    // The pinned version reads as it was; the one before it, not pinned, is refused.
+    assert_eq!(all_blocks_at(s, 2, 4).await, vec![(0, 2), (1, 2)]);
+    let old = s.volume_blocks("p", 1, 0, 4).await;
+    assert!(matches!(old, Err(StoreError::VolumeChanged(_))), "{old:?}");
+    assert_eq!(all_blocks_at(s, last, 4).await, vec![(0, last as u8), (1, last as u8)]);
+    // The pin that expired at once was dropped by the first commit after it; the other renews.
+    assert!(!s.renew_volume_pin("brief", FOREVER).await.expect("renew"));
+    assert!(s.renew_volume_pin("export", FOREVER).await.expect("renew"));
+    // Dropped, the pin keeps its version no more, and the next commit deletes its rows.
+    s.unpin_volume("export").await.expect("unpin");
+    assert!(!s.renew_volume_pin("export", FOREVER).await.expect("renew"));
+    let gone = s.volume_blocks("p", 2, 0, 4).await;
+    assert!(matches!(gone, Err(StoreError::VolumeChanged(_))), "{gone:?}");
+    commit_version(s, last, &[(2, 9)]).await;
+    let gone = s.volume_blocks("p", 2, 0, 4).await;
+    assert!(matches!(gone, Err(StoreError::VolumeChanged(_))), "{gone:?}");
+    // An expired pin that no commit dropped yet comes back with its renewal.
+    s.pin_volume("p", "late", Duration::ZERO).await.expect("pin").expect("pinned");
+    assert!(s.renew_volume_pin("late", FOREVER).await.expect("renew"));
+    for base in last + 1..last + 1 + kept + 2 {
+        commit_version(s, base, &[(0, 7)]).await;
+    }
+    assert_eq!(all_blocks_at(s, last + 1, 4).await, vec![(0, last as u8), (1, last as u8), (2, 9)]);
 }
 
 /// Blocks `0..n` of the volume at `version`, as (index, first byte) of the stored ones, read 64
