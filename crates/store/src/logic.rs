@@ -72,6 +72,29 @@ macro_rules! tx {
 pub(crate) const UNFINISHED_OF: &str = "SELECT COUNT(*) FROM tasks WHERE submitter IS NOT DISTINCT FROM $1 \
                                         AND status NOT IN ('done', 'failed', 'cancelled')";
 
+/// Tasks by status (`/health`, `/metrics`): unfinished ones counted through their partial index
+/// (on SQLite, `tasks_unfinished_by_submitter` holds the status), finished ones from the counts
+/// the store's triggers keep in `finished_counts`. Its cost grows with the unfinished tasks, not
+/// with the service's history.
+pub(crate) const TASKS_BY_STATUS: &str = "SELECT status, COUNT(*) FROM tasks \
+    WHERE status NOT IN ('done', 'failed', 'cancelled') GROUP BY status \
+    UNION ALL SELECT value, CAST(SUM(n) AS BIGINT) FROM finished_counts WHERE kind = 'task' \
+    GROUP BY value HAVING SUM(n) > 0 ORDER BY 1";
+
+/// Prover leases by outcome (`/metrics`): open leases counted through their partial index (those
+/// past their expiry as `expired`), ended ones from `finished_counts`.
+pub(crate) const LEASES_BY_OUTCOME: &str = "SELECT o, CAST(SUM(c) AS BIGINT) FROM (\
+    SELECT CASE WHEN expires_at <= $1 THEN 'expired' ELSE 'open' END AS o, COUNT(*) AS c \
+    FROM prover_leases WHERE outcome IS NULL GROUP BY 1 \
+    UNION ALL SELECT value, SUM(n) FROM finished_counts WHERE kind = 'lease' GROUP BY value) counts \
+    GROUP BY o HAVING SUM(c) > 0";
+
+/// How many provers held a lease since `$1` or hold one now (`/metrics`), through the leases
+/// issued since then (`prover_leases_by_issue`) and the open ones.
+pub(crate) const RECENT_PROVERS: &str = "SELECT COUNT(*) FROM (\
+    SELECT worker FROM prover_leases WHERE issued_at >= $1 \
+    UNION SELECT worker FROM prover_leases WHERE outcome IS NULL) provers";
+
 /// Applies the migrations the database has not seen, one replica at a time.
 pub(crate) async fn migrate(tx: &mut dyn Tx, migrations: &'static [&'static str]) -> Result<()> {
     tx.lock("migrate").await?;
@@ -956,21 +979,16 @@ impl<B: Backend> Store for B {
     async fn lease_stats(&self, since_ms: i64) -> Result<(Vec<(String, u64)>, u64)> {
         tx!(self, Statements, |tx| {
             let now = tx.now().await?;
-            let sql = "SELECT CASE WHEN outcome IS NOT NULL THEN outcome \
-                                   WHEN expires_at <= $1 THEN 'expired' ELSE 'open' END AS o, COUNT(*) \
-                       FROM prover_leases GROUP BY o";
-            let rows = tx.query(sql, args![now]).await?;
+            let rows = tx.query(LEASES_BY_OUTCOME, args![now]).await?;
             let by_outcome =
                 rows.into_iter().map(|mut r| Ok((r.take(0)?, r.take(1)?))).collect::<Result<_>>()?;
-            let sql =
-                "SELECT COUNT(DISTINCT worker) FROM prover_leases WHERE issued_at >= $1 OR outcome IS NULL";
-            Ok((by_outcome, tx.scalar(sql, args![since_ms]).await?))
+            Ok((by_outcome, tx.scalar(RECENT_PROVERS, args![since_ms]).await?))
         })
     }
 
     async fn status_counts(&self) -> Result<StatusCounts> {
         tx!(self, Statements, |tx| {
-            let rows = tx.query("SELECT status, COUNT(*) FROM tasks GROUP BY status", &[]).await?;
+            let rows = tx.query(TASKS_BY_STATUS, &[]).await?;
             rows.into_iter().map(|mut r| Ok((status(&r.take::<String>(0)?)?, r.take(1)?))).collect()
         })
     }

@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/12_volume_block_index.sql"),
     include_str!("../migrations/postgres/13_fair_turns.sql"),
     include_str!("../migrations/postgres/14_volume_pins.sql"),
+    include_str!("../migrations/postgres/15_finished_counts.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

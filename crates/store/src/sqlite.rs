@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/19_fair_turns.sql"),
     include_str!("../migrations/sqlite/20_unfinished_by_submitter.sql"),
     include_str!("../migrations/sqlite/21_volume_pins.sql"),
+    include_str!("../migrations/sqlite/22_finished_counts.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -274,6 +275,56 @@ mod tests {
             let steps = stmt.get_status(rusqlite::StatementStatus::VmStep);
             assert!(steps < 200, "{submitter:?}: the count took {steps} VM steps over 2 000 finished tasks");
         }
+    }
+
+    /// `/health` and `/metrics` are public and not rate limited, and SQLite has one connection:
+    /// counting the whole task and lease tables on each request let anyone hold the store in
+    /// proportion to the service's history (40 ms a request at 100 000 tasks). The counts read
+    /// the unfinished tasks, the open leases and those issued since the window began, and the
+    /// few rows of `finished_counts`, whatever the history.
+    #[test]
+    fn health_counts_do_not_read_the_history() {
+        let store = super::SqliteStore::in_memory().expect("store");
+        let conn = store.conn.lock().expect("connection");
+        conn.execute_batch(
+            "INSERT INTO programs (id, image_id, controller, circuit, created_at) VALUES ('p', '00', x'00', x'00', 0);
+             INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at, submitter)
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)
+                 SELECT 't' || i, 'p', '{}', x'00', 'fake', 'proving', 0, 0, CASE WHEN i % 2 = 0 THEN 'alice' END FROM n;
+             INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at)
+                 SELECT id || '/1', id, 'w' || (seq % 7), seq, seq + 10 FROM tasks;
+             UPDATE prover_leases SET outcome = CASE WHEN issued_at % 3 = 0 THEN 'failed' ELSE 'accepted' END;
+             UPDATE tasks SET status = CASE WHEN seq % 4 = 0 THEN 'failed' ELSE 'done' END;
+             UPDATE tasks SET status = 'cancelled' WHERE seq = 8;
+             INSERT INTO tasks (id, program_id, args, root, receipt_kind, status, created_at, updated_at)
+                 VALUES ('open', 'p', '{}', x'00', 'fake', 'proving', 0, 0);
+             INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at)
+                 VALUES ('open/1', 'open', 'w-open', 5000, 5010);",
+        )
+        .expect("history");
+        let run = |sql: &str, arg: Option<i64>| {
+            let mut stmt = conn.prepare(&super::translate(sql)).expect("prepare");
+            let rows: Vec<(String, i64)> = stmt
+                .query_map(rusqlite::params_from_iter(arg), |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            (rows, stmt.get_status(rusqlite::StatementStatus::VmStep))
+        };
+        let (tasks, steps) = run(crate::logic::TASKS_BY_STATUS, None);
+        let expected = [("cancelled", 1), ("done", 3000), ("failed", 999), ("proving", 1)];
+        assert_eq!(tasks, expected.map(|(s, n)| (s.to_owned(), n)));
+        assert!(steps < 300, "counting tasks took {steps} VM steps over 4 000 finished tasks");
+        let (mut leases, steps) = run(crate::logic::LEASES_BY_OUTCOME, Some(5005));
+        leases.sort();
+        let expected = [("accepted", 2667), ("failed", 1333), ("open", 1)];
+        assert_eq!(leases, expected.map(|(s, n)| (s.to_owned(), n)));
+        assert!(steps < 300, "counting leases took {steps} VM steps over 4 000 ended leases");
+        let mut stmt = conn.prepare(&super::translate(crate::logic::RECENT_PROVERS)).expect("prepare");
+        let provers: i64 = stmt.query_row([3990], |r| r.get(0)).expect("provers");
+        assert_eq!(provers, 8, "the 7 workers of the leases issued since 3990, and the open one's");
+        let steps = stmt.get_status(rusqlite::StatementStatus::VmStep);
+        assert!(steps < 500, "counting provers took {steps} VM steps over 4 000 leases");
     }
 
     #[test]

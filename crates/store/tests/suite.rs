@@ -95,6 +95,7 @@ both!(
     a_claim_starts_a_queued_task_in_its_own_commit,
     transitions_are_conditional_and_recorded,
     prover_leases_redeliver_retry_elsewhere_and_give_up,
+    counts_follow_every_way_tasks_and_leases_end,
     expired_local_leases_count_as_crashes_and_cancel_stops_the_prover,
     idempotency_keys_return_the_same_task_or_conflict,
     cancel_stops_the_holder_and_is_final,
@@ -445,6 +446,63 @@ async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>)
     let error = u.error.expect("error");
     assert_eq!(error.code, "prover_failed");
     assert!(error.message.contains("u/1 on w1") && error.message.contains("boom"), "{}", error.message);
+}
+
+/// The counts `/health` and `/metrics` show: unfinished tasks and open leases counted, finished
+/// tasks and ended leases kept counted (by the store's triggers) however they end.
+async fn counts_follow_every_way_tasks_and_leases_end(s: &Arc<dyn Store>) {
+    let lease = Duration::from_secs(60);
+    s.put_program(program("p")).await.expect("put");
+    for id in ["a", "b", "c", "d"] {
+        proving(&**s, id).await;
+    }
+    let a = s.lease_proving("w1", rules(lease, 3)).await.expect("lease").lease.expect("a");
+    let out = s.accept_proof(&a.task.id, &a.lease_id, vec![1], vec![2], 3).await.expect("accept");
+    assert_eq!(out, AttemptOutcome::Accepted);
+    let b = s.lease_proving("w2", rules(lease, 1)).await.expect("lease").lease.expect("b");
+    let out = s.fail_attempt(&b.task.id, &b.lease_id, "invalid", "bad seal", 1).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::TaskFailed);
+    let c = s.lease_proving("w3", rules(lease, 3)).await.expect("lease").lease.expect("c");
+    let out = s.fail_attempt(&c.task.id, &c.lease_id, "failed", "boom", 3).await.expect("fail");
+    assert_eq!(out, AttemptOutcome::Retrying);
+    let open = s.lease_proving("w4", rules(lease, 3)).await.expect("lease").lease.expect("c or d");
+    s.insert_task(task("q"), None).await.expect("insert");
+    s.cancel("q").await.expect("cancel");
+    s.insert_task(task("r"), None).await.expect("insert");
+
+    let counts = s.status_counts().await.expect("counts");
+    let expected = [
+        (TaskStatus::Cancelled, 1),
+        (TaskStatus::Delivering, 1),
+        (TaskStatus::Failed, 1),
+        (TaskStatus::Proving, 2),
+        (TaskStatus::Queued, 1),
+    ];
+    assert_eq!(counts, expected);
+    let (mut by_outcome, provers) = s.lease_stats(0).await.expect("lease stats");
+    by_outcome.sort();
+    let expected = [("accepted", 1), ("failed", 1), ("invalid", 1), ("open", 1)];
+    assert_eq!(by_outcome, expected.map(|(o, n)| (o.to_owned(), n)));
+    assert_eq!(provers, 4, "w1 to w4");
+    // An open lease past its expiry counts as expired.
+    let task = open.task.id.clone();
+    s.renew_prover_lease(&task, &open.lease_id, Duration::ZERO, FOREVER).await.expect("renew");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (by_outcome, provers) = s.lease_stats(i64::MAX).await.expect("lease stats");
+    assert!(by_outcome.contains(&("expired".to_owned(), 1)), "{by_outcome:?}");
+    assert!(!by_outcome.iter().any(|(o, _)| o == "open"), "{by_outcome:?}");
+    assert_eq!(provers, 1, "only w4 holds a lease, and none was issued since");
+    // Once delivered, a task moves from one count to the other.
+    let runner = s.claim_next("runner", lease).await.expect("claim").expect("a");
+    assert_eq!(runner.id, a.task.id);
+    let done = StageUpdate { release_lease: true, ..Default::default() };
+    assert!(s
+        .transition(&runner.id, "runner", TaskStatus::Delivering, TaskStatus::Done, done)
+        .await
+        .expect("tx"));
+    let counts = s.status_counts().await.expect("counts");
+    assert!(counts.contains(&(TaskStatus::Done, 1)), "{counts:?}");
+    assert!(!counts.iter().any(|(status, _)| *status == TaskStatus::Delivering), "{counts:?}");
 }
 
 async fn idempotency_keys_return_the_same_task_or_conflict(s: &Arc<dyn Store>) {
