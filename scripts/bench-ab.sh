@@ -4,13 +4,14 @@
 # from the same Cargo.lock into the shared target directory, run alternately ROUNDS times on one
 # PostgreSQL server, so both see the same machine at the same time.
 #
-#   bash scripts/bench-ab.sh REV [ROUNDS]    # e.g. bash scripts/bench-ab.sh 86bf858 3
+#   bash scripts/bench-ab.sh REV [ROUNDS] [TASKS]    # e.g. bash scripts/bench-ab.sh 86bf858 3 200
 #
 # About 4 minutes a round warm, plus the first build of REV's own crates.
 source "$(dirname "$0")/env.sh"
 cd "$REPO"
 REV="${1:?usage: bench-ab.sh REV [ROUNDS]}"
 ROUNDS="${2:-3}"
+TASKS="${3:-200}"
 WORK="$(mktemp -d)"
 source "$REPO/scripts/postgres.sh"
 cleanup() {
@@ -38,6 +39,6 @@ pg_start
 for round in $(seq 1 "$ROUNDS"); do
     for side in before after; do
         echo "== $side ($([ $side = before ] && echo "$REV" || echo "working tree")), round $round, $(date -u +%H:%M:%S)"
-        "$WORK/$side/zkcoproc-bench" throughput --tasks 200 | grep -E '^\| (SQLite|PostgreSQL)'
+        "$WORK/$side/zkcoproc-bench" throughput --tasks "$TASKS" | grep -E '^\| (SQLite|PostgreSQL)'
     done
 done

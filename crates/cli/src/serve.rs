@@ -72,7 +72,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = zkcoproc_vfs::DEFAULT_SIZE >> 20)]
     volume_size_mb: u64,
     /// Largest volume a deploy may ask for (`volume_size_mb`), in MiB (at most 2000, about what
-    /// FAT-16 allows). Volumes are stored by 64 KiB block: a big one costs only what is written.
+    /// FAT-16 allows). Volumes are stored by 4 KiB block: a big one costs only what is written.
     #[arg(long, default_value_t = zkcoproc_vfs::MAX_SIZE >> 20)]
     max_volume_size_mb: u64,
     /// Controller sandbox: fuel (≈ wasm instructions) per call.

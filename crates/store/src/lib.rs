@@ -353,8 +353,8 @@ pub struct TaskNotice {
     pub status: TaskStatus,
 }
 
-/// Most blocks one [`Store::volume_blocks`] call returns.
-pub const MAX_BLOCKS_PER_READ: u64 = 64;
+/// Most blocks one [`Store::volume_blocks`] call returns (4 MiB).
+pub const MAX_BLOCKS_PER_READ: u64 = 1024;
 
 /// A program's volume as stored: its version (bumped by every write) and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

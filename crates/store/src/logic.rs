@@ -116,7 +116,9 @@ pub(crate) async fn migrate(tx: &mut dyn Tx, migrations: &'static [&'static str]
 const SPLIT_VOLUMES: &str = "-- zkcoproc: then split volume images into blocks";
 
 /// Moves every whole volume image (the schema before block storage) into `volume_blocks` at its
-/// version, skipping all-zero blocks, inside the migration's transaction: done once, durably.
+/// version, in the 64 KiB blocks of that migration (a later one cuts them to
+/// [`zkcoproc_vfs::BLOCK_SIZE`]), skipping all-zero blocks, inside the migration's transaction:
+/// done once, durably.
 async fn split_volume_images(tx: &mut dyn Tx) -> Result<()> {
     let ids = tx.query("SELECT program_id FROM volumes ORDER BY program_id", &[]).await?;
     for mut row in ids {
@@ -124,7 +126,7 @@ async fn split_volume_images(tx: &mut dyn Tx) -> Result<()> {
         let sql = "SELECT image, version FROM volumes WHERE program_id = $1";
         let Some(mut r) = tx.opt(sql, args![&id]).await? else { continue };
         let (image, version): (Vec<u8>, i64) = (r.take(0)?, r.take(1)?);
-        for (i, block) in image.chunks(zkcoproc_vfs::BLOCK_SIZE).enumerate() {
+        for (i, block) in image.chunks(64 << 10).enumerate() {
             if block.iter().any(|&b| b != 0) {
                 let sql =
                     "INSERT INTO volume_blocks (program_id, block, version, data) VALUES ($1, $2, $3, $4)";
@@ -372,7 +374,7 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
         if base == 0 || current < base || current - base > VOLUME_VERSIONS_KEPT as i64 {
             return Err(changed());
         }
-        let sql = "SELECT DISTINCT block FROM volume_blocks WHERE program_id = $1 AND version > $2";
+        let sql = "SELECT DISTINCT block FROM volume_blocks_4k WHERE program_id = $1 AND version > $2";
         let mut moved = std::collections::HashSet::new();
         for mut row in tx.query(sql, args![&write.program_id, base]).await? {
             moved.insert(row.take::<u64>(0)?);
@@ -391,11 +393,11 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
     if tx.execute(sql, args![&write.program_id, now, version, size, current]).await? != 1 {
         return Err(changed());
     }
-    // Two statements for up to 64 blocks, in chunks of a power of two: a handful of statement
+    // Two statements for up to 256 blocks, in chunks of a power of two: a handful of statement
     // shapes to prepare (and cache), not one round trip per block.
     let mut rest = &write.written[..];
     while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(1 << rest.len().min(64).ilog2());
+        let (chunk, tail) = rest.split_at(1 << rest.len().min(256).ilog2());
         rest = tail;
         let head = [Arg::Text(&write.program_id), Arg::Int(version)];
         let (mut blocks, mut rows) = (head.to_vec(), head.to_vec());
@@ -406,7 +408,7 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
         }
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
-            "UPDATE volume_blocks SET superseded_by = $2 \
+            "UPDATE volume_blocks_4k SET superseded_by = $2 \
              WHERE program_id = $1 AND superseded_by IS NULL AND block IN ({})",
             list.join(", ")
         );
@@ -414,20 +416,20 @@ async fn put_volume(tx: &mut dyn Tx, write: &VolumeWrite, now: i64) -> Result<()
         let values: Vec<String> =
             (0..chunk.len()).map(|i| format!("($1, ${}, $2, ${})", 2 * i + 3, 2 * i + 4)).collect();
         let sql = format!(
-            "INSERT INTO volume_blocks (program_id, block, version, data) VALUES {}",
+            "INSERT INTO volume_blocks_4k (program_id, block, version, data) VALUES {}",
             values.join(", ")
         );
         tx.execute(&sql, &rows).await?;
     }
     // Rows replaced at version `h` or before are needed by no version from `h` on: delete those
     // no kept and no pinned version needs. Expired pins are dropped first, in this transaction,
-    // so a pin that still exists was honoured by every commit (what `volume_blocks` relies on).
+    // so a pin that still exists was honoured by every commit (what a volume read relies on).
     let sql = "DELETE FROM volume_pins WHERE program_id = $1 AND expires_at <= $2";
     tx.execute(sql, args![&write.program_id, now]).await?;
     let kept = version - VOLUME_VERSIONS_KEPT as i64;
     let sql = "SELECT COALESCE(MIN(version), $2) FROM volume_pins WHERE program_id = $1";
     let pinned: i64 = tx.scalar(sql, args![&write.program_id, kept]).await?;
-    let sql = "DELETE FROM volume_blocks WHERE program_id = $1 AND superseded_by <= $2";
+    let sql = "DELETE FROM volume_blocks_4k WHERE program_id = $1 AND superseded_by <= $2";
     tx.execute(sql, args![&write.program_id, kept.min(pinned)]).await?;
     Ok(())
 }
@@ -663,7 +665,7 @@ impl<B: Backend> Store for B {
         let (version, first) = (to_i64(version, "volume version")?, to_i64(first, "block")?);
         let end = first.saturating_add(to_i64(count.min(MAX_BLOCKS_PER_READ), "block count")?);
         tx!(self, Statements, |tx, program_id| {
-            let sql = "SELECT block, data FROM volume_blocks WHERE program_id = $1 AND block >= $2 \
+            let sql = "SELECT block, data FROM volume_blocks_4k WHERE program_id = $1 AND block >= $2 \
                        AND block < $3 AND version <= $4 AND (superseded_by IS NULL OR superseded_by > $4)";
             let mut blocks = Vec::new();
             for mut row in tx.query(sql, args![&program_id, first, end, version]).await? {
@@ -1153,7 +1155,7 @@ impl<B: Backend> Store for B {
         let (owner, limit) = (owner.map(str::to_owned), i64::try_from(limit).unwrap_or(i64::MAX));
         tx!(self, Statements, |tx, owner| {
             let sql = format!(
-                "SELECT {PROGRAM_COLUMNS}, v.version, v.size, (SELECT COUNT(*) FROM volume_blocks b \
+                "SELECT {PROGRAM_COLUMNS}, v.version, v.size, (SELECT COUNT(*) FROM volume_blocks_4k b \
                  WHERE b.program_id = p.id AND b.superseded_by IS NULL AND length(b.data) > 0) \
                  FROM programs p LEFT JOIN volumes v ON v.program_id = p.id \
                  WHERE CAST($1 AS TEXT) IS NULL OR p.owner = $1 ORDER BY p.created_at DESC, p.id LIMIT $2"

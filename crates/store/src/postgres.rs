@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/13_fair_turns.sql"),
     include_str!("../migrations/postgres/14_volume_pins.sql"),
     include_str!("../migrations/postgres/15_finished_counts.sql"),
+    include_str!("../migrations/postgres/16_volume_blocks_4k.sql"),
 ];
 
 /// Transactions aborted by PostgreSQL for a serialization failure or deadlock are run again, up

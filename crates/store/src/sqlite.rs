@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/20_unfinished_by_submitter.sql"),
     include_str!("../migrations/sqlite/21_volume_pins.sql"),
     include_str!("../migrations/sqlite/22_finished_counts.sql"),
+    include_str!("../migrations/sqlite/23_volume_blocks_4k.sql"),
 ];
 
 impl From<rusqlite::Error> for StoreError {

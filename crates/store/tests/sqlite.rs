@@ -81,14 +81,14 @@ async fn replaced_volume_blocks_are_deleted_once_no_kept_version_needs_them() {
             .expect("tx"));
     }
     let db = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("open");
-    let rows: i64 = db.query_row("SELECT COUNT(*) FROM volume_blocks", [], |r| r.get(0)).expect("count");
+    let rows: i64 = db.query_row("SELECT COUNT(*) FROM volume_blocks_4k", [], |r| r.get(0)).expect("count");
     // 5 current blocks (0..4 and 10) + block 10 replaced by each of the last 16 versions + the
     // blocks 0..4 replaced within them (4 of each 16): 5 + 16 + 16 at most.
     let kept = zkcoproc_store::VOLUME_VERSIONS_KEPT as i64;
     assert!(rows <= 5 + 2 * kept, "{rows} rows left of 120 written");
     let oldest_needed = 60 - kept;
     let stale: i64 = db
-        .query_row("SELECT COUNT(*) FROM volume_blocks WHERE superseded_by <= ?1", [oldest_needed], |r| {
+        .query_row("SELECT COUNT(*) FROM volume_blocks_4k WHERE superseded_by <= ?1", [oldest_needed], |r| {
             r.get(0)
         })
         .expect("count");

@@ -1,6 +1,8 @@
 //! A database of the schema the previous release left (SQLite: 10 migrations, PostgreSQL: 5),
 //! with rows in every state written the way that release wrote them, is opened by this build:
-//! it is upgraded in place, every row reads back, and the work in flight carries on.
+//! it is upgraded in place, every row reads back, and the work in flight carries on. And a
+//! volume stored in 64 KiB blocks (SQLite: 22 migrations, PostgreSQL: 15) reads back the same in
+//! the blocks of today.
 //!
 //! Migrations are append-only: the old schema here is the first migrations of this build's own
 //! set, which are exactly the statements the previous release ran.
@@ -8,7 +10,8 @@
 use std::time::Duration;
 
 use zkcoproc_store::{
-    AttemptOutcome, Idempotency, NewTask, PgStore, RenewOutcome, SqliteStore, Store, TaskStatus,
+    AttemptOutcome, Idempotency, NewTask, PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError,
+    TaskStatus, VolumeWrite,
 };
 
 /// A value for a fixture row.
@@ -140,7 +143,7 @@ async fn carries_on(s: &dyn Store) {
         for (i, bytes) in s.volume_blocks("p", 3, first, blocks - first).await.expect("blocks") {
             let at = i as usize * zkcoproc_vfs::BLOCK_SIZE;
             image[at..at + bytes.len()].copy_from_slice(&bytes);
-            stored += 1;
+            stored += usize::from(!bytes.is_empty()) as u64;
         }
     }
     assert!(image == old, "the blocks do not make the old image");
@@ -190,49 +193,56 @@ fn migrations(dialect: &str, count: usize) -> Vec<String> {
     files.iter().take(count).map(|f| std::fs::read_to_string(f).expect("migration")).collect()
 }
 
-#[tokio::test]
-async fn a_sqlite_database_of_the_previous_release_is_upgraded_in_place() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let mut conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("old database");
-        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-        let tx = conn.transaction().expect("tx");
-        for sql in migrations("sqlite", 10) {
-            tx.execute_batch(&sql).expect("old migration");
-        }
-        tx.pragma_update(None, "user_version", 10).expect("version");
-        for (sql, values) in old_rows(zkcoproc_store::now_ms()) {
-            let params = values.iter().map(|v| match v {
-                V::Int(n) => rusqlite::types::Value::Integer(*n),
-                V::Text(s) => rusqlite::types::Value::Text(s.clone()),
-                V::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
-                V::Null => rusqlite::types::Value::Null,
-            });
-            tx.execute(&sql.replace('$', "?"), rusqlite::params_from_iter(params)).expect(sql);
-        }
-        tx.commit().expect("commit");
+/// A SQLite database in `dir` of the schema the first `count` migrations make, with `rows`.
+fn old_sqlite(dir: &std::path::Path, count: usize, rows: Vec<(&'static str, Vec<V>)>) {
+    let mut conn = rusqlite::Connection::open(dir.join("zkcoproc.db")).expect("old database");
+    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    let tx = conn.transaction().expect("tx");
+    for sql in migrations("sqlite", count) {
+        tx.execute_batch(&sql).expect("old migration");
     }
-    let store = SqliteStore::open(dir.path()).expect("upgraded");
-    carries_on(&store).await;
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
-    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
-    let sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'programs_by_image'";
-    assert_eq!(conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("index"), 1);
+    tx.pragma_update(None, "user_version", count as i64).expect("version");
+    for (sql, values) in rows {
+        let params = values.iter().map(|v| match v {
+            V::Int(n) => rusqlite::types::Value::Integer(*n),
+            V::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            V::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+            V::Null => rusqlite::types::Value::Null,
+        });
+        tx.execute(&sql.replace('$', "?"), rusqlite::params_from_iter(params)).expect(sql);
+    }
+    tx.commit().expect("commit");
 }
 
-#[tokio::test]
-async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
+/// Opens `dir`'s database with this build, runs `check` on it, and returns the schema version
+/// it was left at.
+async fn upgraded_sqlite(dir: &std::path::Path, check: impl AsyncFnOnce(&dyn Store)) -> i64 {
+    let store = SqliteStore::open(dir).expect("upgraded");
+    check(&store).await;
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.join("zkcoproc.db")).expect("reopen");
+    conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version")
+}
+
+/// A fresh PostgreSQL database of the schema the first `count` migrations make, with `rows`,
+/// opened by this build; `check` runs on it. The schema version it was left at, or `None` when
+/// no server is configured (an error under `ZKCOPROC_REQUIRE_POSTGRES=1`).
+async fn upgraded_postgres(
+    count: usize,
+    rows: Vec<(&'static str, Vec<V>)>,
+    check: impl AsyncFnOnce(&dyn Store),
+) -> Option<i64> {
     let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
         assert!(
             std::env::var("ZKCOPROC_REQUIRE_POSTGRES").map_or(true, |v| v != "1"),
             "no PostgreSQL server"
         );
         eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES=postgres://user@host:port)");
-        return;
+        return None;
     };
-    let name = format!("zkt_upgrade_{}", std::process::id());
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("zkt_upgrade_{}_{n}", std::process::id());
     let (admin, conn) =
         tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await.expect("connect");
     let conn = tokio::spawn(conn);
@@ -241,14 +251,15 @@ async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
     {
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
         let conn = tokio::spawn(conn);
-        for sql in migrations("postgres", 5) {
+        for sql in migrations("postgres", count) {
             client.batch_execute(&sql).await.expect("old migration");
         }
-        client
-            .batch_execute("CREATE TABLE zkcoproc_schema (version BIGINT NOT NULL); INSERT INTO zkcoproc_schema VALUES (5)")
-            .await
-            .expect("version");
-        for (sql, values) in old_rows(zkcoproc_store::now_ms()) {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS zkcoproc_schema (version BIGINT NOT NULL); \
+             DELETE FROM zkcoproc_schema; INSERT INTO zkcoproc_schema VALUES ({count})"
+        );
+        client.batch_execute(&sql).await.expect("version");
+        for (sql, values) in rows {
             let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = values
                 .into_iter()
                 .map(|v| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
@@ -268,14 +279,159 @@ async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
         let _ = conn.await;
     }
     let store = PgStore::connect(&url, 4).await.expect("upgraded");
-    carries_on(&store).await;
+    check(&store).await;
     drop(store);
     let (client, c) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
     let c = tokio::spawn(c);
     let row = client.query_one("SELECT version FROM zkcoproc_schema", &[]).await.expect("version");
-    assert_eq!(row.get::<_, i64>(0), migrations("postgres", usize::MAX).len() as i64);
     drop(client);
     let _ = c.await;
     drop(admin);
     let _ = conn.await;
+    Some(row.get::<_, i64>(0))
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_the_previous_release_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    old_sqlite(dir.path(), 10, old_rows(zkcoproc_store::now_ms()));
+    let version = upgraded_sqlite(dir.path(), async |s| carries_on(s).await).await;
+    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
+    let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
+    let sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'programs_by_image'";
+    assert_eq!(conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("index"), 1);
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
+    let version =
+        upgraded_postgres(5, old_rows(zkcoproc_store::now_ms()), async |s| carries_on(s).await).await;
+    if let Some(version) = version {
+        assert_eq!(version, migrations("postgres", usize::MAX).len() as i64);
+    }
+}
+
+/// Bytes of the 1 MiB image of the 64 KiB-block fixture at `version` (1 to 3).
+fn image_64k(version: u8) -> Vec<u8> {
+    let mut image = vec![0u8; 1 << 20];
+    // Block 0: full at version 1 and 2, zeroed at 3. Block 1: its first half written at 1; at 2
+    // its first 4 KiB zeroed and the rest changed. Block 5: written at 3 only.
+    if version < 3 {
+        image[..64 << 10].fill(0xa0 + version);
+    }
+    image[(64 << 10)..(96 << 10)].fill(0xb1);
+    if version >= 2 {
+        image[(64 << 10)..(68 << 10)].fill(0);
+        image[(68 << 10)..(128 << 10)].fill(0xb2);
+    }
+    if version == 3 {
+        image[(5 << 16) + 100..(5 << 16) + 200].fill(0xc3);
+    }
+    image
+}
+
+/// A program whose volume the store of today's schema (before migration 23 / 16) wrote in 64 KiB
+/// blocks over three versions, the way `put_volume` did: each version's changed blocks, the
+/// rows they replaced marked, an all-zero block stored empty.
+fn rows_64k(now: i64) -> Vec<(&'static str, Vec<V>)> {
+    use V::*;
+    let mut rows = vec![
+        (
+            "INSERT INTO programs (id, image_id, controller, circuit, created_at, owner, volume_size) \
+             VALUES ('p', $1, $2, $3, $4, 'alice', $5)",
+            vec![Text("ab".repeat(32)), Blob(vec![1, 2, 3]), Blob(vec![4, 5]), Int(now), Int(1 << 20)],
+        ),
+        (
+            "INSERT INTO volumes (program_id, updated_at, version, size) VALUES ('p', $1, 3, $2)",
+            vec![Int(now), Int(1 << 20)],
+        ),
+    ];
+    for version in 1..=3u8 {
+        let (image, before) =
+            (image_64k(version), if version > 1 { image_64k(version - 1) } else { vec![0; 1 << 20] });
+        for (block, (new, old)) in image.chunks(64 << 10).zip(before.chunks(64 << 10)).enumerate() {
+            if new == old {
+                continue;
+            }
+            rows.push((
+                "UPDATE volume_blocks SET superseded_by = $1 WHERE program_id = 'p' AND block = $2 \
+                 AND superseded_by IS NULL",
+                vec![Int(version.into()), Int(block as i64)],
+            ));
+            let data = if new.iter().all(|&b| b == 0) { Vec::new() } else { new.to_vec() };
+            rows.push((
+                "INSERT INTO volume_blocks (program_id, block, version, data) VALUES ('p', $1, $2, $3)",
+                vec![Int(block as i64), Int(version.into()), Blob(data)],
+            ));
+        }
+    }
+    rows
+}
+
+/// Every kept version of the 64 KiB-block fixture reads back as it was, in blocks of today's
+/// size, with all-zero parts stored empty and every part of a rewritten block still counted as
+/// rewritten by the version that wrote it.
+async fn volume_recut(s: &dyn Store) {
+    let size = 1usize << 20;
+    let blocks = (size / zkcoproc_vfs::BLOCK_SIZE) as u64;
+    for version in 1..=3u8 {
+        let mut image = vec![0u8; size];
+        let mut stored = 0;
+        for (i, bytes) in s.volume_blocks("p", version.into(), 0, blocks).await.expect("blocks") {
+            assert!(
+                bytes.len() == zkcoproc_vfs::BLOCK_SIZE || bytes.is_empty(),
+                "block {i}: {} bytes",
+                bytes.len()
+            );
+            let at = i as usize * zkcoproc_vfs::BLOCK_SIZE;
+            image[at..at + bytes.len()].copy_from_slice(&bytes);
+            stored += usize::from(!bytes.is_empty());
+        }
+        assert!(image == image_64k(version), "version {version} does not read back");
+        let nonzero = image.chunks(zkcoproc_vfs::BLOCK_SIZE).filter(|b| b.iter().any(|&x| x != 0)).count();
+        assert_eq!(stored, nonzero, "version {version}: all-zero blocks stored with bytes");
+    }
+    // Every part of a block a version rewrote was rewritten by it, zero or not: a write based on
+    // version 2 that touched a part of the old block 0 (zeroed at 3) or an all-zero part of the
+    // old block 5 (written at 3) conflicts; one that touched only the old block 2 does not.
+    let task = NewTask {
+        id: "w".into(),
+        program_id: "p".into(),
+        args: "{}".into(),
+        root: [0; 32],
+        receipt_kind: "composite".into(),
+        submitter: None,
+        callback_url: None,
+    };
+    s.insert_task(task, None).await.expect("insert");
+    s.claim_next("r", Duration::from_secs(60)).await.expect("claim").expect("queued task");
+    let part = (64 << 10) / zkcoproc_vfs::BLOCK_SIZE as u64;
+    for (touched, conflicts) in [(vec![3], true), (vec![5 * part + 15], true), (vec![2 * part], false)] {
+        let write =
+            VolumeWrite { program_id: "p".into(), base: 2, size: size as u64, written: vec![], touched };
+        let update = StageUpdate { volume: Some(write), ..Default::default() };
+        let got = s.transition("w", "r", TaskStatus::Queued, TaskStatus::Witnessing, update).await;
+        assert_eq!(matches!(got, Err(StoreError::VolumeChanged(_))), conflicts, "{got:?}");
+    }
+    assert_eq!(s.volume("p").await.expect("head").map(|h| h.version), Some(4));
+}
+
+#[tokio::test]
+async fn a_sqlite_volume_of_64_kib_blocks_is_cut_into_blocks_of_today() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    old_sqlite(dir.path(), 22, rows_64k(zkcoproc_store::now_ms()));
+    let version = upgraded_sqlite(dir.path(), volume_recut).await;
+    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
+    // The table of 64 KiB blocks is gone: a build that stores them fails instead of mixing them in.
+    let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
+    let sql = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'volume_blocks'";
+    assert_eq!(conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("tables"), 0);
+}
+
+#[tokio::test]
+async fn a_postgres_volume_of_64_kib_blocks_is_cut_into_blocks_of_today() {
+    let version = upgraded_postgres(15, rows_64k(zkcoproc_store::now_ms()), volume_recut).await;
+    if let Some(version) = version {
+        assert_eq!(version, migrations("postgres", usize::MAX).len() as i64);
+    }
 }

@@ -21,7 +21,7 @@ use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 mod device;
 
 use device::Device;
-pub use device::{BlockSource, Changes, ImageSource, Opened, BLOCK_SIZE, READ_AHEAD};
+pub use device::{BlockSource, Changes, ImageSource, Opened, BLOCK_SIZE, FIRST_READ, READ_AHEAD};
 
 /// Default volume size: 256 MiB.
 pub const DEFAULT_SIZE: u64 = 256 << 20;

@@ -182,7 +182,12 @@ fn a_volume_reads_only_the_blocks_it_touches_and_commits_only_those_it_wrote() {
     let first = store.commit(&v);
     assert_eq!(first.size, DEFAULT_SIZE);
     let total = DEFAULT_SIZE / BLOCK_SIZE as u64;
-    assert!(first.written.len() <= 6, "format + write stored {} of {total} blocks", first.written.len());
+    let bytes = |c: &Changes| c.written.len() * BLOCK_SIZE;
+    assert!(
+        bytes(&first) <= 192 << 10,
+        "format + a 100 KB write stored {} of {total} blocks",
+        first.written.len()
+    );
 
     // An unused lazy volume reads nothing at all.
     let untouched = store.lazy(DEFAULT_SIZE);
@@ -193,18 +198,25 @@ fn a_volume_reads_only_the_blocks_it_touches_and_commits_only_those_it_wrote() {
     let mut v = store.lazy(DEFAULT_SIZE);
     v.write("/data/b.txt", b"second").expect("write");
     let second = store.commit(&v);
-    assert!((1..=4).contains(&second.written.len()), "a 6-byte write stored {:?}", second.written.len());
+    assert!(
+        !second.written.is_empty() && bytes(&second) <= 24 << 10,
+        "a 6-byte write stored {} blocks",
+        second.written.len()
+    );
     assert!(second.written.iter().all(|(i, _)| second.touched.contains(i)));
-    let reads = store.calls();
-    assert!(reads <= 6, "a small write made {reads} source reads");
+    let (reads, served) = (store.calls(), store.served.load(std::sync::atomic::Ordering::Relaxed));
+    assert!(
+        reads <= 8 && served * BLOCK_SIZE <= 160 << 10,
+        "a small write read {served} blocks in {reads} reads"
+    );
 
-    // Reading a file back fetches its blocks, read ahead, and nothing else.
+    // Reading a file back fetches its blocks, read ahead, and not much else.
     let mut v = store.lazy(DEFAULT_SIZE);
     assert_eq!(v.read("/DATA/A.BIN").expect("read"), vec![1u8; 100_000]);
     assert_eq!(v.read("/data/b.txt").expect("read"), b"second");
     assert_eq!(v.changes().written, Vec::new(), "reads wrote blocks");
-    let served = store.served.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(served < 100, "reading two small files fetched {served} blocks of {total}");
+    let served = store.served.load(std::sync::atomic::Ordering::Relaxed) - served;
+    assert!(served * BLOCK_SIZE <= 512 << 10, "reading two small files fetched {served} blocks of {total}");
 }
 
 #[test]
