@@ -110,6 +110,9 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     assert!(metrics.contains("zkcoproc_queue_depth 0"), "{metrics}");
     assert!(metrics.contains("zkcoproc_stage_duration_seconds_count{stage=\"proving\"} 1"), "{metrics}");
     assert!(metrics.contains("zkcoproc_runners 2"), "{metrics}");
+    // The idle runners' delivery was claimed in the commit that accepted the proof: no claim of
+    // its own, and every stage still in the task's history (above).
+    assert!(metrics.contains("zkcoproc_deliveries_handed_total 1"), "{metrics}");
 
     // The CLI drives the same flow: `prove --wait` prints the final task JSON.
     let out = std::process::Command::new(bin())

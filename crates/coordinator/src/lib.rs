@@ -242,6 +242,9 @@ pub struct Coordinator {
     /// fairly between callers (a freed slot goes to the waiting caller that holds fewest)
     dry_run_slots: fair::FairSlots,
     wake: Notify,
+    /// tasks whose delivery this process claimed as it accepted their proofs, for its runners
+    /// (see [`Coordinator::submit_proof`])
+    handed: runner::Handed,
     provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
     metrics: metrics::Metrics,
@@ -283,6 +286,7 @@ impl Coordinator {
             controller_slots: tokio::sync::Semaphore::new(slots),
             dry_run_slots: fair::FairSlots::new(slots),
             wake: Notify::new(),
+            handed: runner::Handed::default(),
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),

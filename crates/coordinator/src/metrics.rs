@@ -49,6 +49,8 @@ pub(crate) struct Metrics {
     runners: Gauge,
     provers: Gauge,
     retries: Counter,
+    /// deliveries claimed in the commit that accepted their proof
+    pub(crate) handed: Counter,
     /// volume traffic, counted by the volume code itself
     pub(crate) volume: crate::volume::VolumeCounters,
     verification_failures: Counter,
@@ -142,6 +144,12 @@ impl Metrics {
         );
         registry.register("provers", "In-process provers of this process", provers.clone());
         registry.register("retries", "Claims of a task that had been claimed before", retries.clone());
+        let handed = Counter::default();
+        registry.register(
+            "deliveries_handed",
+            "Deliveries claimed for this process's runners in the commit that accepted their proof (not by a claim of their own)",
+            handed.clone(),
+        );
         let volume = crate::volume::VolumeCounters::default();
         registry.register(
             "volume_opens",
@@ -193,6 +201,7 @@ impl Metrics {
             runners,
             provers,
             retries,
+            handed,
             volume,
             verification_failures,
             failures,

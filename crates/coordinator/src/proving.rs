@@ -433,15 +433,27 @@ impl Coordinator {
         let task = self.task(task_id).await?;
         match self.check_receipt(&task, receipt.clone()).await? {
             Ok(journal) => {
-                let outcome = self
-                    .store
-                    .accept_proof(task_id, lease_id, receipt, journal, user_cycles.unwrap_or(0))
-                    .await?;
+                // The delivery is claimed for this process's runners in the same commit, when
+                // they are not behind already: one commit fewer than a claim of its own.
+                let cycles = user_cycles.unwrap_or(0);
+                let deliverer = self.delivery_owner();
+                let outcome = match &deliverer {
+                    Some(owner) => {
+                        let lease = self.config.lease;
+                        self.store
+                            .accept_proof_claimed(task_id, lease_id, receipt, journal, cycles, owner, lease)
+                    }
+                    None => self.store.accept_proof(task_id, lease_id, receipt, journal, cycles),
+                }
+                .await?;
                 if outcome == AttemptOutcome::Accepted {
                     tracing::info!(task = %task_id, lease = %lease_id, worker, "proof accepted");
                     self.observe_stage(&task, zkcoproc_store::TaskStatus::Proving);
                     self.changed(task_id);
-                    self.wake.notify_one();
+                    match deliverer {
+                        Some(owner) => self.hand_delivery(task_id, owner),
+                        None => self.wake.notify_one(),
+                    }
                 }
                 Ok(ProofVerdict { outcome, rejected: None })
             }

@@ -1,6 +1,6 @@
 //! In-process runners: claim a task, drive it stage by stage to a terminal status.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -69,6 +69,9 @@ impl Coordinator {
         }
         let instance = uuid::Uuid::now_v7().simple().to_string();
         let instance = &instance[..12];
+        if self.config.runners > 0 {
+            self.handed.open(format!("local-{instance}-delivery"), self.config.runners);
+        }
         self.metrics.set_runners(self.config.runners, self.config.provers);
         let mut handles: Vec<JoinHandle<()>> = (0..self.config.runners)
             .map(|i| {
@@ -155,6 +158,23 @@ impl Coordinator {
 
     async fn run_loop(self: Arc<Self>, owner: String) {
         loop {
+            // A delivery claimed as its proof was accepted comes first: it holds a lease already.
+            if let Some((id, handed_owner)) = self.handed.take() {
+                match self.store.task(&id).await {
+                    Ok(Some(task))
+                        if task.status == TaskStatus::Delivering
+                            && task.lease_owner.as_deref() == Some(handed_owner.as_str()) =>
+                    {
+                        self.process(&handed_owner, task).await
+                    }
+                    // Cancelled, or its lease ran out while it waited and another runner took it.
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(task = %id, error = %e, "cannot read a handed task; its lease will expire")
+                    }
+                }
+                continue;
+            }
             // A queued task enters witnessing in its claim's own commit.
             match self.store.claim_and_start(&owner, self.config.lease).await {
                 Ok(Some((task, entered))) => {
@@ -247,6 +267,20 @@ impl Coordinator {
             };
         }
         heartbeat.abort();
+    }
+
+    /// The owner to claim a task's delivery for as its proof is accepted, if this process runs
+    /// runners and fewer deliveries wait for them than there are runners (more would wait longer
+    /// than a claim from the store, and their leases would run out meanwhile).
+    pub(crate) fn delivery_owner(&self) -> Option<String> {
+        self.handed.owner()
+    }
+
+    /// Hands a task whose delivery was claimed for `owner` to the runners, and wakes one.
+    pub(crate) fn hand_delivery(&self, task_id: &str, owner: String) {
+        self.metrics.handed.inc();
+        self.handed.push(task_id.to_owned(), owner);
+        self.wake.notify_one();
     }
 
     /// Commits a step.
@@ -590,5 +624,44 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0]["stage"], "witnessing");
         assert_eq!(v[1]["stage"], "delivering");
+    }
+}
+
+/// Deliveries claimed as their proofs were accepted, waiting for a runner: at most as many as
+/// there are runners. A runner takes them before it claims from the store.
+#[derive(Debug, Default)]
+pub(crate) struct Handed(Mutex<HandedState>);
+
+#[derive(Debug, Default)]
+struct HandedState {
+    /// the lease owner of handed deliveries (`None`: this process runs no runners)
+    owner: Option<String>,
+    /// at most this many wait
+    capacity: usize,
+    waiting: std::collections::VecDeque<(String, String)>,
+}
+
+impl Handed {
+    fn with<T>(&self, f: impl FnOnce(&mut HandedState) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn open(&self, owner: String, capacity: usize) {
+        self.with(|s| (s.owner, s.capacity) = (Some(owner), capacity));
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.with(|s| s.owner.clone().filter(|_| s.waiting.len() < s.capacity))
+    }
+
+    fn push(&self, task_id: String, owner: String) {
+        self.with(|s| s.waiting.push_back((task_id, owner)));
+    }
+
+    fn take(&self) -> Option<(String, String)> {
+        self.with(|s| s.waiting.pop_front())
     }
 }

@@ -800,6 +800,20 @@ pub trait Store: Send + Sync + fmt::Debug {
         journal: Vec<u8>,
         user_cycles: u64,
     ) -> Result<AttemptOutcome>;
+    /// [`Store::accept_proof`], and the task's delivery claimed in the same commit by `owner`
+    /// until `now + lease` (a claim counted, as by [`Store::claim_next`]): one commit fewer for a
+    /// task whose delivery the accepting process runs itself.
+    #[allow(clippy::too_many_arguments)]
+    async fn accept_proof_claimed(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        receipt: Vec<u8>,
+        journal: Vec<u8>,
+        user_cycles: u64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<AttemptOutcome>;
     /// A task's proving attempts, oldest first.
     async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>>;
     /// Records what the entrypoint did with the failure event of a task that failed outside a

@@ -297,6 +297,44 @@ async fn insert_event(tx: &mut dyn Tx, task_id: &str, status: &str, at: i64) -> 
     Ok(())
 }
 
+/// The body of [`Store::accept_proof`] and [`Store::accept_proof_claimed`].
+async fn accept<B: Backend>(
+    store: &B,
+    task_id: &str,
+    lease_id: &str,
+    receipt: Vec<u8>,
+    journal: Vec<u8>,
+    user_cycles: u64,
+    claim: Option<(&str, Duration)>,
+) -> Result<AttemptOutcome> {
+    let user_cycles = to_i64(user_cycles, "user cycles")?;
+    let (owner, lease) = (claim.map(|(o, _)| o.to_owned()), claim.map(|(_, l)| lease_ms(l)));
+    tx!(store, Write, |tx, task_id, lease_id, owner; receipt, journal| {
+        let now = tx.now().await?;
+        if let Err(refused) = may_report(tx, &task_id, &lease_id).await? {
+            return Ok(refused);
+        }
+        let sql = "UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = $1";
+        tx.execute(sql, args![&lease_id]).await?;
+        let sql = "UPDATE prover_leases SET outcome = 'superseded' WHERE task_id = $1 AND outcome IS NULL";
+        tx.execute(sql, args![&task_id]).await?;
+        // An accepted proof has every segment proven, whatever the last report said. A task in
+        // `proving` holds no runner's lease: the delivery's claim, if any, is its first.
+        let sql = "UPDATE tasks SET status = 'delivering', updated_at = $1, receipt = $2, journal = $3, \
+                   user_cycles = $4, progress_done = progress_total, lease_owner = $5, \
+                   lease_expires_at = $6, claims = $7 WHERE id = $8";
+        let expires = lease.map(|l| now.saturating_add(l));
+        let claims = i64::from(owner.is_some());
+        let (receipt, journal) = (receipt.as_slice(), journal.as_slice());
+        let args = args![now, receipt, journal, user_cycles, owner.as_deref(), expires, claims, &task_id];
+        tx.execute(sql, args).await?;
+        for status in ["verifying", "delivering"] {
+            insert_event(tx, &task_id, status, now).await?;
+        }
+        Ok(AttemptOutcome::Accepted)
+    })
+}
+
 /// Fails a proving task (row locked by the caller) whose attempts are used up, listing them.
 /// Returns whether it moved.
 async fn fail_proving(tx: &mut dyn Tx, task_id: &str, now: i64) -> Result<bool> {
@@ -939,26 +977,20 @@ impl<B: Backend> Store for B {
         journal: Vec<u8>,
         user_cycles: u64,
     ) -> Result<AttemptOutcome> {
-        let user_cycles = to_i64(user_cycles, "user cycles")?;
-        tx!(self, Write, |tx, task_id, lease_id; receipt, journal| {
-            let now = tx.now().await?;
-            if let Err(refused) = may_report(tx, &task_id, &lease_id).await? {
-                return Ok(refused);
-            }
-            let sql = "UPDATE prover_leases SET outcome = 'accepted' WHERE lease_id = $1";
-            tx.execute(sql, args![&lease_id]).await?;
-            let sql =
-                "UPDATE prover_leases SET outcome = 'superseded' WHERE task_id = $1 AND outcome IS NULL";
-            tx.execute(sql, args![&task_id]).await?;
-            // An accepted proof has every segment proven, whatever the last report said.
-            let sql = "UPDATE tasks SET status = 'delivering', updated_at = $1, claims = 0, receipt = $2, \
-                       journal = $3, user_cycles = $4, progress_done = progress_total WHERE id = $5";
-            tx.execute(sql, args![now, receipt.as_slice(), journal.as_slice(), user_cycles, &task_id]).await?;
-            for status in ["verifying", "delivering"] {
-                insert_event(tx, &task_id, status, now).await?;
-            }
-            Ok(AttemptOutcome::Accepted)
-        })
+        accept(self, task_id, lease_id, receipt, journal, user_cycles, None).await
+    }
+
+    async fn accept_proof_claimed(
+        &self,
+        task_id: &str,
+        lease_id: &str,
+        receipt: Vec<u8>,
+        journal: Vec<u8>,
+        user_cycles: u64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<AttemptOutcome> {
+        accept(self, task_id, lease_id, receipt, journal, user_cycles, Some((owner, lease))).await
     }
 
     async fn prover_attempts(&self, task_id: &str) -> Result<Vec<ProverAttempt>> {

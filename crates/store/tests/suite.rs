@@ -93,6 +93,7 @@ both!(
     claims_are_exclusive_fifo_and_expire,
     claims_and_prover_leases_take_identities_in_turn,
     a_claim_starts_a_queued_task_in_its_own_commit,
+    an_accepted_proof_can_claim_its_delivery_in_its_commit,
     transitions_are_conditional_and_recorded,
     prover_leases_redeliver_retry_elsewhere_and_give_up,
     counts_follow_every_way_tasks_and_leases_end,
@@ -446,6 +447,48 @@ async fn prover_leases_redeliver_retry_elsewhere_and_give_up(s: &Arc<dyn Store>)
     let error = u.error.expect("error");
     assert_eq!(error.code, "prover_failed");
     assert!(error.message.contains("u/1 on w1") && error.message.contains("boom"), "{}", error.message);
+}
+
+/// A proof accepted with its delivery claimed: in that one commit the task enters `delivering`
+/// leased to the owner, one claim counted; other claims pass it by while the lease lasts, and the
+/// owner delivers it. A proof accepted without the claim leaves the delivery to any claim.
+async fn an_accepted_proof_can_claim_its_delivery_in_its_commit(s: &Arc<dyn Store>) {
+    let lease = Duration::from_secs(60);
+    s.put_program(program("p")).await.expect("put");
+    for id in ["a", "b"] {
+        proving(&**s, id).await;
+    }
+    let a = s.lease_proving("w1", rules(lease, 3)).await.expect("lease").lease.expect("a");
+    let b = s.lease_proving("w2", rules(lease, 3)).await.expect("lease").lease.expect("b");
+    assert_eq!((a.task.id.as_str(), b.task.id.as_str()), ("a", "b"));
+    let out =
+        s.accept_proof_claimed("a", &a.lease_id, vec![1], vec![2], 3, "me", lease).await.expect("accept");
+    assert_eq!(out, AttemptOutcome::Accepted);
+    let t = s.task("a").await.expect("get").expect("a");
+    assert_eq!((t.status, t.lease_owner.as_deref(), t.claims), (TaskStatus::Delivering, Some("me"), 1));
+    assert_eq!((t.receipt.as_deref(), t.journal.as_deref()), (Some(&[1u8][..]), Some(&[2u8][..])));
+    let history: Vec<TaskStatus> = t.history.iter().map(|e| e.status).collect();
+    assert_eq!(&history[history.len() - 2..], [TaskStatus::Verifying, TaskStatus::Delivering]);
+    let out = s.accept_proof("b", &b.lease_id, vec![1], vec![2], 3).await.expect("accept");
+    assert_eq!(out, AttemptOutcome::Accepted);
+    let u = s.task("b").await.expect("get").expect("b");
+    assert_eq!((u.status, u.lease_owner, u.claims), (TaskStatus::Delivering, None, 0));
+    // Another runner's claims take the unclaimed delivery only.
+    let claimed = s.claim_next("other", lease).await.expect("claim").expect("b");
+    assert_eq!(claimed.id, "b");
+    assert!(s.claim_next("other", lease).await.expect("claim").is_none());
+    let done = StageUpdate { release_lease: true, ..Default::default() };
+    assert!(!s
+        .transition("a", "other", TaskStatus::Delivering, TaskStatus::Done, done.clone())
+        .await
+        .expect("tx"));
+    assert!(s.transition("a", "me", TaskStatus::Delivering, TaskStatus::Done, done).await.expect("tx"));
+    // A proof for a task that is no longer proving claims nothing.
+    let late =
+        s.accept_proof_claimed("a", &a.lease_id, vec![1], vec![2], 3, "late", lease).await.expect("accept");
+    assert_ne!(late, AttemptOutcome::Accepted);
+    let t = s.task("a").await.expect("get").expect("a");
+    assert_eq!((t.status, t.lease_owner), (TaskStatus::Done, None));
 }
 
 /// The counts `/health` and `/metrics` show: unfinished tasks and open leases counted, finished
