@@ -126,13 +126,8 @@ pub struct VolumeExport {
 enum ExportChunks {
     /// the blocks a fresh format writes; every other block is zeros
     Fresh(std::collections::BTreeMap<u64, Vec<u8>>),
-    Stored {
-        store: Arc<dyn Store>,
-        program_id: String,
-        version: u64,
-        counters: VolumeCounters,
-        pin: ExportPin,
-    },
+    /// read from the store at `version`, pinned by `pin` (whose store it reads)
+    Stored { program_id: String, version: u64, counters: VolumeCounters, pin: ExportPin },
 }
 
 /// How long an export may keep its version pinned in all: then it renews the pin no more, and
@@ -178,7 +173,8 @@ impl VolumeExport {
             ExportChunks::Fresh(blocks) => {
                 blocks.range(first..first + count).map(|(i, b)| (*i, b.clone())).collect()
             }
-            ExportChunks::Stored { store, program_id, version, counters, pin } => {
+            ExportChunks::Stored { program_id, version, counters, pin } => {
+                let store = &pin.store;
                 let left = EXPORT_PIN_LIFETIME.saturating_sub(pin.taken.elapsed());
                 if !left.is_zero() && !store.renew_volume_pin(&pin.id, pin.hold.min(left)).await? {
                     // Expired and dropped by a commit: the read below succeeds only while the
@@ -264,10 +260,9 @@ impl Coordinator {
         let id = format!("export-{}", uuid::Uuid::now_v7().simple());
         if let Some(head) = self.store.pin_volume(program_id, &id, hold).await? {
             self.metrics.volume.opens.inc();
-            let (store, program_id) = (self.store.clone(), program_id.to_owned());
-            let pin = ExportPin { store: store.clone(), id, hold, taken: std::time::Instant::now() };
-            let counters = self.metrics.volume.clone();
-            let chunks = ExportChunks::Stored { store, program_id, version: head.version, counters, pin };
+            let pin = ExportPin { store: self.store.clone(), id, hold, taken: std::time::Instant::now() };
+            let (program_id, counters) = (program_id.to_owned(), self.metrics.volume.clone());
+            let chunks = ExportChunks::Stored { program_id, version: head.version, counters, pin };
             return Ok(VolumeExport { size: head.size, chunks });
         }
         let size = program.volume_size.unwrap_or(self.config.volume_size);
