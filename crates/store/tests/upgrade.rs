@@ -214,31 +214,32 @@ fn old_sqlite(dir: &std::path::Path, count: usize, rows: Vec<(&'static str, Vec<
     tx.commit().expect("commit");
 }
 
-/// Opens `dir`'s database with this build, runs `check` on it, and returns the schema version
-/// it was left at.
-async fn upgraded_sqlite(dir: &std::path::Path, check: impl AsyncFnOnce(&dyn Store)) -> i64 {
+/// Opens `dir`'s database with this build, runs `check` on it, and checks that every migration
+/// of this build ran.
+async fn upgraded_sqlite(dir: &std::path::Path, check: impl AsyncFnOnce(&dyn Store)) {
     let store = SqliteStore::open(dir).expect("upgraded");
     check(&store).await;
     drop(store);
     let conn = rusqlite::Connection::open(dir.join("zkcoproc.db")).expect("reopen");
-    conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version")
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
 }
 
 /// A fresh PostgreSQL database of the schema the first `count` migrations make, with `rows`,
-/// opened by this build; `check` runs on it. The schema version it was left at, or `None` when
-/// no server is configured (an error under `ZKCOPROC_REQUIRE_POSTGRES=1`).
+/// opened by this build; `check` runs on it, and every migration of this build must have run.
+/// Skipped when no server is configured (an error under `ZKCOPROC_REQUIRE_POSTGRES=1`).
 async fn upgraded_postgres(
     count: usize,
     rows: Vec<(&'static str, Vec<V>)>,
     check: impl AsyncFnOnce(&dyn Store),
-) -> Option<i64> {
+) {
     let Ok(base) = std::env::var("ZKCOPROC_TEST_POSTGRES") else {
         assert!(
             std::env::var("ZKCOPROC_REQUIRE_POSTGRES").map_or(true, |v| v != "1"),
             "no PostgreSQL server"
         );
         eprintln!("SKIPPED: PostgreSQL case (set ZKCOPROC_TEST_POSTGRES=postgres://user@host:port)");
-        return None;
+        return;
     };
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -288,15 +289,14 @@ async fn upgraded_postgres(
     let _ = c.await;
     drop(admin);
     let _ = conn.await;
-    Some(row.get::<_, i64>(0))
+    assert_eq!(row.get::<_, i64>(0), migrations("postgres", usize::MAX).len() as i64);
 }
 
 #[tokio::test]
 async fn a_sqlite_database_of_the_previous_release_is_upgraded_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     old_sqlite(dir.path(), 10, old_rows(zkcoproc_store::now_ms()));
-    let version = upgraded_sqlite(dir.path(), async |s| carries_on(s).await).await;
-    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
+    upgraded_sqlite(dir.path(), carries_on).await;
     let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
     let sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'programs_by_image'";
     assert_eq!(conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("index"), 1);
@@ -304,11 +304,7 @@ async fn a_sqlite_database_of_the_previous_release_is_upgraded_in_place() {
 
 #[tokio::test]
 async fn a_postgres_database_of_the_previous_release_is_upgraded_in_place() {
-    let version =
-        upgraded_postgres(5, old_rows(zkcoproc_store::now_ms()), async |s| carries_on(s).await).await;
-    if let Some(version) = version {
-        assert_eq!(version, migrations("postgres", usize::MAX).len() as i64);
-    }
+    upgraded_postgres(5, old_rows(zkcoproc_store::now_ms()), carries_on).await;
 }
 
 /// Bytes of the 1 MiB image of the 64 KiB-block fixture at `version` (1 to 3).
@@ -420,8 +416,7 @@ async fn volume_recut(s: &dyn Store) {
 async fn a_sqlite_volume_of_64_kib_blocks_is_cut_into_blocks_of_today() {
     let dir = tempfile::tempdir().expect("tempdir");
     old_sqlite(dir.path(), 22, rows_64k(zkcoproc_store::now_ms()));
-    let version = upgraded_sqlite(dir.path(), volume_recut).await;
-    assert_eq!(version, migrations("sqlite", usize::MAX).len() as i64);
+    upgraded_sqlite(dir.path(), volume_recut).await;
     // The table of 64 KiB blocks is gone: a build that stores them fails instead of mixing them in.
     let conn = rusqlite::Connection::open(dir.path().join("zkcoproc.db")).expect("reopen");
     let sql = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'volume_blocks'";
@@ -430,8 +425,5 @@ async fn a_sqlite_volume_of_64_kib_blocks_is_cut_into_blocks_of_today() {
 
 #[tokio::test]
 async fn a_postgres_volume_of_64_kib_blocks_is_cut_into_blocks_of_today() {
-    let version = upgraded_postgres(15, rows_64k(zkcoproc_store::now_ms()), volume_recut).await;
-    if let Some(version) = version {
-        assert_eq!(version, migrations("postgres", usize::MAX).len() as i64);
-    }
+    upgraded_postgres(15, rows_64k(zkcoproc_store::now_ms()), volume_recut).await;
 }
