@@ -27,7 +27,10 @@ fn expected_digest(n: u32) -> [u8; 32] {
 fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     let app = hello_app();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
+    // Idle provers look for work only when told of it (not every 500 ms): a task entering proving
+    // finds one waiting, always, and is leased to it in that commit.
+    let server =
+        Server::start(bin(), &tmp.path().join("data"), "dev", &["--poll-ms", "600000"]).expect("server");
     let api = server.api();
 
     let (status, health) = api.get("/health").expect("health");
@@ -113,6 +116,8 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
     // The idle runners' delivery was claimed in the commit that accepted the proof: no claim of
     // its own, and every stage still in the task's history (above).
     assert!(metrics.contains("zkcoproc_deliveries_handed_total 1"), "{metrics}");
+    // And the prover's lease was granted in the commit into proving (`attempts` 1, above).
+    assert!(metrics.contains("zkcoproc_prover_leases_handed_total 1"), "{metrics}");
 
     // The CLI drives the same flow: `prove --wait` prints the final task JSON.
     let out = std::process::Command::new(bin())
@@ -151,7 +156,10 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
 fn a_failing_controller_fails_its_task_with_the_reason() {
     let app = hello_app();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
+    // Idle provers look for work only when told of it (not every 500 ms): a task entering proving
+    // finds one waiting, always, and is leased to it in that commit.
+    let server =
+        Server::start(bin(), &tmp.path().join("data"), "dev", &["--poll-ms", "600000"]).expect("server");
     let api = server.api();
     let program = api.deploy(app).expect("deploy");
 
@@ -196,7 +204,10 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
 #[test]
 fn the_openapi_document_describes_real_routes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
+    // Idle provers look for work only when told of it (not every 500 ms): a task entering proving
+    // finds one waiting, always, and is leased to it in that commit.
+    let server =
+        Server::start(bin(), &tmp.path().join("data"), "dev", &["--poll-ms", "600000"]).expect("server");
     let api = server.api();
     let (status, doc) = api.get("/openapi.json").expect("openapi");
     assert_eq!(status, 200);

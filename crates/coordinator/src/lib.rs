@@ -245,6 +245,8 @@ pub struct Coordinator {
     /// tasks whose delivery this process claimed as it accepted their proofs, for its runners
     /// (see [`Coordinator::submit_proof`])
     handed: runner::Handed,
+    /// in-process provers waiting for work, for runners to lease tasks to as they enter proving
+    idle_provers: proving::IdleProvers,
     provable: Notify,
     changes: tokio::sync::broadcast::Sender<String>,
     metrics: metrics::Metrics,
@@ -287,6 +289,7 @@ impl Coordinator {
             dry_run_slots: fair::FairSlots::new(slots),
             wake: Notify::new(),
             handed: runner::Handed::default(),
+            idle_provers: proving::IdleProvers::default(),
             provable: Notify::new(),
             changes: tokio::sync::broadcast::channel(1024).0,
             metrics: metrics::Metrics::new(),

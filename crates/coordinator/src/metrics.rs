@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     retries: Counter,
     /// deliveries claimed in the commit that accepted their proof
     pub(crate) handed: Counter,
+    /// proving tasks leased to an idle in-process prover in the commit that moved them there
+    pub(crate) provers_handed: Counter,
     /// volume traffic, counted by the volume code itself
     pub(crate) volume: crate::volume::VolumeCounters,
     verification_failures: Counter,
@@ -150,6 +152,12 @@ impl Metrics {
             "Deliveries claimed for this process's runners in the commit that accepted their proof (not by a claim of their own)",
             handed.clone(),
         );
+        let provers_handed = Counter::default();
+        registry.register(
+            "prover_leases_handed",
+            "Tasks leased to an idle in-process prover of this process in the commit that moved them into proving (not by a lease request of its own)",
+            provers_handed.clone(),
+        );
         let volume = crate::volume::VolumeCounters::default();
         registry.register(
             "volume_opens",
@@ -202,6 +210,7 @@ impl Metrics {
             provers,
             retries,
             handed,
+            provers_handed,
             volume,
             verification_failures,
             failures,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use zkcoproc_store::{AttemptOutcome, LeaseRules, ProverLease, RenewOutcome, TaskRecord};
+use zkcoproc_store::{AttemptOutcome, LeaseRules, ProverLease, RenewOutcome, TaskRecord, TaskStatus};
 use zkcoproc_types::journal;
 
 use crate::{blocking, Coordinator, CoordinatorError};
@@ -107,6 +107,46 @@ impl WorkerBook {
     }
 }
 
+/// In-process provers waiting for work, each with the channel a runner hands it a task on: a task
+/// leased to it in the commit that moved the task into `proving` (one commit where a transition
+/// and a lease were two). A prover a runner took off the list waits for that commit's outcome (a
+/// task id, or the sender dropped when the commit did not move the task).
+#[derive(Debug, Default)]
+pub(crate) struct IdleProvers(Mutex<Vec<(String, tokio::sync::oneshot::Sender<String>)>>);
+
+impl IdleProvers {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<(String, tokio::sync::oneshot::Sender<String>)>) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut idle) => f(&mut idle),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `prover` on the list; the receiver gets the task a runner leases it.
+    fn wait(&self, prover: &str) -> tokio::sync::oneshot::Receiver<String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.with(|idle| {
+            idle.retain(|(name, _)| name != prover);
+            idle.push((prover.to_owned(), tx));
+        });
+        rx
+    }
+
+    /// Takes `prover` off the list; `false` when a runner took it off already.
+    fn withdraw(&self, prover: &str) -> bool {
+        self.with(|idle| {
+            let before = idle.len();
+            idle.retain(|(name, _)| name != prover);
+            idle.len() < before
+        })
+    }
+
+    /// Takes the prover that has waited longest off the list, for a runner to lease a task to.
+    pub(crate) fn take(&self) -> Option<(String, tokio::sync::oneshot::Sender<String>)> {
+        self.with(|idle| (!idle.is_empty()).then(|| idle.remove(0)))
+    }
+}
+
 impl Coordinator {
     /// Refuses a remote worker whose last [`Config::quarantine_after`](crate::Config) leases all
     /// ended without a proof, until [`Config::quarantine`](crate::Config) after the newest of
@@ -168,8 +208,25 @@ impl Coordinator {
     async fn prover_loop(self: Arc<Self>, name: String) {
         loop {
             match self.lease_proving(&name, &[]).await {
-                Ok(Some(lease)) => self.prove_leased(&name, lease).await,
-                Ok(None) => self.wait_for_provable(self.config.poll_interval).await,
+                Ok(Some(lease)) => self.prove_leased(&name, lease.task, lease.lease_id).await,
+                Ok(None) => {
+                    // Idle: a runner may lease this prover a task in the commit that moves the
+                    // task into `proving`, and hand it over here.
+                    let mut handed = self.idle_provers.wait(&name);
+                    let task_id = tokio::select! {
+                        got = &mut handed => got.ok(),
+                        () = self.wait_for_provable(self.config.poll_interval) => {
+                            match self.idle_provers.withdraw(&name) {
+                                true => None,
+                                // A runner took this prover off the list: its commit decides.
+                                false => handed.await.ok(),
+                            }
+                        }
+                    };
+                    if let Some(task_id) = task_id {
+                        self.prove_handed(&name, task_id).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot lease a proving task");
                     tokio::time::sleep(self.config.poll_interval).await;
@@ -178,8 +235,24 @@ impl Coordinator {
         }
     }
 
-    async fn prove_leased(self: &Arc<Self>, name: &str, lease: ProverLease) {
-        let task = &lease.task;
+    /// Proves a task leased to this prover in the commit that moved it into `proving` (see
+    /// [`IdleProvers`]).
+    async fn prove_handed(self: &Arc<Self>, name: &str, task_id: String) {
+        let lease_id = zkcoproc_store::first_lease_id(&task_id);
+        match self.store.task(&task_id).await {
+            Ok(Some(task)) if task.status == TaskStatus::Proving => {
+                self.note_lease(name, &task, &lease_id);
+                self.prove_leased(name, task, lease_id).await
+            }
+            // Cancelled since: its lease ended with it.
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(task = %task_id, error = %e, "cannot read a handed task; its lease will expire")
+            }
+        }
+    }
+
+    async fn prove_leased(self: &Arc<Self>, name: &str, task: TaskRecord, lease_id: String) {
         // Set when the task is cancelled or the lease lost: a prover that can stop (the CPU
         // prover's child process) stops at once.
         // Progress goes to the heartbeat, which records it at once (not only at renewals).
@@ -187,8 +260,7 @@ impl Coordinator {
         let stop = zkcoproc_zkvm::Cancel::with_progress(Arc::new(move |done, total| {
             let _ = progress.send(Some((done, total)));
         }));
-        let heartbeat =
-            self.prover_heartbeat(task.id.clone(), lease.lease_id.clone(), stop.clone(), reported);
+        let heartbeat = self.prover_heartbeat(task.id.clone(), lease_id.clone(), stop.clone(), reported);
         let proved = match (task.input.clone(), self.circuit(&task.program_id).await) {
             (Some(input), Ok(image)) => {
                 let (prover, stop) = (self.prover.clone(), stop.clone());
@@ -216,14 +288,12 @@ impl Coordinator {
             Ok(Ok(p)) => {
                 tracing::info!(task = %task.id, prover = name, cycles = p.user_cycles, segments = p.segments,
                     ms = p.elapsed.as_millis() as u64, kind = p.receipt.kind.as_str(), "proved");
-                self.submit_proof(&task.id, &lease.lease_id, name, p.receipt.bytes, Some(p.user_cycles))
+                self.submit_proof(&task.id, &lease_id, name, p.receipt.bytes, Some(p.user_cycles))
                     .await
                     .map(|v| v.outcome)
             }
-            Ok(Err(e)) => {
-                self.submit_failure(&task.id, &lease.lease_id, name, &format!("{}: {e}", e.code())).await
-            }
-            Err(e) => self.submit_failure(&task.id, &lease.lease_id, name, &e.to_string()).await,
+            Ok(Err(e)) => self.submit_failure(&task.id, &lease_id, name, &format!("{}: {e}", e.code())).await,
+            Err(e) => self.submit_failure(&task.id, &lease_id, name, &e.to_string()).await,
         };
         if let Err(e) = submitted {
             tracing::error!(task = %task.id, error = %e, "cannot record the proving outcome; the lease will expire");
@@ -301,13 +371,18 @@ impl Coordinator {
             self.prover_failed(task_id);
         }
         if let Some(l) = &leased.lease {
-            let lifetime =
-                self.config.prover_max_lease.unwrap_or_else(|| default_lease_lifetime(l.task.user_cycles));
-            self.workers.set_lifetime(&l.lease_id, lifetime);
-            tracing::info!(task = %l.task.id, lease = %l.lease_id, worker, "task leased for proving");
-            self.changed(&l.task.id);
+            self.note_lease(worker, &l.task, &l.lease_id);
         }
         Ok(leased.lease)
+    }
+
+    /// Records the lifetime of a lease just granted, and tells the task's streams.
+    fn note_lease(&self, worker: &str, task: &TaskRecord, lease_id: &str) {
+        let lifetime =
+            self.config.prover_max_lease.unwrap_or_else(|| default_lease_lifetime(task.user_cycles));
+        self.workers.set_lifetime(lease_id, lifetime);
+        tracing::info!(task = %task.id, lease = %lease_id, worker, "task leased for proving");
+        self.changed(&task.id);
     }
 
     /// A task ran out of proving attempts: tell its entrypoint (in the background, under the

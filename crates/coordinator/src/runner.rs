@@ -294,7 +294,7 @@ impl Coordinator {
                 return Commit::Again;
             }
         };
-        let (to, update) = match step {
+        let (to, mut update) = match step {
             Step::Advance(to, mut update) => {
                 // Proving is the provers' business: the runner lets go of the task.
                 update.release_lease = to.is_terminal() || to == TaskStatus::Proving;
@@ -318,6 +318,15 @@ impl Coordinator {
             }
             Step::Again => return Commit::Again,
         };
+        // A task entering proving while an in-process prover waits for work is leased to it in
+        // the same commit, and handed over once committed.
+        let handoff = match (task.status, to) {
+            (TaskStatus::Witnessing, TaskStatus::Proving) => self.idle_provers.take(),
+            _ => None,
+        };
+        if let Some((prover, _)) = &handoff {
+            update.prover_lease = Some((prover.clone(), self.config.prover_lease));
+        }
         let written = update.volume.as_ref().map_or(0, |v| v.written.len() as u64);
         match self.store.transition(&task.id, owner, task.status, to, update).await {
             Ok(true) => {
@@ -326,8 +335,14 @@ impl Coordinator {
                 if let Some(error) = &failure_code {
                     self.metrics.failed(error);
                 }
-                if to == TaskStatus::Proving {
-                    self.work_to_prove();
+                match handoff {
+                    Some((_, prover)) => {
+                        self.metrics.provers_handed.inc();
+                        // A prover gone since (the process stopping) leaves the lease to expire.
+                        let _ = prover.send(task.id.clone());
+                    }
+                    None if to == TaskStatus::Proving => self.work_to_prove(),
+                    None => {}
                 }
                 Commit::Moved(to)
             }

@@ -326,6 +326,16 @@ pub struct StageUpdate {
     pub expected_journal: Option<Vec<u8>>,
     /// set the user cycles (the preflight's count, until a prover reports its own)
     pub user_cycles: Option<u64>,
+    /// from `witnessing` into `proving` only: lease the task to this prover for this long in the
+    /// same commit, as its first lease ([`first_lease_id`]), counted as an attempt like any other
+    pub prover_lease: Option<(String, Duration)>,
+}
+
+/// The id of a task's first prover lease. A task enters `proving` once (from `witnessing`) and is
+/// leased only there, so a lease granted with that entry ([`StageUpdate::prover_lease`]) is the
+/// first.
+pub fn first_lease_id(task_id: &str) -> String {
+    format!("{task_id}/1")
 }
 
 /// How many versions of a volume stay readable: a reader that started at a version more than

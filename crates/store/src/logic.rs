@@ -674,6 +674,14 @@ impl<B: Backend> Store for B {
                 return Ok(false);
             }
             insert_event(tx, &id, to.as_str(), now).await?;
+            if let (TaskStatus::Witnessing, TaskStatus::Proving, Some((worker, lease))) = (from, to, &u.prover_lease) {
+                let sql = "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) \
+                           VALUES ($1, $2, $3, $4, $5)";
+                let expires = now.saturating_add(lease_ms(*lease));
+                tx.execute(sql, args![&crate::first_lease_id(&id), &id, worker, now, expires]).await?;
+                let sql = "UPDATE tasks SET attempts = attempts + 1 WHERE id = $1";
+                tx.execute(sql, args![&id]).await?;
+            }
             if let Some(write) = &u.volume {
                 put_volume(tx, write, now).await?;
             }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zkcoproc_store::{
-    Admission, AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram, NewTask,
-    PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskFilter, TaskStatus,
-    VolumeWrite, WebhookVerdict,
+    first_lease_id, Admission, AttemptOutcome, CancelOutcome, Idempotency, LeaseRules, NewBlock, NewProgram,
+    NewTask, PgStore, RenewOutcome, SqliteStore, StageUpdate, Store, StoreError, TaskError, TaskFilter,
+    TaskStatus, VolumeWrite, WebhookVerdict,
 };
 
 fn sqlite() -> Arc<dyn Store> {
@@ -94,6 +94,7 @@ both!(
     claims_and_prover_leases_take_identities_in_turn,
     a_claim_starts_a_queued_task_in_its_own_commit,
     an_accepted_proof_can_claim_its_delivery_in_its_commit,
+    a_task_entering_proving_can_be_leased_in_its_commit,
     transitions_are_conditional_and_recorded,
     prover_leases_redeliver_retry_elsewhere_and_give_up,
     counts_follow_every_way_tasks_and_leases_end,
@@ -489,6 +490,52 @@ async fn an_accepted_proof_can_claim_its_delivery_in_its_commit(s: &Arc<dyn Stor
     assert_ne!(late, AttemptOutcome::Accepted);
     let t = s.task("a").await.expect("get").expect("a");
     assert_eq!((t.status, t.lease_owner), (TaskStatus::Done, None));
+}
+
+async fn a_task_entering_proving_can_be_leased_in_its_commit(s: &Arc<dyn Store>) {
+    let lease = Duration::from_secs(60);
+    s.put_program(program("p")).await.expect("put");
+    for id in ["a", "b"] {
+        s.insert_task(task(id), None).await.expect("insert");
+        let (t, entered) = s.claim_and_start("r", lease).await.expect("claim").expect("claimed");
+        assert!(entered && t.id == id);
+    }
+    let to_proving = |prover: &str| StageUpdate {
+        input: Some(vec![1]),
+        release_lease: true,
+        prover_lease: Some((prover.to_owned(), lease)),
+        ..Default::default()
+    };
+    // A transition refused (not the owner) leases nothing.
+    assert!(!s
+        .transition("a", "intruder", TaskStatus::Witnessing, TaskStatus::Proving, to_proving("p1"))
+        .await
+        .expect("tx"));
+    assert!(s.prover_attempts("a").await.expect("attempts").is_empty());
+    assert!(s
+        .transition("a", "r", TaskStatus::Witnessing, TaskStatus::Proving, to_proving("p1"))
+        .await
+        .expect("tx"));
+    let t = s.task("a").await.expect("get").expect("a");
+    assert_eq!((t.status, t.attempts, t.lease_owner), (TaskStatus::Proving, 1, None));
+    let attempts = s.prover_attempts("a").await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!((attempts[0].lease_id.as_str(), attempts[0].worker.as_str()), ("a/1", "p1"));
+    assert_eq!(attempts[0].lease_id, first_lease_id("a"));
+    assert!(attempts[0].outcome.is_none() && attempts[0].expires_at > attempts[0].issued_at);
+    // Nobody else leases it; its prover asking gets the same lease back.
+    assert!(s.lease_proving("w", rules(lease, 3)).await.expect("lease").lease.is_none());
+    let again = s.lease_proving("p1", rules(lease, 3)).await.expect("lease").lease.expect("redelivered");
+    assert_eq!(again.lease_id, "a/1");
+    // A task that entered without a prover is leased by a request, numbered the same way.
+    let plain = StageUpdate { input: Some(vec![1]), release_lease: true, ..Default::default() };
+    assert!(s.transition("b", "r", TaskStatus::Witnessing, TaskStatus::Proving, plain).await.expect("tx"));
+    let b = s.lease_proving("w", rules(lease, 3)).await.expect("lease").lease.expect("b");
+    assert_eq!(b.lease_id, "b/1");
+    assert_eq!(s.renew_prover_lease("a", "a/1", lease, FOREVER).await.expect("renew"), RenewOutcome::Renewed);
+    let out = s.accept_proof("a", "a/1", vec![1], vec![2], 3).await.expect("accept");
+    assert_eq!(out, AttemptOutcome::Accepted);
+    assert_eq!(s.task("a").await.expect("get").expect("a").status, TaskStatus::Delivering);
 }
 
 /// The counts `/health` and `/metrics` show: unfinished tasks and open leases counted, finished
