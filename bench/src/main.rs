@@ -12,6 +12,7 @@
 //! - `vfs-write [--count K]`: latency of writing a 256 KiB file: in memory, and committed
 //!   through the service (controller call + 16 MiB image committed with the stage).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -962,9 +963,44 @@ fn report(bin: &Path, path: &Path) -> anyhow::Result<()> {
         machine(),
         date(),
     );
+    // Notes added by hand below a section's figures (`### ...`: side-by-side runs of two builds,
+    // figures from other runs) stay under their section.
+    let text = match std::fs::read_to_string(path) {
+        Ok(previous) => keep_notes(&text, &previous),
+        Err(_) => text,
+    };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("\nwritten to {}", path.display());
     Ok(())
+}
+
+/// `report` with the `### ` subsections of each `## ` section of `previous` appended to the
+/// section of the same title (the sections `report` no longer writes are dropped with theirs).
+fn keep_notes(report: &str, previous: &str) -> String {
+    let notes = |section: &str| section.find("\n### ").map(|at| section[at..].trim_end().to_owned());
+    let previous: HashMap<&str, String> = split_sections(previous)
+        .into_iter()
+        .filter_map(|section| Some((section.lines().next()?, notes(section)?)))
+        .collect();
+    let mut out = String::new();
+    for (i, section) in split_sections(report).into_iter().enumerate() {
+        out.push_str(section.trim_end());
+        if let Some(notes) = section.lines().next().filter(|_| i > 0).and_then(|title| previous.get(title)) {
+            out.push('\n');
+            out.push_str(notes);
+        }
+        out.push_str("\n\n");
+    }
+    format!("{}\n", out.trim_end())
+}
+
+/// `text` cut before every line that starts a `## ` section; the first part is what precedes
+/// the first section.
+fn split_sections(text: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = text.match_indices("\n## ").map(|(at, _)| at + 1).collect();
+    starts.insert(0, 0);
+    starts.push(text.len());
+    starts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
 }
 
 /// The printed lines as markdown: a blank line before and after every table.
@@ -1152,4 +1188,22 @@ fn bench_server(bin: &Path, data: &Path, prover: &str, extra: &[&str]) -> anyhow
     let mut args = UNTHROTTLED.to_vec();
     args.extend_from_slice(extra);
     Server::start(bin, data, prover, &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_notes;
+
+    #[test]
+    fn a_report_keeps_the_notes_under_its_sections() {
+        let previous = "# results\n\nold run\n\n## P1: a\n\nold a\n\n### side by side\n\nnote a\n\n\
+                        ## P2: b\n\nold b\n\n## P9: gone\n\n### lost\n\nnote gone\n";
+        let report = "# results\n\nnew run\n\n## P1: a\n\nnew a\n\n## P2: b\n\nnew b\n";
+        assert_eq!(
+            keep_notes(report, previous),
+            "# results\n\nnew run\n\n## P1: a\n\nnew a\n\n### side by side\n\nnote a\n\n## P2: b\n\nnew b\n"
+        );
+        // A first report, or one of a file without notes, is written as it is.
+        assert_eq!(keep_notes(report, "# results\n"), report);
+    }
 }
