@@ -156,10 +156,7 @@ fn deploy_dry_run_prove_fetch_and_verify_in_dev_mode() {
 fn a_failing_controller_fails_its_task_with_the_reason() {
     let app = hello_app();
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Idle provers look for work only when told of it (not every 500 ms): a task entering proving
-    // finds one waiting, always, and is leased to it in that commit.
-    let server =
-        Server::start(bin(), &tmp.path().join("data"), "dev", &["--poll-ms", "600000"]).expect("server");
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
     let api = server.api();
     let program = api.deploy(app).expect("deploy");
 
@@ -204,10 +201,7 @@ fn a_failing_controller_fails_its_task_with_the_reason() {
 #[test]
 fn the_openapi_document_describes_real_routes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Idle provers look for work only when told of it (not every 500 ms): a task entering proving
-    // finds one waiting, always, and is leased to it in that commit.
-    let server =
-        Server::start(bin(), &tmp.path().join("data"), "dev", &["--poll-ms", "600000"]).expect("server");
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &[]).expect("server");
     let api = server.api();
     let (status, doc) = api.get("/openapi.json").expect("openapi");
     assert_eq!(status, 200);
