@@ -634,3 +634,34 @@ impl Coordinator {
         Ok(self.store.circuit_by_image_id(image_id).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IdleProvers;
+
+    #[tokio::test]
+    async fn an_idle_prover_is_handed_one_task_or_told_there_is_none() {
+        let idle = IdleProvers::default();
+        assert!(idle.take().is_none());
+        let mut first = idle.wait("p0");
+        let second = idle.wait("p1");
+        // The prover that waited longest is taken first, and only once.
+        let (name, sender) = idle.take().expect("p0 idle");
+        assert_eq!(name, "p0");
+        // Taken: it may no longer leave on its own; it waits for the runner's commit.
+        assert!(!idle.withdraw("p0"));
+        assert!(first.try_recv().is_err());
+        sender.send("t1".into()).expect("p0 listens");
+        assert_eq!(first.await.expect("handed"), "t1");
+        // A commit that did not move its task drops the sender: the prover hears there is none.
+        let (name, sender) = idle.take().expect("p1 idle");
+        assert_eq!(name, "p1");
+        drop(sender);
+        assert!(second.await.is_err());
+        // A prover that stops waiting on its own leaves the list; waiting again replaces its place.
+        let _stale = idle.wait("p2");
+        let _fresh = idle.wait("p2");
+        assert!(idle.withdraw("p2"));
+        assert!(idle.take().is_none());
+    }
+}
