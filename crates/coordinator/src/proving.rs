@@ -6,6 +6,9 @@
 //! worker, and the task is leased again, preferably to another worker. A valid receipt from an
 //! expired lease is still accepted while the task is proving. After `max_attempts` attempts
 //! without a proof the task fails with `prover_failed` and the list of attempts.
+//!
+//! An in-process prover waiting for work may also be leased a task in the commit that moves the
+//! task into `proving` (`IdleProvers`); from there on it is a lease like any other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -194,7 +197,8 @@ impl Coordinator {
     }
 
     /// Starts [`Config::provers`](crate::Config::provers) in-process provers; each leases
-    /// proving tasks exactly as a remote worker does.
+    /// proving tasks as a remote worker does, or is handed one leased to it as the task entered
+    /// `proving` while it waited.
     pub fn spawn_provers(self: &Arc<Self>, instance: &str) -> Vec<JoinHandle<()>> {
         (0..self.config.provers)
             .map(|i| {
