@@ -118,35 +118,31 @@ impl WorkerBook {
 pub(crate) struct IdleProvers(Mutex<Vec<(String, tokio::sync::oneshot::Sender<String>)>>);
 
 impl IdleProvers {
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<(String, tokio::sync::oneshot::Sender<String>)>) -> T) -> T {
-        match self.0.lock() {
-            Ok(mut idle) => f(&mut idle),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(String, tokio::sync::oneshot::Sender<String>)>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Puts `prover` on the list; the receiver gets the task a runner leases it.
     fn wait(&self, prover: &str) -> tokio::sync::oneshot::Receiver<String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with(|idle| {
-            idle.retain(|(name, _)| name != prover);
-            idle.push((prover.to_owned(), tx));
-        });
+        let mut idle = self.list();
+        idle.retain(|(name, _)| name != prover);
+        idle.push((prover.to_owned(), tx));
         rx
     }
 
     /// Takes `prover` off the list; `false` when a runner took it off already.
     fn withdraw(&self, prover: &str) -> bool {
-        self.with(|idle| {
-            let before = idle.len();
-            idle.retain(|(name, _)| name != prover);
-            idle.len() < before
-        })
+        let mut idle = self.list();
+        let before = idle.len();
+        idle.retain(|(name, _)| name != prover);
+        idle.len() < before
     }
 
     /// Takes the prover that has waited longest off the list, for a runner to lease a task to.
     pub(crate) fn take(&self) -> Option<(String, tokio::sync::oneshot::Sender<String>)> {
-        self.with(|idle| (!idle.is_empty()).then(|| idle.remove(0)))
+        let mut idle = self.list();
+        (!idle.is_empty()).then(|| idle.remove(0))
     }
 }
 

@@ -646,13 +646,18 @@ impl<B: Backend> Store for B {
             let now = tx.now().await?;
             let (code, message) = (u.error.as_ref().map(|e| &e.code), u.error.as_ref().map(|e| &e.message));
             let cycles = u.user_cycles.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+            // The first prover lease, granted with the move into `proving`, is an attempt.
+            let prover_lease = match (from, to, &u.prover_lease) {
+                (TaskStatus::Witnessing, TaskStatus::Proving, Some(lease)) => Some(lease),
+                _ => None,
+            };
             let sql = "UPDATE tasks SET status = $1, updated_at = $2, claims = 0, \
                           input = COALESCE($3, input), result = COALESCE($4, result), \
                           logs = COALESCE($5, logs), expected_journal = COALESCE($6, expected_journal), \
                           error_code = COALESCE($7, error_code), error_message = COALESCE($8, error_message), \
                           lease_owner = CASE WHEN $9 = 1 THEN NULL ELSE lease_owner END, \
                           lease_expires_at = CASE WHEN $9 = 1 THEN NULL ELSE lease_expires_at END, \
-                          user_cycles = COALESCE($13, user_cycles) \
+                          user_cycles = COALESCE($13, user_cycles), attempts = attempts + $14 \
                        WHERE id = $10 AND status = $11 AND lease_owner = $12";
             let (input, result, logs, expected) = (&u.input, &u.result, &u.logs, &u.expected_journal);
             let args = args![
@@ -668,19 +673,18 @@ impl<B: Backend> Store for B {
                 &id,
                 from.as_str(),
                 &owner,
-                cycles
+                cycles,
+                i64::from(prover_lease.is_some())
             ];
             if tx.execute(sql, args).await? == 0 {
                 return Ok(false);
             }
             insert_event(tx, &id, to.as_str(), now).await?;
-            if let (TaskStatus::Witnessing, TaskStatus::Proving, Some((worker, lease))) = (from, to, &u.prover_lease) {
+            if let Some((worker, lease)) = prover_lease {
                 let sql = "INSERT INTO prover_leases (lease_id, task_id, worker, issued_at, expires_at) \
                            VALUES ($1, $2, $3, $4, $5)";
                 let expires = now.saturating_add(lease_ms(*lease));
                 tx.execute(sql, args![&crate::first_lease_id(&id), &id, worker, now, expires]).await?;
-                let sql = "UPDATE tasks SET attempts = attempts + 1 WHERE id = $1";
-                tx.execute(sql, args![&id]).await?;
             }
             if let Some(write) = &u.volume {
                 put_volume(tx, write, now).await?;
