@@ -72,7 +72,8 @@ impl TestBeacon {
             }
             if path == "/eth/v1/config/spec" {
                 let mut config = serde_json::Map::new();
-                config.insert("SECONDS_PER_SLOT".into(), json!(spec.seconds_per_slot.to_string()));
+                config.insert("SECONDS_PER_SLOT".into(), json!((spec.slot_duration_ms / 1000).to_string()));
+                config.insert("SLOT_DURATION_MS".into(), json!(spec.slot_duration_ms.to_string()));
                 for (fork, version, epoch) in &spec.forks[1..] {
                     let name = fork.name().to_ascii_uppercase();
                     config

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::B256;
 use serde_json::{json, Value};
-use zkcoproc_lightclient::testkit::{config_yaml, TestChain};
+use zkcoproc_lightclient::testkit::{config_yaml, config_yaml_to_gloas, TestChain};
 use zkcoproc_lightclient::{ChainSpec, LightClientUpdate};
 use zkcoproc_testing::anvil::Anvil;
 use zkcoproc_testing::beacon::{execution_header, LyingRpc, TestBeacon};
@@ -238,6 +238,57 @@ fn the_light_client_decides_what_enters_the_root_and_liars_move_nothing() {
     assert_eq!(latest(&api), Some(block_b));
     let asked: Vec<String> = beacon.requests()[asked_before..].to_vec();
     assert!(!asked.iter().any(|p| p.contains("/bootstrap/")), "restart asked for a bootstrap: {asked:?}");
+}
+
+/// Gloas headers name only an execution block hash (their bid's parent): the service learns the
+/// number from the execution node's header that hashes to it, and inserts the chain down to it.
+#[test]
+fn a_gloas_chain_is_followed_through_the_block_hashes_it_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let anvil = Anvil::start().expect("anvil");
+    anvil.mine(5).expect("mine");
+    let block_a = anvil.block_number().expect("head");
+
+    let yaml =
+        format!("{}DEPOSIT_CHAIN_ID: 31337\n", config_yaml_to_gloas("minimal", SLOT_SECS, Some(0), Some(0)));
+    let network = tmp.path().join("gloas.yaml");
+    std::fs::write(&network, &yaml).expect("config");
+    let chain = TestChain::new(ChainSpec::from_yaml(&yaml).expect("spec"), 11);
+    let checkpoint = chain.header(80, execution_header(&anvil, 2).expect("block 2"), B256::ZERO);
+    assert!(checkpoint.header.execution_block_hash.is_some(), "a Gloas header");
+    let beacon = TestBeacon::start(chain, genesis_time()).expect("beacon");
+    let chain = beacon.chain.clone();
+    let root = beacon.add_bootstrap(&chain.bootstrap(&checkpoint));
+    beacon.publish(&finalizing(&chain, &anvil, 88, block_a, true));
+
+    let (exec_arg, beacon_arg) = (format!("ethereum={}", anvil.url), format!("ethereum={}", beacon.url()));
+    let checkpoint_arg = format!("ethereum=beacon:{root}");
+    let network = network.to_str().expect("path");
+    let args = [
+        "--domain",
+        &exec_arg,
+        "--beacon",
+        &beacon_arg,
+        "--checkpoint",
+        &checkpoint_arg,
+        "--network",
+        network,
+        "--follow-interval-ms",
+        "100",
+    ];
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
+    let api = server.api();
+    wait_latest(&api, block_a, &server);
+    let (_, root_view) = api.get("/v1/root").expect("root");
+    let head = &root_view["domains"][0];
+    assert_eq!(head["hash"], anvil.block_hash(block_a).expect("hash"), "{root_view}");
+    assert_eq!(head["admitted_by"], "light_client", "{root_view}");
+    assert_eq!(head["beacon_slot"], 88, "{root_view}");
+    let (status, first) = api.get("/v1/domains/ethereum/blocks/2/opening").expect("opening");
+    assert_eq!((status, &first["present"]), (200, &json!(true)), "the checkpoint's block: {first}");
+    assert_eq!(first["block_hash"], anvil.block_hash(2).expect("hash"), "found by its hash: {first}");
+    let (status, below) = api.get("/v1/domains/ethereum/blocks/1/opening").expect("opening");
+    assert_eq!((status, &below["present"]), (200, &json!(false)), "nothing below the checkpoint: {below}");
 }
 
 #[test]

@@ -131,7 +131,9 @@ impl DomainStatus {
 /// A verified execution block, not inserted yet.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Anchor {
-    number: u64,
+    /// its number (`None`: a header in Gloas's shape names only the hash; the number comes with
+    /// the header whose fields hash to it)
+    number: Option<u64>,
     hash: B256,
     beacon_slot: u64,
     optimistic: bool,
@@ -148,18 +150,16 @@ struct Record {
 
 impl Record {
     fn push_anchor(&mut self, header: &LightClientHeader, spec: &ChainSpec, optimistic: bool) {
-        if header.execution_root(spec).is_zero() {
+        let Some((number, hash)) = header.execution_block(spec) else {
             return; // before Capella: no execution block to name
-        }
-        let anchor = Anchor {
-            number: header.execution.block_number,
-            hash: header.execution.block_hash,
-            beacon_slot: header.beacon.slot,
-            optimistic,
         };
-        // Anchors are kept in block order; an optimistic anchor above a new finalized one is
-        // replaced by it (the finalized chain decides).
-        while self.anchors.back().is_some_and(|a| a.number >= anchor.number) {
+        if hash.is_zero() {
+            return; // the genesis header's default execution part
+        }
+        let anchor = Anchor { number, hash, beacon_slot: header.beacon.slot, optimistic };
+        // Anchors are kept in beacon-slot order, which is block order on one chain; an optimistic
+        // anchor above a new finalized one is replaced by it (the finalized chain decides).
+        while self.anchors.back().is_some_and(|a| a.beacon_slot >= anchor.beacon_slot) {
             self.anchors.pop_back();
         }
         self.anchors.push_back(anchor);
@@ -221,10 +221,9 @@ fn now_ms() -> i64 {
 impl Follower {
     /// The beacon slot of the local clock `ahead` of now (none before the genesis is known).
     fn slot_now(&self, spec: &ChainSpec, ahead: Duration) -> Option<u64> {
-        let now =
-            (std::time::SystemTime::now() + ahead).duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-        let since = now.checked_sub(self.genesis_time).filter(|_| self.genesis_time > 0)?;
-        Some(since / spec.seconds_per_slot.max(1))
+        let now = (std::time::SystemTime::now() + ahead).duration_since(std::time::UNIX_EPOCH).ok()?;
+        let now_ms = u64::try_from(now.as_millis()).ok()?;
+        spec.slot_at_ms(self.genesis_time, now_ms).filter(|_| self.genesis_time > 0)
     }
 }
 
@@ -332,8 +331,9 @@ impl Coordinator {
         let Some((_, record)) = &f.record else { return };
         let store = &record.store;
         let spec = &lc.spec;
-        let block =
-            |h: &LightClientHeader| (!h.execution_root(spec).is_zero()).then_some(h.execution.block_number);
+        let block = |h: &LightClientHeader| {
+            h.execution_block(spec).and_then(|(n, hash)| n.filter(|_| !hash.is_zero()))
+        };
         let current_slot = f.slot_now(spec, Duration::ZERO);
         let view = LightClientView {
             network: spec.name.clone(),
@@ -573,15 +573,28 @@ impl Coordinator {
         let admission =
             Admission::LightClient { beacon_slot: anchor.beacon_slot, optimistic: anchor.optimistic };
         let rpc_err = |e: zkcoproc_eth::EthError| invalid("domain_rpc", format!("{domain}: {e}"));
+        // An anchor of a header in Gloas's shape has only the hash: the node's header that hashes
+        // to it gives the number.
+        let (number, fetched) = match anchor.number {
+            Some(n) => (n, None),
+            None => {
+                let header = rpc.header_by_hash(anchor.hash).await.map_err(rpc_err)?;
+                refuse_unless(domain, &header, anchor.hash, "the light client verified")?;
+                (header.number, Some(header))
+            }
+        };
         let head = self.domains.read().head(domain).map(|u| (u.number, u.block_hash));
         let Some((head_number, head_hash)) = head else {
-            let header = rpc.header(anchor.number).await.map_err(rpc_err)?;
+            let header = match fetched {
+                Some(h) => h,
+                None => rpc.header(number).await.map_err(rpc_err)?,
+            };
             refuse_unless(domain, &header, anchor.hash, "the light client verified")?;
             self.append_headers(domain, vec![header], Some(admission)).await?;
             return Ok(1);
         };
-        if anchor.number <= head_number {
-            let key = zkcoproc_smt::key::<Sha2>(domain, anchor.number);
+        if number <= head_number {
+            let key = zkcoproc_smt::key::<Sha2>(domain, number);
             let stored = self.domains.read().tree_get(&key);
             return match stored {
                 Some(c) if c.block_hash != anchor.hash.0 => Err(invalid(
@@ -589,7 +602,7 @@ impl Coordinator {
                     format!(
                         "{domain}: block {} is inserted as 0x{}, but the light client verified {} (slot {}): \
                          an inserted block is not on the verified chain",
-                        anchor.number,
+                        number,
                         hex::encode(c.block_hash),
                         anchor.hash,
                         anchor.beacon_slot
@@ -598,14 +611,14 @@ impl Coordinator {
                 _ => Ok(0),
             };
         }
-        let len = anchor.number - head_number;
+        let len = number - head_number;
         if len > MAX_SEGMENT {
             return Err(invalid(
                 "segment_too_long",
                 format!(
                     "{domain}: {len} blocks between the inserted head {head_number} and the verified block {}: \
                      more than {MAX_SEGMENT}; restart from a newer checkpoint",
-                    anchor.number
+                    number
                 ),
             ));
         }
@@ -624,12 +637,7 @@ impl Coordinator {
         // From the verified hash back to the inserted head: each header must be its child's parent.
         let mut expected = anchor.hash;
         for h in headers.iter().rev() {
-            refuse_unless(
-                domain,
-                h,
-                expected,
-                &format!("the verified chain ending in block {}", anchor.number),
-            )?;
+            refuse_unless(domain, h, expected, &format!("the verified chain ending in block {number}"))?;
             expected = h.parent_hash;
         }
         if expected.0 != head_hash {
@@ -638,7 +646,7 @@ impl Coordinator {
                 format!(
                     "{domain}: the verified chain to block {} descends from 0x{expected:x} at {head_number}, but the \
                      inserted block there is 0x{}",
-                    anchor.number,
+                    number,
                     hex::encode(head_hash)
                 ),
             ));

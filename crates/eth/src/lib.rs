@@ -53,6 +53,9 @@ pub enum EthError {
     /// The block does not exist (yet) on the node.
     #[error("block {0} not found")]
     BlockNotFound(u64),
+    /// No block with that hash on the node.
+    #[error("block {0} not found")]
+    HashNotFound(B256),
     /// A header's fields do not hash to the hash the node claimed.
     #[error("header {number}: fields hash to {computed}, node claims {claimed}")]
     HeaderHash {
@@ -283,6 +286,19 @@ impl RpcClient {
             self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?;
         let header = header.ok_or(EthError::BlockNotFound(number))?;
         check_rpc_header(number, &header)
+    }
+
+    /// The header of the block with hash `hash`, hash-checked: its fields must hash to `hash`
+    /// (so its number is as trustworthy as the hash).
+    pub async fn header_by_hash(&self, hash: B256) -> Result<CheckedHeader, EthError> {
+        let header: Option<RpcHeader> = self.call("eth_getBlockByHash", json!([hash, false])).await?;
+        let header = header.ok_or(EthError::HashNotFound(hash))?;
+        let checked = check_rpc_header(header.inner.number, &header)?;
+        if checked.hash != hash {
+            let number = checked.number;
+            return Err(EthError::HeaderHash { number, computed: checked.hash, claimed: hash });
+        }
+        Ok(checked)
     }
 
     /// `eth_getProof` of `address` and `slots` at block `number`, in as many calls as

@@ -188,7 +188,11 @@ fn json<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, LightClientEr
 }
 
 /// Checks a beacon node's genesis and config against `spec`: the genesis validators root (when
-/// the network fixes one) and the version and epoch of every fork `spec` schedules.
+/// the network fixes one), the version and epoch of every fork `spec` schedules, and that the
+/// node schedules no fork the light client knows but `spec` does not (past it, `spec` would check
+/// signatures and branches by the previous fork's rules: the store would stall). A fork this
+/// build does not know at all (`<NAME>_FORK_EPOCH` of another name) is logged: the light client
+/// can follow the chain only up to it.
 pub fn check_network(
     spec: &ChainSpec,
     genesis: &Genesis,
@@ -224,5 +228,64 @@ pub fn check_network(
             }
         }
     }
+    let scheduled = |v: &serde_json::Value| {
+        let epoch = v.as_str().and_then(|e| e.parse::<u64>().ok()).or_else(|| v.as_u64());
+        epoch.filter(|&e| e != crate::config::FAR_FUTURE_EPOCH)
+    };
+    for (key, value) in config {
+        let (Some(name), Some(epoch)) = (key.strip_suffix("_FORK_EPOCH"), scheduled(value)) else { continue };
+        match Fork::from_name(name) {
+            Some(fork) if !spec.forks.iter().any(|f| f.0 == fork) => {
+                return Err(bad(format!(
+                    "the node schedules {name} at epoch {epoch}, which {} does not; give --network a \
+                     config file that schedules it",
+                    spec.name
+                )));
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                network = %spec.name, fork = name, epoch,
+                "the beacon node schedules a fork this build does not know: the light client can follow \
+                 the chain only up to its first slot"
+            ),
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_scheduling_a_known_fork_the_network_lacks_is_refused() {
+        let spec = ChainSpec::named("mainnet").expect("mainnet");
+        let genesis = Genesis {
+            genesis_time: 1_606_824_023,
+            genesis_validators_root: spec.genesis_validators_root.expect("gvr"),
+            genesis_fork_version: [0, 0, 0, 0].into(),
+        };
+        let config = |extra: &[(&str, &str)]| {
+            let mut c: std::collections::BTreeMap<String, serde_json::Value> = [
+                ("DENEB_FORK_VERSION", "0x04000000"),
+                ("DENEB_FORK_EPOCH", "269568"),
+                ("EIP7805_FORK_EPOCH", "18446744073709551615"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+            c.extend(extra.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))));
+            c
+        };
+        check_network(&spec, &genesis, &config(&[])).expect("mainnet as built in");
+        let unscheduled = config(&[("GLOAS_FORK_EPOCH", "18446744073709551615")]);
+        check_network(&spec, &genesis, &unscheduled).expect("an unscheduled fork changes nothing");
+        let gloas = check_network(&spec, &genesis, &config(&[("GLOAS_FORK_EPOCH", "420000")]));
+        let message = gloas.expect_err("gloas scheduled by the node only").to_string();
+        assert!(message.contains("GLOAS at epoch 420000"), "{message}");
+        let unknown = config(&[("SOMEFORK_FORK_EPOCH", "500000")]);
+        check_network(&spec, &genesis, &unknown).expect("a fork this build does not know is only logged");
+        let wrong = config(&[("DENEB_FORK_EPOCH", "1")]);
+        assert!(check_network(&spec, &genesis, &wrong).is_err(), "a scheduled fork at another epoch");
+    }
 }

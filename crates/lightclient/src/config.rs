@@ -26,12 +26,23 @@ pub enum Fork {
     Electra,
     /// no light-client changes
     Fulu,
+    /// ePBS: `LightClientHeader` carries only the execution block hash (the bid's parent);
+    /// `BeaconState` and `BeaconBlockBody` are progressive containers (other branches)
+    Gloas,
 }
 
 impl Fork {
     /// Every fork, oldest first.
-    pub const ALL: [Fork; 7] =
-        [Fork::Phase0, Fork::Altair, Fork::Bellatrix, Fork::Capella, Fork::Deneb, Fork::Electra, Fork::Fulu];
+    pub const ALL: [Fork; 8] = [
+        Fork::Phase0,
+        Fork::Altair,
+        Fork::Bellatrix,
+        Fork::Capella,
+        Fork::Deneb,
+        Fork::Electra,
+        Fork::Fulu,
+        Fork::Gloas,
+    ];
 
     /// The name the consensus specs and the beacon API use (`deneb`).
     pub fn name(self) -> &'static str {
@@ -43,6 +54,7 @@ impl Fork {
             Fork::Deneb => "deneb",
             Fork::Electra => "electra",
             Fork::Fulu => "fulu",
+            Fork::Gloas => "gloas",
         }
     }
 
@@ -89,8 +101,8 @@ pub struct ChainSpec {
     pub name: String,
     /// sizes
     pub preset: Preset,
-    /// `SECONDS_PER_SLOT`
-    pub seconds_per_slot: u64,
+    /// `SLOT_DURATION_MS` (`SECONDS_PER_SLOT` × 1000 in configs before it)
+    pub slot_duration_ms: u64,
     /// `MIN_GENESIS_TIME + GENESIS_DELAY`, or the network's genesis time when known
     pub genesis_time: Option<u64>,
     /// the genesis validators root, when the network fixes it (a spec test gives it separately)
@@ -107,7 +119,8 @@ pub const FAR_FUTURE_EPOCH: u64 = u64::MAX;
 impl ChainSpec {
     /// A named network: `mainnet`, `sepolia`, `holesky` or `hoodi`.
     pub fn named(name: &str) -> Option<ChainSpec> {
-        // (gvr, genesis time, chain id, [genesis, altair, bellatrix, capella, deneb, electra, fulu])
+        // (gvr, genesis time, chain id, [genesis, altair, bellatrix, capella, deneb, electra, fulu]);
+        // Gloas is not scheduled on any of them yet (a config file can schedule it).
         type Net = (&'static str, u64, u64, [([u8; 4], u64); 7]);
         let net: Net = match name {
             "mainnet" => (
@@ -173,7 +186,7 @@ impl ChainSpec {
         Some(ChainSpec {
             name: name.to_owned(),
             preset: Preset::MAINNET,
-            seconds_per_slot: 12,
+            slot_duration_ms: 12_000,
             genesis_time: Some(genesis_time),
             genesis_validators_root: Some(gvr),
             forks: Fork::ALL.into_iter().zip(schedule).map(|(f, (v, e))| (f, v, e)).collect(),
@@ -284,6 +297,15 @@ impl ChainSpec {
         if !forks.iter().any(|f| f.0 == Fork::Altair) {
             return Err(bad("config: no ALTAIR_FORK_EPOCH: the chain has no sync committees".into()));
         }
+        // Configs since consensus-specs v1.6 give `SLOT_DURATION_MS`; older ones `SECONDS_PER_SLOT`.
+        let slot_duration_ms = match (num("SLOT_DURATION_MS")?, num("SECONDS_PER_SLOT")?) {
+            (Some(ms), _) => ms,
+            (None, Some(s)) => s.saturating_mul(1000),
+            (None, None) => 12_000,
+        };
+        if slot_duration_ms == 0 {
+            return Err(bad("config: SLOT_DURATION_MS is 0".into()));
+        }
         let genesis_time = match (num("MIN_GENESIS_TIME")?, num("GENESIS_DELAY")?) {
             (Some(t), d) => Some(t.saturating_add(d.unwrap_or(0))),
             _ => None,
@@ -291,7 +313,7 @@ impl ChainSpec {
         Ok(ChainSpec {
             name: text_of("CONFIG_NAME").unwrap_or_default(),
             preset,
-            seconds_per_slot: num("SECONDS_PER_SLOT")?.unwrap_or(12).max(1),
+            slot_duration_ms,
             genesis_time,
             genesis_validators_root: None,
             forks,
@@ -335,10 +357,11 @@ impl ChainSpec {
         self.fork_at_slot(slot) >= fork
     }
 
-    /// The slot at a unix time (`None` before genesis or without a genesis time).
-    pub fn slot_at_time(&self, unix_secs: u64) -> Option<u64> {
-        let genesis = self.genesis_time?;
-        unix_secs.checked_sub(genesis).map(|s| s / self.seconds_per_slot)
+    /// The slot at a unix time in milliseconds, for a chain whose genesis was at `genesis_time`
+    /// (unix seconds; `None` before genesis).
+    pub fn slot_at_ms(&self, genesis_time: u64, unix_ms: u64) -> Option<u64> {
+        let since = unix_ms.checked_sub(genesis_time.checked_mul(1000)?)?;
+        Some(since / self.slot_duration_ms.max(1))
     }
 }
 
@@ -369,10 +392,22 @@ mod tests {
         )
         .expect("config");
         assert_eq!(spec.preset, Preset::MINIMAL);
-        assert_eq!(spec.seconds_per_slot, 6);
+        assert_eq!(spec.slot_duration_ms, 6_000);
         assert_eq!(spec.fork_at_epoch(2), (Fork::Altair, [1, 0, 0, 1]));
         assert_eq!(spec.fork_at_epoch(3), (Fork::Capella, [3, 0, 0, 1]));
         assert!(!spec.forks.iter().any(|f| f.0 == Fork::Electra));
+        // A config of consensus-specs v1.6 on: the slot time in ms, Gloas, a list-valued key.
+        let newer = ChainSpec::from_yaml(
+            "PRESET_BASE: 'minimal'\nSLOT_DURATION_MS: 6000\nGENESIS_FORK_VERSION: 0x00000001\n\
+             ALTAIR_FORK_VERSION: 0x01000001\nALTAIR_FORK_EPOCH: 0\nFULU_FORK_VERSION: 0x06000001\n\
+             FULU_FORK_EPOCH: 1\nBLOB_SCHEDULE: []\nGLOAS_FORK_VERSION: 0x07000001\nGLOAS_FORK_EPOCH: 3\n",
+        )
+        .expect("v1.6 config");
+        assert_eq!(newer.slot_duration_ms, 6_000);
+        assert_eq!(newer.fork_at_epoch(2), (Fork::Fulu, [6, 0, 0, 1]));
+        assert_eq!(newer.fork_at_epoch(3), (Fork::Gloas, [7, 0, 0, 1]));
+        assert_eq!(newer.slot_at_ms(100, 100_000 + 6_000 * 7 + 5_999), Some(7));
+        assert_eq!(newer.slot_at_ms(100, 99_999), None);
         assert!(ChainSpec::from_yaml("PRESET_BASE: 'tiny'\n").is_err());
         assert!(ChainSpec::from_yaml("GENESIS_FORK_VERSION: 0x00000001\n").is_err(), "no altair");
     }

@@ -1,5 +1,5 @@
 //! An Ethereum consensus light client: the sync-committee protocol of the consensus specs
-//! (Altair, with the Capella, Deneb and Electra changes), verified natively.
+//! (Altair, with the Capella, Deneb, Electra and Gloas changes), verified natively.
 //!
 //! - [`config`]: chain parameters, from a named network or a consensus-spec `config.yaml`.
 //! - [`types`]: the light-client containers for every fork, from SSZ or the beacon API's JSON,
@@ -14,7 +14,8 @@
 //! What a finalized header here means: the sync committee of its period (reached from the
 //! trusted block root through committee hand-overs, each signed by a supermajority of the
 //! previous committee) signed a header whose state names it finalized. Its execution payload
-//! header (block number, hash, state root) is bound to it by a Merkle branch.
+//! header (block number, hash, state root) is bound to it by a Merkle branch; from Gloas on, only
+//! an execution block hash (the one its payload bid builds on) is.
 
 pub mod beacon;
 pub mod config;

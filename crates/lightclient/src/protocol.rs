@@ -1,5 +1,5 @@
-//! The sync protocol (`specs/altair/light-client/sync-protocol.md` with the Capella, Deneb and
-//! Electra changes): bootstrap, update validation, store updates, forced updates.
+//! The sync protocol (`specs/altair/light-client/sync-protocol.md` with the Capella, Deneb,
+//! Electra and Gloas changes): bootstrap, update validation, store updates, forced updates.
 //!
 //! Each function follows the spec function of the same name; a failed `assert` of the spec is an
 //! [`UpdateError`], and the store is left as it was.
@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ChainSpec, Fork};
 use crate::types::{
-    gindex_at, gindex_depth, hash_pair, BeaconBlockHeader, LightClientBootstrap, LightClientHeader,
-    LightClientUpdate, SyncCommittee, CURRENT_SYNC_COMMITTEE_GINDEX, EXECUTION_PAYLOAD_GINDEX,
-    FINALIZED_ROOT_GINDEX, NEXT_SYNC_COMMITTEE_GINDEX,
+    branch_root, execution_block_hash_gindex, gindex_at, gindex_depth, hash_pair, BeaconBlockHeader,
+    LightClientBootstrap, LightClientHeader, LightClientUpdate, SyncCommittee, CURRENT_SYNC_COMMITTEE_GINDEX,
+    EXECUTION_PAYLOAD_GINDEX, FINALIZED_ROOT_GINDEX, NEXT_SYNC_COMMITTEE_GINDEX,
 };
 
 /// `DOMAIN_SYNC_COMMITTEE`
@@ -176,17 +176,27 @@ pub fn is_valid_branch(leaf: B256, branch: &[B256], gindex: u64, root: B256) -> 
     if branch[..extra].iter().any(|n| !n.is_zero()) {
         return false;
     }
-    let index = gindex % (1 << depth);
-    let mut value = leaf;
-    for (i, node) in branch[extra..].iter().enumerate() {
-        value = if index >> i & 1 == 1 { hash_pair(node, &value) } else { hash_pair(&value, node) };
-    }
-    value == root
+    branch_root(leaf, &branch[extra..], gindex % (1 << depth)) == root
 }
 
-/// `is_valid_light_client_header` (Deneb's, which covers Capella's and Altair's).
+/// `is_valid_light_client_header`: Deneb's (which covers Capella's and Altair's) for a header
+/// with its execution payload header, Gloas's for one in Gloas's shape (only the block hash); a
+/// header of a Gloas slot must be in that shape.
 pub fn is_valid_header(spec: &ChainSpec, header: &LightClientHeader) -> bool {
     let fork = spec.fork_at_slot(header.beacon.slot);
+    if let Some(hash) = header.execution_block_hash {
+        let branch = &header.execution_branch;
+        if header.execution != Default::default() {
+            return false;
+        }
+        if fork < Fork::Capella {
+            return hash.is_zero() && branch.iter().all(|n| n.is_zero());
+        }
+        return is_valid_branch(hash, branch, execution_block_hash_gindex(fork), header.beacon.body_root);
+    }
+    if fork >= Fork::Gloas {
+        return false;
+    }
     if fork < Fork::Deneb && (header.execution.blob_gas_used != 0 || header.execution.excess_blob_gas != 0) {
         return false;
     }

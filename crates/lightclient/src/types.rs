@@ -3,9 +3,11 @@
 //! consensus specs define them.
 //!
 //! A header of a fork before Capella has no execution part (`execution` is the default, the
-//! branch empty); before Deneb the blob gas fields are zero. Branches keep the length they came
-//! with (Electra's are one node longer); [`crate::protocol`] checks them against the generalized
-//! index of the header's fork, as `is_valid_normalized_merkle_branch` does.
+//! branch empty); before Deneb the blob gas fields are zero. From Gloas on a header carries only
+//! an execution block hash (`execution_block_hash`) and its branch, and a header of an earlier
+//! slot inside Gloas data comes in that shape too. Branches keep the length they came with
+//! (Electra's are one node longer, Gloas's longer again); [`crate::protocol`] checks them against
+//! the generalized index of the header's fork, as `is_valid_normalized_merkle_branch` does.
 
 use alloy_primitives::{Address, Bloom, Bytes, FixedBytes, B256, U256};
 use serde::{Deserialize, Serialize};
@@ -84,15 +86,22 @@ pub struct ExecutionPayloadHeader {
     pub excess_blob_gas: u64,
 }
 
-/// `LightClientHeader`
+/// `LightClientHeader`, in either shape: the execution payload header with its branch (Capella
+/// to Fulu), or only the execution block hash with its branch (Gloas's shape, `execution` then
+/// default).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LightClientHeader {
     /// the beacon block header
     pub beacon: BeaconBlockHeader,
-    /// the execution payload header (Capella on; default before)
+    /// the execution payload header (Capella on; default before, and in Gloas's shape)
     #[serde(default)]
     pub execution: ExecutionPayloadHeader,
-    /// its branch to `beacon.body_root` (Capella on; empty before)
+    /// Gloas's shape: the execution block hash the header proves (for a Gloas block, its
+    /// payload bid's parent block hash; for an earlier one, its payload's block hash)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_block_hash: Option<B256>,
+    /// the branch of `execution` (or of `execution_block_hash`) to `beacon.body_root`
+    /// (Capella on; empty or zero before)
     #[serde(default)]
     pub execution_branch: Vec<B256>,
 }
@@ -178,27 +187,57 @@ pub struct LightClientOptimisticUpdate {
 // ---------------------------------------------------------------------------------------------
 // Generalized indices (`floorlog2` is the branch depth, the remainder the index in the subtree)
 
-/// `FINALIZED_ROOT_GINDEX` before Electra, and from Electra on.
-pub const FINALIZED_ROOT_GINDEX: (u64, u64) = (105, 169);
-/// `CURRENT_SYNC_COMMITTEE_GINDEX` before Electra, and from Electra on.
-pub const CURRENT_SYNC_COMMITTEE_GINDEX: (u64, u64) = (54, 86);
-/// `NEXT_SYNC_COMMITTEE_GINDEX` before Electra, and from Electra on.
-pub const NEXT_SYNC_COMMITTEE_GINDEX: (u64, u64) = (55, 87);
-/// `EXECUTION_PAYLOAD_GINDEX` (in the block body; unchanged through Fulu)
+/// A generalized index into `BeaconState` before Electra, from Electra on, and from Gloas on.
+pub type StateGindex = (u64, u64, u64);
+/// `FINALIZED_ROOT_GINDEX`, `…_ELECTRA`, `…_GLOAS`
+pub const FINALIZED_ROOT_GINDEX: StateGindex = (105, 169, 735);
+/// `CURRENT_SYNC_COMMITTEE_GINDEX`, `…_ELECTRA`, `…_GLOAS`
+pub const CURRENT_SYNC_COMMITTEE_GINDEX: StateGindex = (54, 86, 2945);
+/// `NEXT_SYNC_COMMITTEE_GINDEX`, `…_ELECTRA`, `…_GLOAS`
+pub const NEXT_SYNC_COMMITTEE_GINDEX: StateGindex = (55, 87, 2946);
+/// `EXECUTION_PAYLOAD_GINDEX` (in the block body, Capella to Fulu)
 pub const EXECUTION_PAYLOAD_GINDEX: u64 = 25;
+/// `EXECUTION_BLOCK_HASH_GINDEX`: the payload's `block_hash` in a Capella block body.
+pub const EXECUTION_BLOCK_HASH_GINDEX: u64 = 412;
+/// `EXECUTION_BLOCK_HASH_GINDEX_DENEB`: the payload's `block_hash` in a Deneb block body.
+pub const EXECUTION_BLOCK_HASH_GINDEX_DENEB: u64 = 812;
+/// `EXECUTION_BLOCK_HASH_GINDEX_GLOAS`: `signed_execution_payload_bid.message.parent_block_hash`
+/// in a Gloas block body.
+pub const EXECUTION_BLOCK_HASH_GINDEX_GLOAS: u64 = 2856;
 
 /// The depth of a generalized index (`floorlog2`).
 pub fn gindex_depth(gindex: u64) -> usize {
     (63 - gindex.leading_zeros()) as usize
 }
 
-/// The generalized index of `pair` for a header at `slot` (Electra's from its fork on).
-pub fn gindex_at(spec: &ChainSpec, pair: (u64, u64), slot: u64) -> u64 {
-    if spec.is_active(Fork::Electra, slot) {
-        pair.1
-    } else {
-        pair.0
+/// The generalized index of `gindex` for a header at `slot` (Electra's from its fork on,
+/// Gloas's from its).
+pub fn gindex_at(spec: &ChainSpec, gindex: StateGindex, slot: u64) -> u64 {
+    match spec.fork_at_slot(slot) {
+        f if f >= Fork::Gloas => gindex.2,
+        f if f >= Fork::Electra => gindex.1,
+        _ => gindex.0,
     }
+}
+
+/// The generalized index that proves a header's execution block hash in its block body, for a
+/// header at a slot of `fork` (Capella on) carried in Gloas's shape.
+pub fn execution_block_hash_gindex(fork: Fork) -> u64 {
+    match fork {
+        f if f >= Fork::Gloas => EXECUTION_BLOCK_HASH_GINDEX_GLOAS,
+        f if f >= Fork::Deneb => EXECUTION_BLOCK_HASH_GINDEX_DENEB,
+        _ => EXECUTION_BLOCK_HASH_GINDEX,
+    }
+}
+
+/// The root a Merkle `branch` (leaf's sibling first) leads to from `leaf` at `index` (the
+/// position among the leaves of a tree of depth `branch.len()`).
+pub fn branch_root(leaf: B256, branch: &[B256], index: u64) -> B256 {
+    let mut value = leaf;
+    for (i, node) in branch.iter().enumerate() {
+        value = if index >> i & 1 == 1 { hash_pair(node, &value) } else { hash_pair(&value, node) };
+    }
+    value
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,6 +279,11 @@ impl BeaconBlockHeader {
 impl ExecutionPayloadHeader {
     /// `hash_tree_root` in the layout of `fork` (Capella's 15 fields, or Deneb's 17 from Deneb on).
     pub fn root(&self, fork: Fork) -> B256 {
+        container_root(&self.field_roots(fork))
+    }
+
+    /// The roots of its fields in the layout of `fork`, in order: the leaves of [`Self::root`].
+    pub fn field_roots(&self, fork: Fork) -> Vec<B256> {
         let mut fee = B256::ZERO;
         fee[..20].copy_from_slice(self.fee_recipient.as_slice());
         let extra = tree_hash::mix_in_length(&merkle_root(&self.extra_data, 1), self.extra_data.len());
@@ -264,26 +308,50 @@ impl ExecutionPayloadHeader {
             leaves.push(u64_leaf(self.blob_gas_used));
             leaves.push(u64_leaf(self.excess_blob_gas));
         }
-        container_root(&leaves)
+        leaves
     }
 }
 
 impl LightClientHeader {
-    /// `get_lc_execution_root`: the execution payload header's root in the layout of the header's
-    /// own fork, zero before Capella.
+    /// `get_lc_execution_root`: zero before Capella; for a Gloas block, its execution block hash;
+    /// otherwise the execution payload header's root in the layout of the header's own fork
+    /// (in Gloas's shape, recomputed from the block hash and the inner part of its branch).
     pub fn execution_root(&self, spec: &ChainSpec) -> B256 {
         let fork = spec.fork_at_slot(self.beacon.slot);
-        if fork >= Fork::Capella {
-            self.execution.root(fork)
-        } else {
-            B256::ZERO
+        match self.execution_block_hash {
+            _ if fork < Fork::Capella => B256::ZERO,
+            None => self.execution.root(fork),
+            Some(hash) if fork >= Fork::Gloas => hash,
+            Some(hash) => {
+                // The branch runs from the block hash through the payload header (`block_hash`
+                // is field 12 of its 15, from Deneb 17, fields) on to the body root.
+                let in_payload: u64 = if fork >= Fork::Deneb { 32 + 12 } else { 16 + 12 };
+                let depth = gindex_depth(in_payload);
+                let inner =
+                    self.execution_branch.len().saturating_sub(gindex_depth(EXECUTION_PAYLOAD_GINDEX));
+                let Some(start) = inner.checked_sub(depth) else { return B256::ZERO };
+                branch_root(hash, &self.execution_branch[start..inner], in_payload % (1 << depth))
+            }
         }
+    }
+
+    /// The execution block this header names, `(number, hash)`; the number is unknown (`None`)
+    /// for a header in Gloas's shape. `None` before Capella.
+    pub fn execution_block(&self, spec: &ChainSpec) -> Option<(Option<u64>, B256)> {
+        if spec.fork_at_slot(self.beacon.slot) < Fork::Capella {
+            return None;
+        }
+        Some(match self.execution_block_hash {
+            Some(hash) => (None, hash),
+            None => (Some(self.execution.block_number), self.execution.block_hash),
+        })
     }
 
     /// Whether this is `LightClientHeader()`: every field zero.
     pub fn is_default(&self) -> bool {
         self.beacon == BeaconBlockHeader::default()
             && self.execution == ExecutionPayloadHeader::default()
+            && self.execution_block_hash.is_none_or(|h| h.is_zero())
             && self.execution_branch.iter().all(|n| n.is_zero())
     }
 }
@@ -377,8 +445,11 @@ struct Layout {
     execution: bool,
     /// the execution payload header has the blob gas fields (Deneb on)
     blob: bool,
-    /// branches are Electra's (one node longer)
-    electra: bool,
+    /// the header carries only the execution block hash (Gloas on)
+    hash_only: bool,
+    /// which of a [`StateGindex`]'s indices the state branches follow (0 before Electra, 1 from
+    /// Electra, 2 from Gloas)
+    state: u8,
     /// `SYNC_COMMITTEE_SIZE`
     committee: usize,
 }
@@ -388,16 +459,29 @@ impl Layout {
         Layout {
             execution: fork >= Fork::Capella,
             blob: fork >= Fork::Deneb,
-            electra: fork >= Fork::Electra,
+            hash_only: fork >= Fork::Gloas,
+            state: match fork {
+                f if f >= Fork::Gloas => 2,
+                f if f >= Fork::Electra => 1,
+                _ => 0,
+            },
             committee: spec.preset.sync_committee_size,
         }
     }
 
-    fn depth(self, pair: (u64, u64)) -> usize {
-        gindex_depth(if self.electra { pair.1 } else { pair.0 })
+    fn depth(self, gindex: StateGindex) -> usize {
+        gindex_depth(match self.state {
+            2 => gindex.2,
+            1 => gindex.1,
+            _ => gindex.0,
+        })
     }
 
+    /// The size of a header of this layout, when it is fixed.
     fn header_fixed(self) -> Option<usize> {
+        if self.hash_only {
+            return Some(112 + 32 + 32 * gindex_depth(EXECUTION_BLOCK_HASH_GINDEX_GLOAS));
+        }
         (!self.execution).then_some(112)
     }
 
@@ -491,6 +575,19 @@ impl Layout {
         if !self.execution {
             return Ok(LightClientHeader { beacon: Self::beacon(bytes)?, ..Default::default() });
         }
+        if self.hash_only {
+            let mut b = SszDecoderBuilder::new(bytes);
+            b.register_type_parameterized(true, 112)?;
+            b.register_type::<B256>()?;
+            self.register_branch(&mut b, gindex_depth(EXECUTION_BLOCK_HASH_GINDEX_GLOAS))?;
+            let mut d = b.build()?;
+            return Ok(LightClientHeader {
+                beacon: d.decode_next_with(Self::beacon)?,
+                execution_block_hash: Some(d.decode_next()?),
+                execution_branch: d.decode_next()?,
+                ..Default::default()
+            });
+        }
         let mut b = SszDecoderBuilder::new(bytes);
         b.register_type_parameterized(true, 112)?;
         b.register_anonymous_variable_length_item()?;
@@ -499,6 +596,7 @@ impl Layout {
         Ok(LightClientHeader {
             beacon: d.decode_next_with(Self::beacon)?,
             execution: d.decode_next_with(|s| self.execution(s))?,
+            execution_block_hash: None,
             execution_branch: d.decode_next()?,
         })
     }
@@ -601,7 +699,7 @@ fn decode_in_fork<T>(
 ) -> Result<T, LightClientError> {
     let candidates: Vec<Fork> = match fork {
         Some(f) => vec![f],
-        None => [Fork::Electra, Fork::Deneb, Fork::Capella, Fork::Altair].into(),
+        None => [Fork::Gloas, Fork::Electra, Fork::Deneb, Fork::Capella, Fork::Altair].into(),
     };
     let mut last = None;
     for f in candidates {
@@ -715,6 +813,13 @@ mod tests {
         assert_eq!(gindex_depth(CURRENT_SYNC_COMMITTEE_GINDEX.0), 5);
         assert_eq!(gindex_depth(NEXT_SYNC_COMMITTEE_GINDEX.1), 6);
         assert_eq!(gindex_depth(EXECUTION_PAYLOAD_GINDEX), 4);
+        let gloas = (FINALIZED_ROOT_GINDEX.2, CURRENT_SYNC_COMMITTEE_GINDEX.2, NEXT_SYNC_COMMITTEE_GINDEX.2);
+        assert_eq!((gindex_depth(gloas.0), gindex_depth(gloas.1), gindex_depth(gloas.2)), (9, 11, 11));
+        // The payload's `block_hash` (field 12) under the body's `execution_payload` (25): 16 leaves
+        // in Capella's payload header, 32 in Deneb's.
+        assert_eq!(EXECUTION_BLOCK_HASH_GINDEX, (EXECUTION_PAYLOAD_GINDEX << 4) | 12);
+        assert_eq!(EXECUTION_BLOCK_HASH_GINDEX_DENEB, (EXECUTION_PAYLOAD_GINDEX << 5) | 12);
+        assert_eq!(gindex_depth(EXECUTION_BLOCK_HASH_GINDEX_GLOAS), 11);
     }
 
     #[test]
@@ -726,12 +831,26 @@ mod tests {
                 base_fee_per_gas: U256::from(1_000_000_007u64),
                 ..Default::default()
             },
+            execution_block_hash: None,
             execution_branch: vec![B256::ZERO; 4],
         };
         let json = serde_json::to_value(&h).expect("json");
+        assert!(json.get("execution_block_hash").is_none(), "absent unless in Gloas's shape");
         assert_eq!(json["beacon"]["slot"], "7");
         assert_eq!(json["execution"]["base_fee_per_gas"], "1000000007");
         let back: LightClientHeader = serde_json::from_value(json).expect("back");
         assert_eq!(back, h);
+
+        // A Gloas header as the beacon API gives it: no `execution`, the block hash instead.
+        let hash = B256::repeat_byte(0xab);
+        let gloas = serde_json::json!({
+            "beacon": {"slot": "9", "proposer_index": "1", "parent_root": B256::ZERO,
+                       "state_root": B256::ZERO, "body_root": B256::ZERO},
+            "execution_block_hash": hash,
+            "execution_branch": vec![B256::ZERO; 11],
+        });
+        let h: LightClientHeader = serde_json::from_value(gloas).expect("gloas json");
+        assert_eq!((h.execution_block_hash, h.execution_branch.len()), (Some(hash), 11));
+        assert_eq!(h.execution, ExecutionPayloadHeader::default());
     }
 }
