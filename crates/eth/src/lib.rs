@@ -436,6 +436,62 @@ mod tests {
         assert!(check_rpc_header(4, &wrong_number).is_err());
     }
 
+    /// A header of a chain past Amsterdam (EIP-7928's `blockAccessListHash`, EIP-7843's
+    /// `slotNumber`) as a node returns it: its hash is that of the RLP of all 23 fields, in order,
+    /// computed here field by field.
+    #[test]
+    fn an_amsterdam_header_hashes_with_its_new_fields() {
+        use alloy_primitives::{keccak256, Address, Bloom, Bytes, B64, U256};
+        use alloy_rlp::Encodable as _;
+        let (bal, slot) = (B256::repeat_byte(0x1d), 13_000_000u64);
+        let fields: Vec<Box<dyn alloy_rlp::Encodable>> = vec![
+            Box::new(B256::repeat_byte(1)),
+            Box::new(B256::repeat_byte(2)),
+            Box::new(Address::repeat_byte(3)),
+            Box::new(B256::repeat_byte(4)),
+            Box::new(B256::repeat_byte(5)),
+            Box::new(B256::repeat_byte(6)),
+            Box::new(Bloom::repeat_byte(7)),
+            Box::new(U256::ZERO),
+            Box::new(24_000_000u64),
+            Box::new(60_000_000u64),
+            Box::new(21_000u64),
+            Box::new(1_790_000_000u64),
+            Box::new(Bytes::from_static(b"zkcoproc")),
+            Box::new(B256::repeat_byte(8)),
+            Box::new(B64::ZERO),
+            Box::new(7u64),
+            Box::new(B256::repeat_byte(9)),
+            Box::new(131_072u64),
+            Box::new(0u64),
+            Box::new(B256::repeat_byte(10)),
+            Box::new(B256::repeat_byte(11)),
+            Box::new(bal),
+            Box::new(slot),
+        ];
+        let payload: usize = fields.iter().map(|f| f.length()).sum();
+        let mut rlp = Vec::new();
+        alloy_rlp::Header { list: true, payload_length: payload }.encode(&mut rlp);
+        fields.iter().for_each(|f| f.encode(&mut rlp));
+        let hash = keccak256(&rlp);
+
+        let json = serde_json::json!({
+            "hash": hash, "parentHash": B256::repeat_byte(1), "sha3Uncles": B256::repeat_byte(2),
+            "miner": Address::repeat_byte(3), "stateRoot": B256::repeat_byte(4),
+            "transactionsRoot": B256::repeat_byte(5), "receiptsRoot": B256::repeat_byte(6),
+            "logsBloom": Bloom::repeat_byte(7), "difficulty": "0x0", "number": "0x16e3600",
+            "gasLimit": "0x3938700", "gasUsed": "0x5208", "timestamp": "0x6ab13b80",
+            "extraData": "0x7a6b636f70726f63", "mixHash": B256::repeat_byte(8), "nonce": "0x0000000000000000",
+            "baseFeePerGas": "0x7", "withdrawalsRoot": B256::repeat_byte(9), "blobGasUsed": "0x20000",
+            "excessBlobGas": "0x0", "parentBeaconBlockRoot": B256::repeat_byte(10),
+            "requestsHash": B256::repeat_byte(11), "blockAccessListHash": bal, "slotNumber": "0xc65d40",
+        });
+        let header: RpcHeader = serde_json::from_value(json).expect("rpc header");
+        let checked = check_rpc_header(24_000_000, &header).expect("the node's hash is the header's");
+        assert_eq!((checked.hash, &checked.rlp), (hash, &rlp));
+        assert_eq!(CheckedHeader::decode_rlp(&rlp).expect("fed as RLP"), checked);
+    }
+
     /// Answers every connection on `listener` with `response`.
     async fn answer_forever(listener: tokio::net::TcpListener, response: String) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -60,9 +60,12 @@ impl core::fmt::Display for EnvError {
 }
 
 /// The newest fork a header's own fields show (they cannot tell Osaka from Prague: a header
-/// with `requests_hash` counts as Osaka, the newest fork this build runs).
+/// with `requests_hash` counts as Osaka; one with Amsterdam's `block_access_list_hash` or
+/// `slot_number` is Amsterdam's).
 fn fork_of_fields(header: &Header) -> Result<SpecId, EnvError> {
-    Ok(if header.requests_hash.is_some() {
+    Ok(if header.block_access_list_hash.is_some() || header.slot_number.is_some() {
+        SpecId::AMSTERDAM
+    } else if header.requests_hash.is_some() {
         SpecId::OSAKA
     } else if header.excess_blob_gas.is_some() && header.parent_beacon_block_root.is_some() {
         SpecId::CANCUN
@@ -77,7 +80,9 @@ fn fork_of_fields(header: &Header) -> Result<SpecId, EnvError> {
 
 /// The fork a call at `header` runs under on chain `chain_id`: by the chain's schedule and the
 /// header's timestamp for the chains in [`SCHEDULES`] (the header's fields must agree with it),
-/// else the newest fork the header's fields show.
+/// else the newest fork the header's fields show. The schedules end at Osaka: a header of one of
+/// those chains after Osaka's activation that shows Amsterdam's fields runs as Amsterdam (the
+/// proven header shows the chain activated it; the date is not known to this build).
 pub fn spec(chain_id: u64, header: &Header) -> Result<SpecId, EnvError> {
     let by_fields = fork_of_fields(header)?;
     let Some((_, times)) = SCHEDULES.iter().find(|(id, _)| *id == chain_id) else { return Ok(by_fields) };
@@ -88,13 +93,11 @@ pub fn spec(chain_id: u64, header: &Header) -> Result<SpecId, EnvError> {
         .find(|(_, t)| header.timestamp >= **t)
         .map_or(SpecId::MERGE, |(s, _)| *s);
     // Osaka added no header field: a Prague header is an Osaka one by its fields.
-    let fields_agree = match expected {
-        SpecId::PRAGUE => by_fields == SpecId::OSAKA,
-        other => by_fields == other,
-    };
-    match fields_agree {
-        true => Ok(expected),
-        false => Err(EnvError::ForkMismatch { chain_id, expected }),
+    match (expected, by_fields) {
+        (SpecId::PRAGUE, SpecId::OSAKA) => Ok(SpecId::PRAGUE),
+        (SpecId::OSAKA, SpecId::AMSTERDAM) => Ok(SpecId::AMSTERDAM),
+        (expected, fields) if expected == fields => Ok(expected),
+        (expected, _) => Err(EnvError::ForkMismatch { chain_id, expected }),
     }
 }
 
@@ -108,6 +111,7 @@ pub fn block_env(header: &Header, spec: SpecId, blob_fraction: u64) -> BlockEnv 
         basefee: header.base_fee_per_gas.unwrap_or(0),
         difficulty: header.difficulty,
         prevrandao: spec.is_enabled_in(SpecId::MERGE).then_some(header.mix_hash),
+        slot_num: header.slot_number.unwrap_or(0),
         ..BlockEnv::default()
     };
     block.blob_excess_gas_and_price = None;
@@ -143,6 +147,15 @@ mod tests {
         assert_eq!(spec(1, &h), Ok(SpecId::OSAKA));
         // An unknown chain goes by the fields.
         assert_eq!(spec(31_337, &h), Ok(SpecId::OSAKA));
+        // Amsterdam's fields after Osaka: Amsterdam (the schedule does not know its date), with
+        // the header's slot for `SLOTNUM`; before Osaka they are not this chain's.
+        h.block_access_list_hash = Some(B256::ZERO);
+        h.slot_number = Some(13_000_000);
+        assert_eq!(spec(1, &h), Ok(SpecId::AMSTERDAM));
+        assert_eq!(spec(31_337, &h), Ok(SpecId::AMSTERDAM));
+        assert_eq!(block_env(&h, SpecId::AMSTERDAM, 5_007_716).slot_num, 13_000_000);
+        h.timestamp = 1_764_798_551 - 1;
+        assert_eq!(spec(1, &h), Err(EnvError::ForkMismatch { chain_id: 1, expected: SpecId::PRAGUE }));
         let mut pow = header(0);
         pow.difficulty = U256::from(1);
         assert_eq!(spec(31_337, &pow), Err(EnvError::PreMerge));
