@@ -58,6 +58,15 @@ fn wait_latest(api: &Api, n: u64, server: &Server) {
     });
 }
 
+/// `serve` arguments that follow the domain `ethereum` from `exec` with the light client on
+/// `beacon`, bootstrapped from the beacon block `root` of `network`, every 100 ms.
+fn follow_args(exec: &str, beacon: &str, root: B256, network: &str) -> Vec<String> {
+    let (domain, beacon, checkpoint) =
+        (format!("ethereum={exec}"), format!("ethereum={beacon}"), format!("ethereum=beacon:{root}"));
+    let args = ["--domain", &domain, "--beacon", &beacon, "--checkpoint", &checkpoint, "--network", network];
+    args.into_iter().chain(["--follow-interval-ms", "100"]).map(str::to_owned).collect()
+}
+
 /// An update finalizing anvil's block `block` at beacon slot `slot` (attested one slot later,
 /// signed the slot after that by the whole committee).
 fn finalizing(
@@ -92,25 +101,11 @@ fn the_light_client_decides_what_enters_the_root_and_liars_move_nothing() {
     beacon.publish(&finalizing(&chain, &anvil, 88, block_a, true));
     let exec = LyingRpc::start(&anvil.url).expect("proxy");
 
-    let (exec_arg, beacon_arg) = (format!("ethereum={}", exec.url()), format!("ethereum={}", beacon.url()));
-    let checkpoint_arg = format!("ethereum=beacon:{root}");
     let feeders = tmp.path().join("feeders");
     std::fs::write(&feeders, "feeder-1:0123456789abcdef0123456789abcdef\n").expect("secrets");
-    let feeders = feeders.to_str().expect("path");
-    let args = [
-        "--feeder-secret-file",
-        feeders,
-        "--domain",
-        &exec_arg,
-        "--beacon",
-        &beacon_arg,
-        "--checkpoint",
-        &checkpoint_arg,
-        "--network",
-        &network,
-        "--follow-interval-ms",
-        "100",
-    ];
+    let mut args = vec!["--feeder-secret-file".to_owned(), feeders.to_str().expect("path").to_owned()];
+    args.extend(follow_args(exec.url(), beacon.url(), root, &network));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let data = tmp.path().join("data");
     let mut server = Server::start(bin(), &data, "dev", &args).expect("server");
     let api = server.api();
@@ -261,21 +256,8 @@ fn a_gloas_chain_is_followed_through_the_block_hashes_it_names() {
     let root = beacon.add_bootstrap(&chain.bootstrap(&checkpoint));
     beacon.publish(&finalizing(&chain, &anvil, 88, block_a, true));
 
-    let (exec_arg, beacon_arg) = (format!("ethereum={}", anvil.url), format!("ethereum={}", beacon.url()));
-    let checkpoint_arg = format!("ethereum=beacon:{root}");
-    let network = network.to_str().expect("path");
-    let args = [
-        "--domain",
-        &exec_arg,
-        "--beacon",
-        &beacon_arg,
-        "--checkpoint",
-        &checkpoint_arg,
-        "--network",
-        network,
-        "--follow-interval-ms",
-        "100",
-    ];
+    let args = follow_args(&anvil.url, beacon.url(), root, network.to_str().expect("path"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     wait_latest(&api, block_a, &server);
