@@ -258,7 +258,7 @@ fn a_gloas_chain_is_followed_through_the_block_hashes_it_names() {
 
     let args = follow_args(&anvil.url, beacon.url(), root, network.to_str().expect("path"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
+    let mut server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("server");
     let api = server.api();
     wait_latest(&api, block_a, &server);
     let (_, root_view) = api.get("/v1/root").expect("root");
@@ -266,11 +266,23 @@ fn a_gloas_chain_is_followed_through_the_block_hashes_it_names() {
     assert_eq!(head["hash"], anvil.block_hash(block_a).expect("hash"), "{root_view}");
     assert_eq!(head["admitted_by"], "light_client", "{root_view}");
     assert_eq!(head["beacon_slot"], 88, "{root_view}");
+    // The view learns the finalized block's number once the block is inserted, and after a
+    // restart from the inserted head.
+    let shows_number = |api: &Api| {
+        let shown = poll(Duration::from_secs(10), || {
+            Ok((light_client(api)["light_client"]["finalized_block"] == json!(block_a)).then_some(()))
+        });
+        assert!(shown.is_ok(), "finalized_block never {block_a}: {}", light_client(api));
+    };
+    shows_number(&api);
     let (status, first) = api.get("/v1/domains/ethereum/blocks/2/opening").expect("opening");
     assert_eq!((status, &first["present"]), (200, &json!(true)), "the checkpoint's block: {first}");
     assert_eq!(first["block_hash"], anvil.block_hash(2).expect("hash"), "found by its hash: {first}");
     let (status, below) = api.get("/v1/domains/ethereum/blocks/1/opening").expect("opening");
     assert_eq!((status, &below["present"]), (200, &json!(false)), "nothing below the checkpoint: {below}");
+    server.kill();
+    let server = Server::start(bin(), &tmp.path().join("data"), "dev", &args).expect("restart");
+    shows_number(&server.api());
 }
 
 #[test]

@@ -37,6 +37,9 @@ const APPEND_CHUNK: usize = 1024;
 /// Pending anchors kept (older ones are ancestors of newer ones: dropping them only makes a
 /// segment longer).
 const MAX_ANCHORS: usize = 1024;
+/// Numbers of inserted anchors remembered for the view (the finalized and optimistic headers'
+/// blocks are among the newest).
+const NUMBERS_KEPT: usize = 16;
 /// A finalized header this many epochs behind the clock is stale (finality normally lags 2–3).
 const STALE_EPOCHS: u64 = 8;
 /// Rounds of `updates` requests per step (each up to 32 periods).
@@ -80,11 +83,12 @@ pub struct LightClientView {
     pub bootstrapped: bool,
     /// the finalized header's beacon slot
     pub finalized_slot: u64,
-    /// its execution block number (none before Capella)
+    /// its execution block number (none before Capella; for a header in Gloas's shape, which
+    /// names only the block's hash, none until that block is inserted)
     pub finalized_block: Option<u64>,
     /// the optimistic header's beacon slot
     pub optimistic_slot: u64,
-    /// its execution block number
+    /// its execution block number (as `finalized_block`)
     pub optimistic_block: Option<u64>,
     /// the finalized header's sync-committee period
     pub sync_committee_period: u64,
@@ -204,6 +208,9 @@ struct Follower {
     /// signature): the node serves the same one until a new one is made, and it is processed
     /// (and counted, and a refusal logged) once
     seen: [Option<(u64, u64, SignatureBytes)>; 2],
+    /// the numbers of the newest anchors inserted (or found inserted), by hash: a header in
+    /// Gloas's shape names only the hash, and the view shows its block's number from here
+    numbers: VecDeque<(B256, u64)>,
 }
 
 fn invalid(code: &'static str, message: String) -> CoordinatorError {
@@ -301,6 +308,7 @@ impl Coordinator {
             gvr: B256::ZERO,
             record: None,
             seen: [None; 2],
+            numbers: VecDeque::new(),
         };
         let mut warned = false;
         loop {
@@ -331,8 +339,12 @@ impl Coordinator {
         let Some((_, record)) = &f.record else { return };
         let store = &record.store;
         let spec = &lc.spec;
+        // A header in Gloas's shape names only the hash: its number is known once its anchor is
+        // inserted (after a restart, the stored record's anchors are inserted again, or found
+        // inserted, in the first step).
         let block = |h: &LightClientHeader| {
-            h.execution_block(spec).and_then(|(n, hash)| n.filter(|_| !hash.is_zero()))
+            let (number, hash) = h.execution_block(spec).filter(|(_, hash)| !hash.is_zero())?;
+            number.or_else(|| f.numbers.iter().find(|(inserted, _)| *inserted == hash).map(|(_, n)| *n))
         };
         let current_slot = f.slot_now(spec, Duration::ZERO);
         let view = LightClientView {
@@ -558,8 +570,13 @@ impl Coordinator {
         let Some((_, record)) = f.record.as_mut() else { return Ok(0) };
         let mut inserted = 0;
         while let Some(anchor) = record.anchors.front().copied() {
-            inserted += self.insert_to_anchor(domain, rpc, anchor).await?;
+            let (n, number) = self.insert_to_anchor(domain, rpc, anchor).await?;
+            inserted += n;
             record.anchors.pop_front();
+            f.numbers.push_back((anchor.hash, number));
+            if f.numbers.len() > NUMBERS_KEPT {
+                f.numbers.pop_front();
+            }
         }
         Ok(inserted)
     }
@@ -569,7 +586,7 @@ impl Coordinator {
         domain: &str,
         rpc: &RpcClient,
         anchor: Anchor,
-    ) -> Result<usize, CoordinatorError> {
+    ) -> Result<(usize, u64), CoordinatorError> {
         let admission =
             Admission::LightClient { beacon_slot: anchor.beacon_slot, optimistic: anchor.optimistic };
         let rpc_err = |e: zkcoproc_eth::EthError| invalid("domain_rpc", format!("{domain}: {e}"));
@@ -591,7 +608,7 @@ impl Coordinator {
             };
             refuse_unless(domain, &header, anchor.hash, "the light client verified")?;
             self.append_headers(domain, vec![header], Some(admission)).await?;
-            return Ok(1);
+            return Ok((1, number));
         };
         if number <= head_number {
             let key = zkcoproc_smt::key::<Sha2>(domain, number);
@@ -608,7 +625,7 @@ impl Coordinator {
                         anchor.beacon_slot
                     ),
                 )),
-                _ => Ok(0),
+                _ => Ok((0, number)),
             };
         }
         let len = number - head_number;
@@ -658,7 +675,7 @@ impl Coordinator {
             self.append_headers(domain, rest, Some(admission)).await?;
             rest = tail;
         }
-        Ok(n)
+        Ok((n, number))
     }
 }
 
