@@ -266,8 +266,8 @@ fn a_gloas_chain_is_followed_through_the_block_hashes_it_names() {
     assert_eq!(head["hash"], anvil.block_hash(block_a).expect("hash"), "{root_view}");
     assert_eq!(head["admitted_by"], "light_client", "{root_view}");
     assert_eq!(head["beacon_slot"], 88, "{root_view}");
-    // The view learns the finalized block's number once the block is inserted, and after a
-    // restart from the inserted head.
+    // The view learns the finalized block's number once the block is inserted, and again after
+    // a restart (from the stored record's anchor, found inserted).
     let shows_number = |api: &Api| {
         let shown = poll(Duration::from_secs(10), || {
             Ok((light_client(api)["light_client"]["finalized_block"] == json!(block_a)).then_some(()))
