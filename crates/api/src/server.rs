@@ -1,17 +1,27 @@
 //! The HTTP/1.1 server: hyper with deadlines on reading a request, and a cap on connections, so
-//! slow or idle clients cannot hold the service's sockets and memory.
+//! slow or idle clients cannot hold the service's sockets and memory. A request answered before
+//! its body was read (a refused key, a quota, a size) has the rest of its body read and
+//! discarded, up to [`UNREAD_BODY_DRAIN`] bytes within the body deadline: a client that writes
+//! its whole body before reading the answer gets the answer, not a reset connection.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Bytes, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
+
+/// Most bytes of a request's body read and discarded after an answer given before the body was
+/// read (the default body limit: what the route would have read); a longer body's connection is
+/// closed.
+pub const UNREAD_BODY_DRAIN: u64 = 32 << 20;
 
 /// Deadlines and caps of the HTTP server.
 #[derive(Clone, Debug)]
@@ -71,9 +81,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            app.clone().oneshot(req)
+        let body_deadline = limits.body_read_timeout;
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            async move {
+                let (back, mut returned) = tokio::sync::oneshot::channel();
+                let mut req = req.map(|body| Returning { body: Some(body), back: Some(back) });
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                let response = app.oneshot(req).await;
+                if let Ok(unread) = returned.try_recv() {
+                    tokio::spawn(drain(unread, body_deadline));
+                }
+                response
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -95,4 +115,61 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// A request's body that, dropped before its end, hands the rest back to be drained.
+struct Returning {
+    body: Option<Incoming>,
+    back: Option<tokio::sync::oneshot::Sender<Incoming>>,
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if let (Some(body), Some(back)) = (self.body.take(), self.back.take()) {
+            if !body.is_end_stream() {
+                let _ = back.send(body);
+            }
+        }
+    }
+}
+
+/// Reads and discards the rest of a body the answer did not need, up to [`UNREAD_BODY_DRAIN`]
+/// bytes within `deadline` (a body announced longer is not read: its connection is closed).
+async fn drain(mut body: Incoming, deadline: Duration) {
+    if body.size_hint().lower() > UNREAD_BODY_DRAIN {
+        return;
+    }
+    let read = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > UNREAD_BODY_DRAIN {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(deadline, read).await;
 }

@@ -202,6 +202,34 @@ fn quotas_answer_429_and_503_with_retry_after() {
     println!("quotas: service peak memory {} MiB", server.peak_memory_mib());
 }
 
+/// A client that writes its whole request before reading the answer (as many do) is told why
+/// a deploy was refused: the service answers 401 before reading the body, then reads the rest of
+/// it. Before, it closed the connection on the unread body and such a client saw a broken pipe
+/// or a reset, never the 401.
+#[test]
+fn a_refused_upload_is_answered_to_a_client_that_writes_it_whole_first() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = keyed_server(tmp.path(), &["--workers", "0"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let body = format!("{{\"controller\":\"{}\",\"circuit\":\"AA==\"}}", "A".repeat(8 << 20));
+    for _ in 0..3 {
+        let mut client = std::net::TcpStream::connect(&addr).expect("connect");
+        client.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let head = format!(
+            "POST /v1/programs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        client.write_all(head.as_bytes()).expect("headers");
+        client.write_all(body.as_bytes()).expect("the body is read, not refused with a reset");
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "no 401 after the body: {answer:?}");
+        assert!(answer.contains("unauthorized"), "{answer}");
+    }
+    let (status, _) = server.api().get("/health").expect("health");
+    assert_eq!(status, 200);
+}
+
 #[test]
 fn oversized_args_are_refused_before_parsing_and_slow_clients_are_cut_off() {
     let tmp = tempfile::tempdir().expect("tempdir");
